@@ -1,0 +1,521 @@
+"""The batched PyTorch molecular-dynamics engine (CPU and CUDA).
+
+:class:`TorchEngine` advances B independent KALJ systems of N particles in one set of tensor
+operations: dense Verlet neighbour lists (:mod:`tbotan.md.torch_neighbors`), shifted-force
+pair forces (:mod:`tbotan.md.torch_potential`), velocity Verlet with optional Bussi thermostat
+and FIRE (:mod:`tbotan.md.torch_integrators`).  Every system has its own box, thermostat
+temperature and random stream; a system gives the same trajectory alone and inside a batch.
+
+Example::
+
+    from tbotan.md import Integrator, make_engine
+    engine = make_engine("torch", device="cpu", compile=True)
+    sim = engine.simulation(batch, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=1))
+    sim.run(10_000)
+    print(sim.thermo().potential_energy)
+
+Blow-ups (non-finite coordinates, overlapping particles, runaway energy or temperature) stop
+the run with a :class:`~tbotan.md.SimulationError` that names the system, the step and the
+reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tbotan import kalj
+from tbotan.configuration import ConfigurationBatch
+from tbotan.md import (
+    BatchEvaluation,
+    Engine,
+    FireParameters,
+    Integrator,
+    MinimizeResult,
+    Simulation,
+    SimulationError,
+    Thermo,
+)
+from tbotan.md import torch_integrators as integ
+from tbotan.md import torch_neighbors as nl
+from tbotan.md.torch_kernels import make_kernels
+
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``'auto'`` → CUDA when available, else CPU; anything else as given (validated)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return dev
+
+
+class TorchEngine(Engine):
+    """Batched KALJ engine in PyTorch.
+
+    Args:
+        device: ``'auto'``, ``'cpu'`` or ``'cuda'`` (or ``'cuda:1'``…).
+        precision: ``'float64'`` (default; needed for FIRE to 1e-12) or ``'float32'``.
+        kernels: ``'auto'`` (native C++ kernels on CPU, ``torch.compile`` on CUDA),
+            ``'native'``, ``'compiled'`` or ``'eager'`` (plain torch, no compilation).
+        cuda_graphs: with compiled kernels on CUDA, capture them as CUDA graphs
+            (``mode='reduce-overhead'``).
+        skin: neighbour-list skin (σ_AA); lists are rebuilt per system when a particle of that
+            system has moved more than ``skin/2``.
+        check_interval: steps between blow-up checks.
+        max_potential_energy: U/N above which a system counts as blown up (ε).
+        max_temperature: kinetic temperature above which a system counts as blown up.
+        min_distance: smallest allowed ``r_ij / σ_μν``; closer pairs count as overlapping.
+        verify_neighbors: at every blow-up check, also compare the neighbour list with a
+            brute-force O(N²) search and fail if a pair inside its cut-off is missing (a
+            debugging and testing aid; slow for large N).
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        device: str = "auto",
+        precision: str = "float64",
+        kernels: str = "auto",
+        cuda_graphs: bool = False,
+        skin: float = 0.3,
+        check_interval: int = 100,
+        max_potential_energy: float = 100.0,
+        max_temperature: float = 100.0,
+        min_distance: float = 0.5,
+        verify_neighbors: bool = False,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if check_interval < 1:
+            raise ValueError(f"check_interval must be ≥ 1, got {check_interval}")
+        if not 0 < min_distance < 1:
+            raise ValueError(f"min_distance must lie in (0, 1) σ_μν, got {min_distance}")
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.radii = nl.ListRadii.create(skin)
+        self.check_interval = int(check_interval)
+        self.max_potential_energy = float(max_potential_energy)
+        self.max_temperature = float(max_temperature)
+        self.min_distance = float(min_distance)
+        self.verify_neighbors = bool(verify_neighbors)
+        self.kernels, self.coeff = make_kernels(
+            kernels, self.device, self.dtype, bool(cuda_graphs) and self.device.type == "cuda"
+        )
+
+    def describe(self) -> dict:
+        return {
+            "engine": self.name,
+            "torch_version": torch.__version__,
+            "device": str(self.device),
+            "precision": self.precision,
+            "kernels": self.kernels.name,
+            "skin": self.radii.skin,
+        }
+
+    # ------------------------------------------------------------------ public API
+    def evaluate(self, configurations: ConfigurationBatch) -> BatchEvaluation:
+        state = _State.create(self, configurations, need_velocities=False)
+        f, energy, virial, _ = state.energy_check()
+        return BatchEvaluation(
+            per_particle_energy=energy.double().cpu().numpy(),
+            forces=f.permute(1, 2, 0).double().cpu().numpy(),
+            virial=virial.double().cpu().numpy(),
+        )
+
+    def simulation(
+        self, configurations: ConfigurationBatch, integrator: Integrator
+    ) -> TorchSimulation:
+        return TorchSimulation(self, configurations, integrator)
+
+    def minimize(
+        self, configurations: ConfigurationBatch, fire: FireParameters | None = None
+    ) -> MinimizeResult:
+        return _minimize_fire(self, configurations, fire or FireParameters())
+
+
+class _State:
+    """Device-side state of a batch: coordinates, velocities, forces and neighbour lists."""
+
+    def __init__(self) -> None:
+        self.engine: TorchEngine
+        self.coords: torch.Tensor  # (3, B, N)
+        self.velocities: torch.Tensor  # (3, B, N)
+        self.forces: torch.Tensor  # (3, B, N)
+        self.images: torch.Tensor  # (3, B, N) int64
+        self.types: torch.Tensor  # (B, N) int64
+        self.box: torch.Tensor  # (B, 3)
+        self.reference: torch.Tensor  # (3, B, N) coordinates at the last list build
+        self.neighbors: torch.Tensor  # (B, N, K)
+        self.counts: torch.Tensor  # (B, N) valid entries per row
+        self.timestep: np.ndarray  # (B,) int64
+        self.capacity: int
+
+    @staticmethod
+    def create(engine: TorchEngine, conf: ConfigurationBatch, need_velocities: bool) -> _State:
+        if not isinstance(conf, ConfigurationBatch):
+            raise TypeError(f"expected a ConfigurationBatch, got {type(conf).__name__}")
+        if need_velocities and conf.velocities is None:
+            raise ValueError(
+                "the configurations carry no velocities: draw them first "
+                "(tbotan.configuration.maxwell_boltzmann_velocities)"
+            )
+        s = _State()
+        s.engine = engine
+        dev, dt = engine.device, engine.dtype
+
+        def soa(array, dtype):
+            # always a fresh copy: the kernels update coordinates in place
+            component_major = np.ascontiguousarray(np.moveaxis(array, 2, 0))
+            return torch.tensor(component_major, device=dev, dtype=dtype)
+
+        s.coords = soa(conf.positions, dt)
+        s.images = soa(conf.images, torch.int64)
+        vel = conf.velocities if conf.velocities is not None else np.zeros_like(conf.positions)
+        s.velocities = soa(vel, dt)
+        s.types = torch.as_tensor(conf.types, device=dev).to(torch.int64).contiguous()
+        s.box = torch.as_tensor(conf.box, device=dev).to(dt).contiguous()
+        s.timestep = conf.timestep.copy()
+        density = float(np.mean(conf.n_particles / conf.volume))
+        s.capacity = nl.default_capacity(density, engine.radii)
+        s.rebuild(None)
+        s._check_overlaps(context="in the initial configuration")
+        s.compute_forces()
+        return s
+
+    @property
+    def n_systems(self) -> int:
+        return self.types.shape[0]
+
+    def compute_forces(self) -> torch.Tensor:
+        self.forces = self.engine.kernels.forces(
+            self.coords, self.neighbors, self.counts, self.types, self.box
+        )
+        return self.forces
+
+    def energy_check(self):
+        """Forces, per-particle energies (B, N), virial (B,), min r/σ (B,) of the coordinates."""
+        return self.engine.kernels.energy_virial(
+            self.coords, self.neighbors, self.counts, self.types, self.box
+        )
+
+    def rebuild(self, systems: torch.Tensor | None) -> None:
+        """Wrap and rebuild the neighbour lists of ``systems`` (bool (B,) mask; None = all)."""
+        if systems is None:
+            idx = torch.arange(self.n_systems, device=self.coords.device)
+        else:
+            idx = torch.nonzero(systems).flatten()
+        coords = self.coords[:, idx]
+        finite = torch.isfinite(coords).all(dim=2).all(dim=0)
+        if not bool(finite.all()):
+            b = int(idx[~finite][0])
+            raise SimulationError(
+                f"system {b} blew up at step {int(self.timestep[b])}: non-finite coordinates "
+                "(NaN/inf); reduce dt or check the starting configuration"
+            )
+        wrapped, shift = nl.wrap(coords, self.box[idx])
+        self.coords[:, idx] = wrapped
+        self.images[:, idx] += shift
+        if systems is None:
+            self.reference = self.coords.clone()
+        else:
+            self.reference[:, idx] = wrapped
+        neighbors, counts = self.engine.kernels.build(
+            wrapped.contiguous(), self.types[idx], self.box[idx], self.engine.radii, self.capacity
+        )
+        longest = int(counts.max())
+        if longest > self.capacity:
+            # a row overflowed: widen every system's list (same layout for the whole batch)
+            self.capacity = nl.round_capacity(1.2 * longest)
+            self.rebuild(None)
+            return
+        # flat indices are relative to the sub-batch: shift them to the full batch
+        n = self.types.shape[1]
+        offset = (idx - torch.arange(idx.numel(), device=idx.device)) * n
+        neighbors = neighbors + offset.view(-1, 1, 1)
+        if systems is None:
+            self.neighbors, self.counts = neighbors.contiguous(), counts.contiguous()
+        else:
+            self.neighbors[idx] = neighbors
+            self.counts[idx] = counts
+
+    def _check_overlaps(self, context: str) -> None:
+        _, _, _, min_ratio = self.energy_check()
+        bad = torch.nonzero(min_ratio < self.engine.min_distance).flatten()
+        if bad.numel():
+            b = int(bad[0])
+            raise SimulationError(
+                f"system {b} {context}: particles overlap (closest pair at "
+                f"{float(min_ratio[b]):.3f} σ_μν < min_distance {self.engine.min_distance}); "
+                f"{_closest_pair_text(self, b)}"
+            )
+
+    def missing_pairs(self) -> torch.Tensor:
+        """(B,) number of pairs inside their cut-off that the neighbour list lacks (O(N²))."""
+        n_sys, n = self.types.shape
+        dev = self.coords.device
+        k = self.neighbors.shape[-1]
+        valid = torch.arange(k, device=dev).view(1, 1, k) < self.counts.unsqueeze(-1)
+        listed = torch.zeros((n_sys * n, n_sys * n), dtype=torch.bool, device=dev)
+        rows = torch.arange(n_sys * n, device=dev)[:, None].expand(-1, k)
+        flat = self.neighbors.reshape(n_sys * n, k)
+        valid = valid.reshape(n_sys * n, k)
+        listed[rows[valid], flat[valid]] = True
+        missing = torch.zeros(n_sys, dtype=torch.int64, device=dev)
+        cut_sq = self.engine.coeff.r_cut_sq
+        for b in range(n_sys):
+            x = self.coords[:, b].t()
+            d = x[:, None, :] - x[None, :, :]
+            d = d - self.box[b] * torch.round(d / self.box[b])
+            pair = 2 * self.types[b][:, None] + self.types[b][None, :]
+            eye = torch.eye(n, dtype=torch.bool, device=dev)
+            inside = ((d * d).sum(-1) < cut_sq[pair]) & ~eye
+            block = listed[b * n : (b + 1) * n, b * n : (b + 1) * n]
+            missing[b] = (inside & ~block).sum()
+        return missing
+
+    def check_blowup(self) -> None:
+        """Raise SimulationError naming the first system that blew up."""
+        if self.engine.verify_neighbors:
+            missing = self.missing_pairs()
+            if bool((missing > 0).any()):
+                b = int(torch.nonzero(missing)[0])
+                raise SimulationError(
+                    f"system {b} at step {int(self.timestep[b])}: the neighbour list misses "
+                    f"{int(missing[b])} pairs inside the cut-off"
+                )
+        _, energy, _, min_ratio = self.energy_check()
+        n = self.types.shape[1]
+        u = energy.sum(-1) / n
+        temperature = 2.0 * integ.kinetic_energy(self.velocities) / (3 * n - 3)
+        finite = torch.isfinite(self.coords).all(0).all(-1)
+        finite &= torch.isfinite(self.velocities).all(0).all(-1)
+        reasons = [
+            (~finite, lambda b: "non-finite coordinates or velocities (NaN/inf)"),
+            (
+                min_ratio < self.engine.min_distance,
+                lambda b: (
+                    f"overlapping particles (closest pair at {float(min_ratio[b]):.3f} "
+                    f"σ_μν); " + _closest_pair_text(self, b)
+                ),
+            ),
+            (
+                u > self.engine.max_potential_energy,
+                lambda b: (
+                    f"potential energy exploded (U/N = {float(u[b]):.4g} > "
+                    f"{self.engine.max_potential_energy})"
+                ),
+            ),
+            (
+                temperature > self.engine.max_temperature,
+                lambda b: (
+                    f"kinetic temperature exploded (T = {float(temperature[b]):.4g} > "
+                    f"{self.engine.max_temperature})"
+                ),
+            ),
+        ]
+        for mask, text in reasons:
+            bad = torch.nonzero(mask).flatten()
+            if bad.numel():
+                b = int(bad[0])
+                raise SimulationError(
+                    f"system {b} blew up at step {int(self.timestep[b])}: {text(b)}"
+                )
+
+    def to_configurations(self) -> ConfigurationBatch:
+        wrapped, shift = nl.wrap(self.coords, self.box)
+        return ConfigurationBatch(
+            positions=wrapped.permute(1, 2, 0).double().cpu().numpy(),
+            types=self.types.to(torch.int8).cpu().numpy(),
+            box=self.box.double().cpu().numpy(),
+            images=(self.images + shift).permute(1, 2, 0).cpu().numpy(),
+            velocities=self.velocities.permute(1, 2, 0).double().cpu().numpy(),
+            timestep=self.timestep.copy(),
+        )
+
+
+def _closest_pair_text(state: _State, b: int) -> str:
+    """Name the closest pair of system b (found with the NumPy reference search)."""
+    x = state.coords[:, b].t().double().cpu().numpy()
+    box = state.box[b].double().cpu().numpy()
+    types = state.types[b].cpu().numpy()
+    i, j = kalj.neighbor_pairs(x, box, 1.0)
+    if i.size == 0:
+        return "no pair closer than 1 σ_AA found"
+    d = kalj.minimum_image(x[i] - x[j], box)
+    ratio = np.sqrt((d * d).sum(1)) / kalj.SIGMA[types[i], types[j]]
+    k = int(np.argmin(ratio))
+    return f"particles {int(i[k])} and {int(j[k])} are {ratio[k]:.3f} σ_μν apart"
+
+
+class TorchSimulation(Simulation):
+    """A batch being integrated by :class:`TorchEngine` (see :class:`tbotan.md.Simulation`)."""
+
+    #: Thermostat noise is drawn for this many steps at a time.
+    NOISE_BLOCK = 256
+
+    def __init__(self, engine: TorchEngine, conf: ConfigurationBatch, integrator: Integrator):
+        self.engine = engine
+        self.integrator = integrator
+        self._state = _State.create(engine, conf, need_velocities=True)
+        b = self._state.n_systems
+        dev = engine.device
+        self._dt = torch.full((b,), integrator.dt, device=dev, dtype=engine.dtype)
+        kT = integrator.kT_per_system(b)
+        self._kT = None if kT is None else torch.as_tensor(kT, device=dev, dtype=torch.float64)
+        self._seed = torch.full((b,), integrator.seed, device=dev, dtype=torch.int64)
+        self._stream = torch.as_tensor(integrator.streams_per_system(b), device=dev)
+        self._dof = 3.0 * conf.n_particles - 3.0
+        self._half_skin_sq = (0.5 * engine.radii.skin) ** 2
+
+    @property
+    def timestep(self) -> np.ndarray:
+        return self._state.timestep.copy()
+
+    def run(self, n_steps: int) -> None:
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be ≥ 0, got {n_steps}")
+        s, kern = self._state, self.engine.kernels
+        s.rebuild(None)  # a run is a pure function of the state at its start
+        s.compute_forces()
+        noise = None
+        for step in range(n_steps):
+            s.coords, s.velocities, moved = kern.kick_drift_check(
+                s.coords, s.velocities, s.forces, s.reference, self._dt, self._half_skin_sq
+            )
+            if bool(moved.any()):
+                s.rebuild(moved)
+            s.compute_forces()
+            s.velocities = integ.kick(s.velocities, s.forces, self._dt)
+            s.timestep += 1
+            if self._kT is not None:
+                block = step % self.NOISE_BLOCK
+                if block == 0:
+                    noise = self._thermostat_noise(min(self.NOISE_BLOCK, n_steps - step))
+                s.velocities = integ.bussi_rescale(
+                    s.velocities,
+                    self._kT,
+                    self.integrator.dt,
+                    self.integrator.tau,
+                    self._dof,
+                    noise[0][:, block],
+                    noise[1][:, block],
+                )
+            if (step + 1) % self.engine.check_interval == 0:
+                s.check_blowup()
+        s.check_blowup()
+
+    def _thermostat_noise(self, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """R₁ and χ²(N_f − 1) of the next ``n_steps`` steps of every system, (B, n_steps) each.
+
+        The counter of the noise used after step t is t + 1 (the step being completed).
+        """
+        start = torch.as_tensor(self._state.timestep, device=self._seed.device) + 1
+        counters = start[:, None] + torch.arange(n_steps, device=self._seed.device)[None, :]
+        b = counters.shape[0]
+        seed = self._seed[:, None].expand(-1, n_steps).reshape(-1)
+        stream = self._stream[:, None].expand(-1, n_steps).reshape(-1)
+        r1, chi2 = integ.bussi_noise(self._dof, seed, stream, counters.reshape(-1))
+        return r1.view(b, n_steps), chi2.view(b, n_steps)
+
+    def state(self) -> ConfigurationBatch:
+        return self._state.to_configurations()
+
+    def thermo(self) -> Thermo:
+        s = self._state
+        _, energy, virial, _ = s.energy_check()
+        n = s.types.shape[1]
+        kinetic = integ.kinetic_energy(s.velocities).double()
+        volume = s.box.double().prod(-1)
+        return Thermo(
+            potential_energy=(energy.double().sum(-1) / n).cpu().numpy(),
+            kinetic_energy=(kinetic / n).cpu().numpy(),
+            temperature=(2.0 * kinetic / self._dof).cpu().numpy(),
+            pressure=((2.0 * kinetic + virial.double()) / (3.0 * volume)).cpu().numpy(),
+        )
+
+
+def _minimize_fire(
+    engine: TorchEngine, conf: ConfigurationBatch, fire: FireParameters
+) -> MinimizeResult:
+    """Batched FIRE with HOOMD-blue's semantics (see :class:`tbotan.md.FireParameters`).
+
+    Systems that have converged stop moving (their time step is set to zero) while the others
+    continue; every system's step count is its own.
+    """
+    if engine.dtype != torch.float64 and fire.force_tolerance < 1e-6:
+        raise ValueError(
+            f"FIRE to mean |F| < {fire.force_tolerance:g} needs precision 'float64' "
+            f"(the engine runs in {engine.precision})"
+        )
+    s = _State.create(engine, conf.with_velocities(None), need_velocities=False)
+    kern = engine.kernels
+    b = s.n_systems
+    dev, dtype = engine.device, engine.dtype
+    s.velocities = torch.zeros_like(s.coords)
+    dt = torch.full((b,), fire.initial_dt, device=dev, dtype=dtype)
+    alpha = torch.full((b,), fire.alpha_start, device=dev, dtype=dtype)
+    since_negative = torch.full((b,), fire.n_min + 1, device=dev, dtype=torch.int64)
+    steps = torch.zeros(b, device=dev, dtype=torch.int64)
+    active = torch.ones(b, device=dev, dtype=torch.bool)
+    mean_force = torch.full((b,), torch.inf, device=dev, dtype=dtype)
+    half_skin_sq = (0.5 * engine.radii.skin) ** 2
+
+    for iteration in range(fire.max_steps):
+        s.timestep = conf.timestep + iteration  # for error messages: the FIRE step
+        step_dt = torch.where(active, dt, torch.zeros_like(dt))
+        s.coords, s.velocities, moved = kern.kick_drift_check(
+            s.coords, s.velocities, s.forces, s.reference, step_dt, half_skin_sq
+        )
+        if bool(moved.any()):
+            s.rebuild(moved)
+        s.compute_forces()
+        s.velocities = integ.kick(s.velocities, s.forces, step_dt)
+        steps += active.to(torch.int64)
+        f_mag = torch.sqrt((s.forces * s.forces).sum(0)).mean(-1)
+        mean_force = torch.where(active, f_mag, mean_force)
+        # HOOMD-blue checks convergence after the step and before mixing
+        converged = active & (f_mag < fire.force_tolerance) & (steps > fire.min_steps)
+        active = active & ~converged
+        mixed, power = integ.fire_mix(s.velocities, s.forces, alpha, active)
+        s.velocities = mixed
+        positive = power > 0
+        since_negative = torch.where(active & positive, since_negative + 1, since_negative)
+        grow = active & positive & (since_negative > fire.n_min)
+        dt = torch.where(grow, torch.clamp(dt * fire.f_inc, max=fire.dt_max), dt)
+        alpha = torch.where(grow, alpha * fire.f_alpha, alpha)
+        shrink = active & ~positive
+        dt = torch.where(shrink, dt * fire.f_dec, dt)
+        alpha = torch.where(shrink, torch.full_like(alpha, fire.alpha_start), alpha)
+        since_negative = torch.where(shrink, torch.zeros_like(since_negative), since_negative)
+        s.velocities = torch.where(shrink.view(1, -1, 1), 0.0, s.velocities)
+        if (iteration + 1) % engine.check_interval == 0:
+            s.check_blowup()
+        if not bool(active.any()):
+            break
+    if bool(active.any()):
+        failed = torch.nonzero(active).flatten().tolist()
+        worst = ", ".join(f"system {i}: mean |F| = {float(mean_force[i]):.3g}" for i in failed[:5])
+        raise SimulationError(
+            f"FIRE did not converge to mean |F| < {fire.force_tolerance:g} within "
+            f"{fire.max_steps} steps for {len(failed)} of {b} configurations ({worst})"
+        )
+    s.rebuild(None)
+    _, energy, _, _ = s.energy_check()
+    result = s.to_configurations().with_velocities(None)
+    return MinimizeResult(
+        configurations=result,
+        energy=(energy.double().sum(-1) / conf.n_particles).cpu().numpy(),
+        steps=steps.cpu().numpy(),
+        mean_force=mean_force.double().cpu().numpy(),
+    )
