@@ -265,6 +265,32 @@ def evaluate(positions: np.ndarray, types: np.ndarray, box) -> Evaluation:
     )
 
 
+def cutoff_shift_correction(positions: np.ndarray, types: np.ndarray, box) -> np.ndarray:
+    """Per-particle energy to add to HOOMD-blue's ``ForceShiftedLJ`` energies.
+
+    HOOMD-blue's ``md.pair.ForceShiftedLJ`` (mode ``'none'``, the only one it accepts) reports
+    ``u(r) − (r − r_c) u'(r_c)`` without the constant ``−u(r_c)`` of Eq. 1; its forces are
+    exact.  Adding ``−½ Σ_{j: r_ij < r_c} u_μν(r_c)`` to each particle restores the
+    shifted-force energy.
+
+    Returns:
+        (N,) float64 correction (positive for KALJ, since u(r_c) < 0).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    types = np.asarray(types).astype(np.int64)
+    box = np.broadcast_to(np.asarray(box, dtype=np.float64), (3,)).copy()
+    i, j = neighbor_pairs(positions, box, max_cutoff())
+    delta = minimum_image(positions[i] - positions[j], box)
+    r = np.sqrt(np.einsum("pk,pk->p", delta, delta))
+    ti, tj = types[i], types[j]
+    inside = r < R_CUT[ti, tj]
+    shift = lj_energy(R_CUT, EPSILON, SIGMA)[ti[inside], tj[inside]]
+    correction = np.zeros(positions.shape[0])
+    np.add.at(correction, i[inside], -0.5 * shift)
+    np.add.at(correction, j[inside], -0.5 * shift)
+    return correction
+
+
 def pressure(virial: float, kinetic_energy: float, volume: float) -> float:
     """Pressure ``P = (2 K / 3 + W / 3) / V`` from the virial W and kinetic energy K (3D)."""
     return (2.0 * kinetic_energy + virial) / (3.0 * volume)
