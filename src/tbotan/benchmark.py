@@ -180,3 +180,18 @@ def write_json(result: dict, path: str | os.PathLike) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def format_md(result: dict) -> str:
+    """A short table of an MD benchmark result."""
+    lines = [
+        f"KALJ N = {result['workload']['n_particles']}, {result['workload']['precision']}, "
+        f"{result['machine']['processor']} ({result['machine']['torch_threads']} threads)",
+        f"{'engine':<8} {'batch':>5} {'replica-steps/s':>16}",
+    ]
+    for m in result["measurements"]:
+        rate = m["replica_steps_per_second"]
+        lines.append(f"{m['engine']:<8} {m['batch_size']:>5} {rate:>16,.1f}")
+    for key, value in result["ratios"].items():
+        lines.append(f"{key}: {value:.2f}x")
+    return "\n".join(lines)

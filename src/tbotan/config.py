@@ -1,0 +1,264 @@
+"""The pipeline configuration: loading, merging overlays, validation and derived quantities.
+
+One schema, ``workflow/schemas/config.schema.yaml``, defines every key with its default,
+bounds and description; Snakemake validates the workflow's config against it and this module
+loads it for the ``tbotan`` command, filling defaults the same way.  Beyond the schema,
+:func:`check_semantics` rejects combinations the schema cannot express (a temperature without
+τα when Table I sets the run length, duplicate temperatures, ...), naming the key at fault.
+
+A configuration is a plain nested ``dict``; the helpers below derive what stages need from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+SCHEMA_NAME = "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def schema_path() -> Path:
+    """The schema file: the checkout's workflow/schemas/, or the copy shipped in the package."""
+    here = Path(__file__).resolve()
+    candidates = [
+        here.parents[2] / "workflow" / "schemas" / SCHEMA_NAME,  # source checkout
+        here.parent / "data" / SCHEMA_NAME,  # installed package
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"configuration schema {SCHEMA_NAME} not found in {candidates}")
+
+
+def load_schema() -> dict:
+    with open(schema_path()) as fh:
+        return yaml.safe_load(fh)
+
+
+def _validator_with_defaults(schema: dict):
+    """A Draft-7 validator that fills in ``default`` values as it validates (as Snakemake does)."""
+    import jsonschema
+
+    base = jsonschema.Draft7Validator
+
+    def set_defaults(validator, properties, instance, schema_):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema_)
+
+    extended = jsonschema.validators.extend(base, {"properties": set_defaults})
+    return extended(schema)
+
+
+def _format_error(error) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        return f"{where}: {error.message} (unknown key; see workflow/schemas/{SCHEMA_NAME})"
+    return f"{where}: {error.message}"
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """Recursive merge of ``overlay`` into a copy of ``base`` (lists are replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def validate(config: dict) -> dict:
+    """Validate ``config`` against the schema, fill defaults and check semantics.
+
+    Returns:
+        A new, complete configuration dictionary.
+
+    Raises:
+        ConfigError: naming every offending key.
+    """
+    config = copy.deepcopy(config)
+    validator = _validator_with_defaults(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(map(_format_error, errors)))
+    # a second pass fills defaults inside items created by the first
+    list(validator.iter_errors(config))
+    check_semantics(config)
+    return config
+
+
+def load(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike, overrides: dict | None = None
+) -> dict:
+    """Load YAML files (later ones overlay earlier ones), apply ``overrides``, validate."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    config: dict = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        with open(path) as fh:
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of configuration keys")
+        config = merge(config, data)
+    if overrides:
+        config = merge(config, overrides)
+    return validate(config)
+
+
+def check_semantics(config: dict) -> None:
+    """Checks the schema cannot express; raise ConfigError naming the key."""
+    temps = [entry["T"] for entry in config["temperatures"]]
+    labels = [temperature_label(t) for t in temps]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"temperatures: duplicate temperatures {temps}")
+    if config["tau_alpha"]["source"] == "table":
+        for i, entry in enumerate(config["temperatures"]):
+            if "tau_alpha" not in entry:
+                raise ConfigError(
+                    f"temperatures[{i}] (T = {entry['T']}): tau_alpha is missing, and "
+                    "tau_alpha.source is 'table' (give Table I's value or set source: measured)"
+                )
+    if not any(entry["train"] for entry in config["temperatures"]):
+        raise ConfigError("temperatures: no temperature has train: true")
+    iso = config["iso"]
+    if iso["bond_out"] <= iso["bond_in"]:
+        raise ConfigError(
+            f"iso.bond_out ({iso['bond_out']}) must exceed iso.bond_in ({iso['bond_in']})"
+        )
+    slab = config["analysis"]["slab"]
+    if slab[1] <= slab[0]:
+        raise ConfigError(f"analysis.slab must be [z_min, z_max] with z_min < z_max, got {slab}")
+    training = config["training"]
+    if training["warmup_epochs"] > training["epochs"]:
+        raise ConfigError(
+            f"training.warmup_epochs ({training['warmup_epochs']}) exceeds training.epochs "
+            f"({training['epochs']})"
+        )
+    if config["engine"]["name"] == "hoomd":
+        from tbotan.md import hoomd_available
+
+        if not hoomd_available() and os.environ.get("TBOTAN_SKIP_ENGINE_CHECK") != "1":
+            raise ConfigError(
+                "engine.name: 'hoomd' was chosen but HOOMD-blue does not import here; run the "
+                "workflow with `--sdm conda` (environment envs/hoomd.yaml) or choose 'torch'/'auto'"
+            )
+
+
+# ---------------------------------------------------------------------------- derived values
+
+
+def temperature_label(T: float) -> str:
+    """Canonical text of a temperature for file names and wildcards: 0.44 → '0.44', 0.5 → '0.50'.
+
+    Two decimals as in the paper; more only when the value needs them (0.455 → '0.455').
+    """
+    T = float(T)
+    return f"{T:.2f}" if abs(round(T, 2) - T) < 1e-12 else f"{T:g}"
+
+
+def temperature_entry(config: dict, T: float | str) -> dict:
+    """The ``temperatures`` entry of T (float or label)."""
+    label = T if isinstance(T, str) else temperature_label(T)
+    for entry in config["temperatures"]:
+        if temperature_label(entry["T"]) == label:
+            return entry
+    raise ConfigError(f"temperature {label} is not in the configuration's temperatures")
+
+
+def temperature_labels(config: dict, role: str = "all") -> list[str]:
+    """Labels of all, training ('train') or test-only ('untrained') temperatures, ascending."""
+    entries = sorted(config["temperatures"], key=lambda e: e["T"])
+    if role == "train":
+        entries = [e for e in entries if e["train"]]
+    elif role == "untrained":
+        entries = [e for e in entries if not e["train"]]
+    elif role != "all":
+        raise ValueError(f"role must be all, train or untrained, got {role!r}")
+    return [temperature_label(e["T"]) for e in entries]
+
+
+def configurations_needed(config: dict, T: float | str) -> int:
+    """How many equilibrium configurations temperature T must provide (all splits)."""
+    entry = temperature_entry(config, T)
+    ds = config["dataset"]
+    if entry["train"]:
+        return ds["n_train"] + ds["n_validation"] + ds["n_test"]
+    return ds["n_test"]
+
+
+def samples_per_system(config: dict, T: float | str) -> int:
+    """Samples taken along each independent equilibrium trajectory at T."""
+    return math.ceil(configurations_needed(config, T) / config["equilibration"]["n_systems"])
+
+
+def split_sizes(config: dict, T: float | str) -> dict[str, int]:
+    """Configurations per split at T: {'train': ..., 'validation': ..., 'test': ...}."""
+    entry = temperature_entry(config, T)
+    ds = config["dataset"]
+    if entry["train"]:
+        return {"train": ds["n_train"], "validation": ds["n_validation"], "test": ds["n_test"]}
+    return {"train": 0, "validation": 0, "test": ds["n_test"]}
+
+
+def n_chunks(config: dict, T: float | str) -> int:
+    """Isoconfigurational jobs at T."""
+    return math.ceil(configurations_needed(config, T) / config["iso"]["configurations_per_chunk"])
+
+
+def section_hash(config: dict, keys: Iterable[str] | None = None) -> str:
+    """Short SHA-256 of (a subset of) the configuration, for provenance."""
+    data = config if keys is None else {k: config[k] for k in keys}
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def run_dir(config: dict) -> Path:
+    """Output folder of the run: <results_dir>/<run_name>."""
+    return Path(config["results_dir"]) / config["run_name"]
+
+
+def engine_options(config: dict) -> tuple[str, dict]:
+    """(name, options) for :func:`tbotan.md.make_engine` from the ``engine`` section."""
+    e = config["engine"]
+    name = e["name"]
+    from tbotan.md import hoomd_available
+
+    if name == "auto":
+        name = "hoomd" if hoomd_available() else "torch"
+    if name == "torch":
+        return name, {
+            "device": e["device"],
+            "precision": e["precision"],
+            "kernels": e["kernels"],
+            "cuda_graphs": e["cuda_graphs"],
+            "skin": e["skin"],
+            "check_interval": e["check_interval"],
+        }
+    return name, {"device": e["device"], "skin": e["skin"]}
+
+
+def fire_parameters(config: dict):
+    """:class:`tbotan.md.FireParameters` from the ``quench`` section."""
+    from tbotan.md import FireParameters
+
+    return FireParameters(**config["quench"])
