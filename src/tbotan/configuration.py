@@ -89,7 +89,7 @@ class ConfigurationBatch:
             raise ConfigurationError(f"box must have shape (B, 3) = ({n_sys}, 3), got {box.shape}")
         if not np.all(np.isfinite(box)) or np.any(box <= 0):
             raise ConfigurationError(f"box lengths must be positive and finite, got {box.tolist()}")
-        self.box = np.ascontiguousarray(box)
+        self.box = np.array(box, dtype=np.float64, order="C")  # own, writable copy
         if not np.all(np.isfinite(self.positions)):
             bad = np.argwhere(~np.isfinite(self.positions).all(axis=-1))[0]
             raise ConfigurationError(
