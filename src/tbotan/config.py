@@ -131,13 +131,13 @@ def check_semantics(config: dict) -> None:
     labels = [temperature_label(t) for t in temps]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"temperatures: duplicate temperatures {temps}")
-    if config["tau_alpha"]["source"] == "table":
-        for i, entry in enumerate(config["temperatures"]):
-            if "tau_alpha" not in entry:
-                raise ConfigError(
-                    f"temperatures[{i}] (T = {entry['T']}): tau_alpha is missing, and "
-                    "tau_alpha.source is 'table' (give Table I's value or set source: measured)"
-                )
+    for i, entry in enumerate(config["temperatures"]):
+        if "tau_alpha" not in entry:
+            raise ConfigError(
+                f"temperatures[{i}] (T = {entry['T']}): tau_alpha is missing; every temperature "
+                "needs Table I's value (or an estimate): it sets the equilibration and sampling "
+                "lengths, and the label time when tau_alpha.source is 'table'"
+            )
     if not any(entry["train"] for entry in config["temperatures"]):
         raise ConfigError("temperatures: no temperature has train: true")
     iso = config["iso"]
@@ -261,4 +261,5 @@ def fire_parameters(config: dict):
     """:class:`tbotan.md.FireParameters` from the ``quench`` section."""
     from tbotan.md import FireParameters
 
-    return FireParameters(**config["quench"])
+    fire = {k: v for k, v in config["quench"].items() if k != "batch_size"}
+    return FireParameters(**fire)

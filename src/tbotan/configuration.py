@@ -317,6 +317,7 @@ def write_gsd(
     """
     hoomd_gsd = _gsd()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if logs is not None and len(logs) != batch.n_systems:
         raise ValueError(f"got {len(logs)} log dictionaries for {batch.n_systems} systems")
     if mode == "w":

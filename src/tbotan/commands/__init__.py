@@ -6,6 +6,11 @@ and ``run(args) -> int``.  Modules import heavy dependencies inside ``run`` so t
 """
 
 COMMANDS = [
+    "equilibrate",
+    "tau-alpha",
+    "quench",
+    "iso",
+    "dataset",
     "import-botan",
     "benchmark",
 ]

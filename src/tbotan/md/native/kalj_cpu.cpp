@@ -25,7 +25,7 @@
 
 namespace {
 
-constexpr int64_t kGrain = 64;
+constexpr int64_t kGrain = 512;  // rows per task: small systems run on one thread
 
 struct PairTable {
   double c12[4], c6[4], rc2[4], ucut[4], ducut[4], rcut[4], sig2[4];
@@ -338,7 +338,7 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
     const scalar_t* ref = reference.data_ptr<scalar_t>();
     const scalar_t* h = dt.data_ptr<scalar_t>();
     double* m = row_max.data_ptr<double>();
-    at::parallel_for(0, BN, 256, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, BN, 16384, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t step = h[i / N];
         double d2 = 0;

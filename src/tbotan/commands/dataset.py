@@ -1,0 +1,41 @@
+"""Dataset files of one temperature from its label chunks (docs/formats.md).
+
+Joins the chunks written by ``tbotan iso`` and cuts them into ``T{T}_train.h5``,
+``T{T}_validation.h5`` and ``T{T}_test.h5`` (only the test file for temperatures the model does
+not train on).  Every file is validated as it is written.
+"""
+
+from __future__ import annotations
+
+from tbotan.commands.common import add_config_argument, load_config
+
+NAME = "dataset"
+HELP = "join label chunks into the train/validation/test files of one temperature"
+
+
+def add_arguments(parser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--temperature", required=True)
+    parser.add_argument("--chunks", nargs="+", required=True, help="label chunk files (.h5)")
+    parser.add_argument("--output-dir", required=True, help="folder of the dataset files")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from tbotan.dataset import write_dataset
+    from tbotan.labelling import assemble_splits, split_file_names
+
+    config = load_config(args)
+    T = float(args.temperature)
+    splits = assemble_splits(config, T, args.chunks)
+    names = split_file_names(config, T)
+    for split, content in splits.items():
+        path = Path(args.output_dir) / names[split]
+        write_dataset(path, content)
+        a = content.types == 0
+        print(
+            f"wrote {path}: {content.n_configurations} configurations, mean C_B(A) = "
+            f"{content.cb[a].mean():.4f}"
+        )
+    return 0

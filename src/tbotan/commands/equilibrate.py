@@ -1,0 +1,67 @@
+"""Equilibrium configurations at one temperature (PHYSICS.md §3).
+
+Independent systems run side by side in one batch: random start, melt, NVT at T for
+``equilibration_tau_alpha`` τα, then samples every ``sample_interval_tau_alpha`` τα.  The run
+checkpoints to ``<output>.ckpt/`` and resumes from there when restarted, with the same result.
+It refuses to write a state that fails the equilibration checks (energy drift over the second
+half of the equilibration, A-particle MSD between samples) unless
+``equilibration.allow_unequilibrated`` is set.
+"""
+
+from __future__ import annotations
+
+from tbotan.commands.common import add_config_argument, load_config, make_engine_from_config
+
+NAME = "equilibrate"
+HELP = "equilibrium configurations at one temperature (GSD + checks report)"
+
+
+def add_arguments(parser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--temperature", required=True, help="T, as in the configuration")
+    parser.add_argument("--output", required=True, help="GSD file of the samples")
+    parser.add_argument("--report", default=None, help="JSON report (default: <output>.json)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from tbotan.cli import UserError
+    from tbotan.configuration import write_gsd
+    from tbotan.io_utils import write_json
+    from tbotan.md.checkpoint import Checkpointer
+    from tbotan.md.protocols import EquilibrationError, EquilibrationParameters, equilibrate
+
+    config = load_config(args)
+    params = EquilibrationParameters.from_config(config, float(args.temperature))
+    engine = make_engine_from_config(config)
+    output = Path(args.output)
+    ckpt_dir = output.with_name(output.name + ".ckpt")
+    print(
+        f"equilibrating {params.n_systems} systems of N = {params.n_particles} at "
+        f"T = {params.temperature:g} ({engine.name} engine): {params.equilibration_time:g} time "
+        f"units, then {params.samples_per_system} samples {params.sample_interval:g} apart"
+    )
+    report_path = args.report or output.with_suffix(".json")
+    try:
+        result = equilibrate(engine, params, checkpoint_dir=ckpt_dir)
+    except EquilibrationError as exc:
+        write_json(report_path, {**exc.args[1].report, "engine": engine.describe()})
+        raise UserError(f"{exc} (report: {report_path}; checkpoints kept in {ckpt_dir})") from exc
+    result.report["engine"] = engine.describe()
+    logs = [
+        {"tbotan/system": np.array([s]), "tbotan/sample": np.array([k])}
+        for s, k in zip(result.system, result.sample, strict=True)
+    ]
+    write_gsd(output, result.samples, logs=logs)
+    write_json(report_path, result.report)
+    Checkpointer(ckpt_dir, "").clear()
+    report = result.report
+    status = "passed" if report["passed"] else "FAILED (allowed): " + "; ".join(report["failures"])
+    print(
+        f"wrote {output}: {result.samples.n_systems} configurations, <U/N> = "
+        f"{report['potential_energy_mean']:.5f}, equilibration checks {status}"
+    )
+    return 0

@@ -1,0 +1,205 @@
+"""From equilibrium and inherent structures to labelled chunks and dataset splits.
+
+:func:`label_chunk` runs the isoconfigurational replicas of one chunk of configurations and
+labels them; :func:`assemble_splits` joins the chunks of a temperature and cuts them into the
+train / validation / test files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from tbotan import config as cfgmod
+from tbotan.configuration import gsd_frame_count, read_gsd, read_gsd_logs
+from tbotan.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
+from tbotan.labels import configuration_labels
+from tbotan.md.protocols import IsoParameters, isoconfigurational, tau_alpha_for_labels
+
+
+def chunk_configurations(config: dict, T: float, chunk: int) -> np.ndarray:
+    """Indices of the equilibrium configurations of chunk ``chunk`` at T."""
+    per = config["iso"]["configurations_per_chunk"]
+    needed = cfgmod.configurations_needed(config, T)
+    return np.arange(chunk * per, min((chunk + 1) * per, needed))
+
+
+def label_chunk(
+    config: dict,
+    T: float,
+    chunk: int,
+    equilibrium_gsd: str | os.PathLike,
+    inherent_gsd: str | os.PathLike,
+    tau_alpha_json: str | os.PathLike | None,
+    engine,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> DatasetContent:
+    """Replicas and labels of one chunk, as dataset content (split ``chunk``)."""
+    ids = chunk_configurations(config, T, chunk)
+    if ids.size == 0:
+        raise ValueError(f"chunk {chunk} of T = {T:g} holds no configurations")
+    for path in (equilibrium_gsd, inherent_gsd):
+        if gsd_frame_count(path) <= ids[-1]:
+            raise ValueError(f"{path} has too few frames for chunk {chunk} (needs {ids[-1] + 1})")
+    thermal = read_gsd(equilibrium_gsd, frames=ids).with_velocities(None)
+    inherent = read_gsd(inherent_gsd, frames=ids)
+    tau_alpha, source = tau_alpha_for_labels(config, T, tau_alpha_json)
+    params = IsoParameters.from_config(config, T, tau_alpha, source)
+    final, extra = isoconfigurational(engine, thermal, ids, params, checkpoint_dir)
+    iso, box = config["iso"], float(thermal.box[0, 0])
+    graphs, graphs_ts, labels = [], [], []
+    start = thermal.unwrapped_positions()
+    for c in range(len(ids)):
+        lab = configuration_labels(
+            thermal_unwrapped=start[c],
+            final_unwrapped=final[c],
+            inherent=inherent.positions[c],
+            types=thermal.types[c],
+            box=box,
+            bond_in=iso["bond_in"],
+            bond_out=iso["bond_out"],
+            graph_cutoff=config["graph"]["cutoff"],
+            extra_final_unwrapped=None if extra is None else extra[:, c],
+        )
+        labels.append(lab)
+        graphs.append((lab.graph_is, lab.edge_is))
+        graphs_ts.append((lab.graph_ts, lab.edge_ts))
+    system = read_gsd_logs(equilibrium_gsd, "tbotan/system").ravel()[ids]
+    sample = read_gsd_logs(equilibrium_gsd, "tbotan/sample").ravel()[ids]
+    energy = read_gsd_logs(inherent_gsd, "tbotan/energy").ravel()[ids]
+    attrs = dict(
+        temperature=float(T),
+        tau_alpha=float(tau_alpha),
+        tau_alpha_source=source,
+        label_time=float(params.label_time),
+        n_replicas=int(params.n_replicas),
+        box_length=box,
+        bond_in=float(iso["bond_in"]),
+        bond_out=float(iso["bond_out"]),
+        graph_cutoff=float(config["graph"]["cutoff"]),
+        engine=engine.describe(),
+        package_versions=package_versions(),
+        config_hash=cfgmod.section_hash(config),
+        seeds=[int(config["seed"]), int(params.seed)],
+        split="chunk",
+        source="pipeline",
+        ensemble=params.ensemble,
+        chunk=int(chunk),
+        configurations=ids.tolist(),
+        git_commit=git_commit() or "",
+    )
+    extra_times = None
+    cb_extra = None
+    if extra is not None:
+        extra_times = np.array([t / tau_alpha for t in params.extra_times if t < params.label_time])
+        cb_extra = np.stack([lab.cb_extra for lab in labels])
+    return DatasetContent(
+        attrs=attrs,
+        types=thermal.types,
+        thermal_positions=thermal.positions,
+        inherent_positions=inherent.positions,
+        inherent_energy=energy,
+        cb=np.stack([x.cb for x in labels]),
+        propensity=np.stack([x.propensity for x in labels]),
+        n_bonds=np.stack([x.n_bonds for x in labels]),
+        graph=Graph.concatenate(graphs),
+        graph_ts=Graph.concatenate(graphs_ts),
+        origin=np.stack([system, sample], axis=1),
+        extra_times=extra_times,
+        cb_extra=cb_extra,
+    )
+
+
+SPLIT_ORDER = ("test", "validation", "train")
+
+
+def assemble_splits(config: dict, T: float, chunk_files: Sequence[str | os.PathLike]):
+    """Join the label chunks of T and cut them into splits.
+
+    Configurations are ordered as in the equilibrium file (system-major), and the splits take
+    consecutive blocks in the order test, validation, train, so that the few configurations of
+    one independent system fall into one split wherever possible.
+
+    Returns:
+        {split: DatasetContent} for the splits of T (only ``test`` for untrained temperatures).
+    """
+    parts = [DatasetFile(p) for p in chunk_files]
+    for p in parts:
+        if abs(p.temperature - T) > 1e-9:
+            raise ValueError(f"{p.path} holds T = {p.temperature}, not {T}")
+    contents = sorted((p.load() for p in parts), key=lambda c: c.attrs["chunk"])
+    ids = np.concatenate([c.attrs["configurations"] for c in contents])
+    needed = cfgmod.configurations_needed(config, T)
+    if not np.array_equal(ids, np.arange(needed)):
+        raise ValueError(
+            f"label chunks of T = {T:g} cover configurations {ids.min()}..{ids.max()} "
+            f"({ids.size} of {needed}); some chunk is missing or duplicated"
+        )
+    joined = _concatenate(contents)
+    sizes = cfgmod.split_sizes(config, T)
+    out, first = {}, 0
+    for split in SPLIT_ORDER:
+        if sizes[split] == 0:
+            continue
+        idx = np.arange(first, first + sizes[split])
+        first += sizes[split]
+        out[split] = _select(joined, idx, split)
+    return out
+
+
+def _concatenate(contents: list[DatasetContent]) -> DatasetContent:
+    def graph(name):
+        per = []
+        for c in contents:
+            g = getattr(c, name)
+            per.extend(g.edges_of(i) for i in range(c.n_configurations))
+        return Graph.concatenate(per)
+
+    extra = [c.cb_extra for c in contents]
+    attrs = dict(contents[0].attrs)
+    attrs.pop("chunk", None)
+    attrs["configurations"] = np.concatenate([c.attrs["configurations"] for c in contents]).tolist()
+    return DatasetContent(
+        attrs=attrs,
+        types=np.concatenate([c.types for c in contents]),
+        thermal_positions=np.concatenate([c.thermal_positions for c in contents]),
+        inherent_positions=np.concatenate([c.inherent_positions for c in contents]),
+        inherent_energy=np.concatenate([c.inherent_energy for c in contents]),
+        cb=np.concatenate([c.cb for c in contents]),
+        propensity=np.concatenate([c.propensity for c in contents]),
+        n_bonds=np.concatenate([c.n_bonds for c in contents]),
+        graph=graph("graph"),
+        graph_ts=graph("graph_ts"),
+        origin=np.concatenate([c.origin for c in contents]),
+        extra_times=contents[0].extra_times,
+        cb_extra=None if any(e is None for e in extra) else np.concatenate(extra),
+    )
+
+
+def _select(content: DatasetContent, idx: np.ndarray, split: str) -> DatasetContent:
+    attrs = dict(content.attrs)
+    attrs["split"] = split
+    attrs["configurations"] = [attrs["configurations"][i] for i in idx]
+    return DatasetContent(
+        attrs=attrs,
+        types=content.types[idx],
+        thermal_positions=content.thermal_positions[idx],
+        inherent_positions=content.inherent_positions[idx],
+        inherent_energy=content.inherent_energy[idx],
+        cb=content.cb[idx],
+        propensity=content.propensity[idx],
+        n_bonds=content.n_bonds[idx],
+        graph=Graph.concatenate([content.graph.edges_of(i) for i in idx]),
+        graph_ts=Graph.concatenate([content.graph_ts.edges_of(i) for i in idx]),
+        origin=content.origin[idx],
+        extra_times=content.extra_times,
+        cb_extra=None if content.cb_extra is None else content.cb_extra[idx],
+    )
+
+
+def split_file_names(config: dict, T: float) -> dict[str, str]:
+    """{split: file name} of the dataset files of T, e.g. {'test': 'T0.50_test.h5'}."""
+    label = cfgmod.temperature_label(T)
+    return {s: f"T{label}_{s}.h5" for s, n in cfgmod.split_sizes(config, T).items() if n}
