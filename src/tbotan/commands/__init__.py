@@ -6,5 +6,6 @@ and ``run(args) -> int``.  Modules import heavy dependencies inside ``run`` so t
 """
 
 COMMANDS = [
+    "figures",
     "benchmark",
 ]
