@@ -25,7 +25,7 @@ import yaml
 
 from tbotan import config as cfg
 from tbotan import kalj
-from tbotan.analysis import VARIANT_GRAPH, ModelId, write_predictions
+from tbotan.analysis import VARIANT_GRAPH, VARIANTS, ModelId, write_predictions
 from tbotan.dataset import DatasetContent, Graph, write_dataset
 from tbotan.neighbors import graph_edges
 
@@ -168,7 +168,9 @@ def make_predictions(
     path: Path, content: DatasetContent, model: ModelId, noise: float, dataset_path: Path
 ) -> None:
     """Synthetic predictions of ``model`` for a dataset (labels degraded by ``noise``)."""
-    rng = np.random.default_rng([model.seed, int(1000 * model.lambda_global), len(model.variant)])
+    rng = np.random.default_rng(
+        [model.seed, int(1000 * model.lambda_global), VARIANTS.index(model.variant)]
+    )
     T = float(content.attrs["temperature"])
     cb = content.cb.astype(np.float64)
     mean = cb.mean(axis=1, keepdims=True)

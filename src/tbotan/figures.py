@@ -195,7 +195,8 @@ def _seeds_text(run: RunAnalysis, group: Group) -> str:
 
 
 def _t_title(run: RunAnalysis, label: str) -> str:
-    return f"$T = {label}$" + ("" if run.trained(label) else " (untrained)")
+    """Panel title of a temperature; untrained ones say so on a second line (drawn red)."""
+    return f"$T = {label}$" + ("" if run.trained(label) else "\n(untrained)")
 
 
 def _cb_symbol(run: RunAnalysis, label: str) -> str:
@@ -260,11 +261,11 @@ def _t_ticks(axis) -> None:
 
 
 def _t_colors(run: RunAnalysis) -> dict[str, tuple]:
-    """One colour per temperature, cold (dark blue) to hot (orange), readable on white."""
+    """One colour per temperature, cold (dark blue) to hot (orange), evenly spaced by rank so
+    that close temperatures stay distinguishable."""
     cmap = matplotlib.colormaps["plasma"]
-    temps = [t.T for t in run.temperatures]
-    span = (max(temps) - min(temps)) or 1.0
-    return {t.label: cmap(0.8 * (t.T - min(temps)) / span) for t in run.temperatures}
+    n = len(run.temperatures)
+    return {t.label: cmap(0.85 * k / max(n - 1, 1)) for k, t in enumerate(run.temperatures)}
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -309,8 +310,8 @@ def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
     gs = fig.add_gridspec(
         n_rows + 2,
         n_cols,
-        height_ratios=[1] * n_rows + [0.15, 0.06],
-        hspace=0.2,
+        height_ratios=[1] * n_rows + [0.02, 0.06],
+        hspace=0.22,
         wspace=0.1,
         top=1 - 0.45 / height,
         bottom=0.05,
@@ -332,13 +333,14 @@ def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
         for i, ((g, _), v) in enumerate(zip(rows, values, strict=True)):
             ax = fig.add_subplot(gs[i, j])
             discs = _map_panel(ax, t.slab_xy, t.slab_types, v, t.box_length, norm, cmap)
-            _letter(ax, i * n_cols + j)
-            if i == 0:
-                ax.set_title(
-                    _t_title(run, label),
-                    color=TRAINED_COLOR if t.trained else UNTRAINED_COLOR,
-                    pad=9,
-                )
+            letter = f"({chr(ord('a') + i * n_cols + j)})"
+            ax.set_title(
+                f"{letter} {_t_title(run, label)}" if i == 0 else letter,
+                loc="left",
+                color=TRAINED_COLOR if t.trained or i > 0 else UNTRAINED_COLOR,
+            )
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(MaxNLocator(4, integer=True, prune="upper"))
             if j == 0:
                 name = "MD" if g == "MD" else f"T-BOTAN {VARIANT_STYLE[g.variant][2]}"
                 ax.set_ylabel(name + "\n" + r"$y\ [\sigma_{AA}]$")
@@ -411,7 +413,7 @@ def _sb_figure(
     (group, legend text, colour, marker): mean over seeds, band ± std over seeds."""
     n_rows, n_cols = _grid(len(labels), max_cols=3 if len(labels) in (5, 6) else 4)
     width = min(DOUBLE_COLUMN, 0.5 + 1.75 * n_cols)
-    fig = Figure(figsize=(width, 0.55 + 1.85 * n_rows))
+    fig = Figure(figsize=(width, 0.7 + 1.9 * n_rows))
     axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k >= len(labels):
@@ -447,10 +449,20 @@ def _sb_figure(
         if k // n_cols == n_rows - 1 or k + n_cols >= len(labels):
             ax.set_xlabel(Q_LABEL)
             ax.tick_params(labelbottom=True)
-    axes.flat[0].legend(loc="best")
+    handles, texts = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        texts,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=len(texts),
+        handlelength=2.2,
+    )
     _log_ticks(axes.flat[0], "x")
     _log_ticks(axes.flat[0], "y")
-    fig.subplots_adjust(wspace=0.06, hspace=0.2)
+    two_lines = any(not run.trained(label) for label in labels[:n_cols])
+    height = fig.get_figheight()
+    fig.subplots_adjust(wspace=0.06, hspace=0.3, top=1 - (0.42 if two_lines else 0.28) / height)
     return fig
 
 
@@ -594,7 +606,9 @@ def _t_pred_groups(run: RunAnalysis, groups: list[Group], styles) -> Figure:
     ax = fig.add_subplot()
     handles = []
     temps = [t.T for t in run.temperatures]
-    step = 0.025 * ((max(temps) - min(temps)) or 1.0)  # side-by-side symbols, not on top
+    # side-by-side symbols rather than on top of each other, well within the T spacing
+    gaps = np.diff(sorted(temps))
+    step = min(0.025 * ((max(temps) - min(temps)) or 1.0), 0.15 * (gaps.min() if gaps.size else 1))
     for i, (g, (color, marker, text)) in enumerate(zip(groups, styles, strict=True)):
         dx = (i - (len(groups) - 1) / 2) * step
         if _t_pred_series(run, ax, g, color, marker, None, dx=dx):
@@ -674,7 +688,7 @@ def fig10_t_pred_distribution(run: RunAnalysis) -> Figure:
 # ============================================================================ embeddings
 
 
-def _matrix_panel(fig, ax, matrix, labels, run: RunAnalysis, title: str, vmax: float):
+def _matrix_panel(fig, ax, matrix, labels, run: RunAnalysis, title: str, vmax: float, symbol: str):
     im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
     ticks = np.arange(len(labels))
     ax.set_xticks(ticks, labels)
@@ -699,7 +713,7 @@ def _matrix_panel(fig, ax, matrix, labels, run: RunAnalysis, title: str, vmax: f
     ax.set_ylabel(r"$T_i$")
     ax.set_title(title, fontsize=7)
     cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cbar.set_label(r"$D(T_i, T_j)$")
+    cbar.set_label(symbol)
     cbar.ax.tick_params(labelsize=6)
 
 
@@ -726,6 +740,7 @@ def fig05_embedding_distance(run: RunAnalysis) -> Figure:
         run,
         f"(a) Eq. (12), embeddings averaged over {len(seeds)} seed{'s' if two else ''}",
         vmax,
+        r"$D(T_i, T_j)$",
     )
     if two:
         _matrix_panel(
@@ -736,6 +751,7 @@ def fig05_embedding_distance(run: RunAnalysis) -> Figure:
             run,
             r"(b) per-seed $D_s$, averaged over seeds",
             vmax,
+            r"$\langle D_s(T_i, T_j) \rangle_s$",
         )
     fig.text(0.5, -0.04, "untrained temperatures in red", ha="center", fontsize=6, color="0.3")
     fig.subplots_adjust(wspace=0.45)
