@@ -113,3 +113,14 @@ def test_cli_reports_missing_or_damaged_inputs_in_one_line(tmp_path, capsys):
     assert main(["figures", "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot read predictions file" in err and "T0.50_test.h5" in err and "\n" not in err
+
+
+def test_partial_predictions_use_the_seeds_that_exist(tmp_path):
+    run_dir = make_synthetic_run(tmp_path, n_test=2, models=MODELS[:2])
+    (run_dir / "predictions" / "is+ts_lg0.01_s0" / "T0.50_test.h5").unlink()
+    run = analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    assert any("is+ts_lg0.01_s0: no predictions at T = 0.50" in n for n in run.notes)
+    assert run.pearson(run.main_group, "0.50", "node").seeds == [1]
+    assert run.embedding_distances(run.main_group)["labels"] == ["0.44", "0.64"]
+    fig = figures.fig02_cb_maps(run)  # seed 1 is the one with every temperature
+    assert "seed 1" in fig.get_suptitle()

@@ -57,6 +57,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from tbotan import kalj
 from tbotan.analysis import Group, RunAnalysis, summarise, summary_markdown
+from tbotan.config import temperature_labels
 
 #: Figure widths (inches): one and two columns of a two-column journal page.
 SINGLE_COLUMN = 3.4
@@ -300,8 +301,14 @@ def _map_panel(ax, xy, types, values, box_length, norm, cmap) -> EllipseCollecti
 
 
 def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
-    """Rows: MD, then one row per model group (its first seed); columns: temperatures."""
-    rows = [("MD", None)] + [(g, run.seeds(g)[0]) for g in groups]
+    """Rows: MD, then one row per model group (its first seed with predictions at every T of
+    ``labels``); columns: temperatures."""
+    rows: list = [("MD", None)]
+    for g in groups:
+        complete = [m for m in run.seeds(g) if all((m.name, t) in run.results for t in labels)]
+        if not complete:
+            raise FigureSkipped(f"no seed of {g.name} has predictions at every T of {labels}")
+        rows.append((g, complete[0]))
     n_rows, n_cols = len(rows), len(labels)
     panel = min(1.65, (DOUBLE_COLUMN - 0.6) / n_cols)
     height = 0.6 + panel * (n_rows + 0.45)
@@ -845,13 +852,7 @@ def fig06_loss(run: RunAnalysis) -> Figure:
     models = [m for m in run.seeds(group) if m.name in run.metrics]
     if not models:
         raise FigureSkipped(f"no metrics.csv of the main model {group.name}_s*")
-    train_labels = [t.label for t in run.temperatures if t.trained] or [
-        t.label for t in run.temperatures
-    ]
-    from tbotan.config import temperature_labels
-
-    cfg_train = temperature_labels(run.config, "train")
-    lowest = cfg_train[0] if cfg_train else train_labels[0]
+    lowest = temperature_labels(run.config, "train")[0]  # the config has one at least
     columns = set().union(*(run.metrics[m.name] for m in models))
     val_t = sorted(
         {c.split("_T", 1)[1] for c in columns if c.startswith(("val_pearson_T", "val_t_pred_T"))},
