@@ -42,7 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from tbotan.config import temperature_label
-from tbotan.dataset import GRAPHS, DatasetContent, DatasetError, DatasetFile
+from tbotan.dataset import (
+    GRAPHS,
+    DatasetContent,
+    DatasetError,
+    DatasetFile,
+    _decode,  # HDF5 attribute → Python value, as for datasets
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +198,7 @@ def read_predictions(path: str | os.PathLike, dataset: DatasetFile | None = None
         raise PredictionsError(f"predictions file not found: {path}")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
             if attrs.get("kind") != PREDICTIONS_KIND:
                 raise PredictionsError(
                     f"{path} is not a tbotan predictions file (kind = {attrs.get('kind')!r})"
@@ -243,19 +249,6 @@ def _check_against_dataset(pred: Predictions, dataset: DatasetFile) -> None:
             f"{where}: 'edge' has shape {pred.edge.shape}, expected ({n_edges},) "
             f"(the edges of {pred.edge_graph})"
         )
-
-
-def _decode_attr(value):
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # ============================================================================ model ids
@@ -325,10 +318,13 @@ def pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     dx = x - x.mean(axis=axis, keepdims=True)
     dy = y - y.mean(axis=axis, keepdims=True)
-    num = (dx * dy).sum(axis=axis)
-    den = np.sqrt((dx * dx).sum(axis=axis) * (dy * dy).sum(axis=axis))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return _rho((dx * dy).sum(axis=axis), (dx * dx).sum(axis=axis), (dy * dy).sum(axis=axis))
+
+
+def _rho(sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray) -> np.ndarray:
+    """ρ = Σδxδy / sqrt(Σδx² Σδy²) from the sums; NaN where a variance vanishes."""
+    den = np.sqrt(sxx * syy)
+    return np.where(den > 0, sxy / np.where(den > 0, den, 1.0), np.nan)
 
 
 def node_pearson(
@@ -350,10 +346,7 @@ def node_pearson(
     n = w.sum(axis=1, keepdims=True)
     dx = (prediction - (w * prediction).sum(axis=1, keepdims=True) / n) * w
     dy = (target - (w * target).sum(axis=1, keepdims=True) / n) * w
-    num = (dx * dy).sum(axis=1)
-    den = np.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return _rho((dx * dy).sum(axis=1), (dx * dx).sum(axis=1), (dy * dy).sum(axis=1))
 
 
 def edge_pearson(prediction: np.ndarray, target: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -379,9 +372,7 @@ def edge_pearson(prediction: np.ndarray, target: np.ndarray, offsets: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         dx = x - (seg_sum(x) / counts)[conf]
         dy = y - (seg_sum(y) / counts)[conf]
-        num = seg_sum(dx * dy)
-        den = np.sqrt(seg_sum(dx * dx) * seg_sum(dy * dy))
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return _rho(seg_sum(dx * dy), seg_sum(dx * dx), seg_sum(dy * dy))
 
 
 @dataclass

@@ -160,6 +160,18 @@ def _with_predictions(run: RunAnalysis, group: Group, labels: list[str]) -> list
     return [label for label in labels if run.pearson(group, label, "node") is not None]
 
 
+def _main_model_at(run: RunAnalysis, labels: list[str], which: str) -> tuple[Group, list[str]]:
+    """The main model and those of ``labels`` (described by ``which``) it has predictions at;
+    FigureSkipped when there are none."""
+    group = _require_main(run)
+    if not labels:
+        raise FigureSkipped(f"no {which}")
+    found = _with_predictions(run, group, labels)
+    if not found:
+        raise FigureSkipped(f"the main model has no predictions at the {which}")
+    return group, found
+
+
 def _require_main(run: RunAnalysis) -> Group:
     group = run.main_group
     if not run.seeds(group):
@@ -377,20 +389,16 @@ def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
 @_styled
 def fig02_cb_maps(run: RunAnalysis) -> Figure:
     """Fig. 2: C_B in the slab, MD (top) beside the main model (bottom), main-text T."""
-    group = _require_main(run)
-    labels = _with_predictions(run, group, _main_labels(run))
-    if not labels:
-        raise FigureSkipped("the main model has no predictions at the main-text temperatures")
+    group, labels = _main_model_at(run, _main_labels(run), "main-text temperatures")
     return _maps(run, labels, [group])
 
 
 @_styled
 def fig08_cb_maps_high_t(run: RunAnalysis) -> Figure:
     """Fig. 8: as Fig. 2 at the temperatures above the highest untrained one."""
-    group = _require_main(run)
-    labels = _with_predictions(run, group, _appendix_labels(run))
-    if not labels:
-        raise FigureSkipped("no temperature above the highest untrained one (all are in Fig. 2)")
+    group, labels = _main_model_at(
+        run, _appendix_labels(run), "temperatures above the highest untrained one"
+    )
     return _maps(run, labels, [group])
 
 
@@ -483,20 +491,16 @@ def _main_series(run: RunAnalysis) -> list[tuple[Group, str, str, str]]:
 @_styled
 def fig03_sb(run: RunAnalysis) -> Figure:
     """Fig. 3: S_B(q, τα) of MD and of the main model's C_B, main-text temperatures."""
-    group = _require_main(run)
-    labels = _with_predictions(run, group, _main_labels(run))
-    if not labels:
-        raise FigureSkipped("the main model has no predictions at the main-text temperatures")
+    _, labels = _main_model_at(run, _main_labels(run), "main-text temperatures")
     return _sb_figure(run, labels, _main_series(run))
 
 
 @_styled
 def fig09_sb_high_t(run: RunAnalysis) -> Figure:
     """Fig. 9: as Fig. 3 at the temperatures above the highest untrained one."""
-    group = _require_main(run)
-    labels = _with_predictions(run, group, _appendix_labels(run))
-    if not labels:
-        raise FigureSkipped("no temperature above the highest untrained one (all are in Fig. 3)")
+    _, labels = _main_model_at(
+        run, _appendix_labels(run), "temperatures above the highest untrained one"
+    )
     return _sb_figure(run, labels, _main_series(run))
 
 
