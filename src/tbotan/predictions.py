@@ -1,8 +1,8 @@
 """Prediction files: one HDF5 file per model and dataset file (schema in docs/formats.md).
 
 Written by ``tbotan predict``, read by the analysis.  Writing is atomic (temporary name, then
-rename; ``complete`` set last); :func:`read_predictions` validates kind, version, completeness
-and shapes, and, given the dataset, that the predictions belong to it.
+rename; ``complete`` set last); :func:`read_predictions` validates kind, version, completeness,
+attributes, shapes and finiteness and, given the dataset, that the predictions belong to it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
-KIND = "tbotan-predictions"
-REQUIRED_ATTRS = (
+from tbotan.config import temperature_label
+from tbotan.dataset import GRAPHS, DatasetError, DatasetFile, _decode
+
+PREDICTIONS_SCHEMA_VERSION = 1
+PREDICTIONS_KIND = "tbotan-predictions"
+
+#: Attributes a predictions file carries besides schema_version, kind and complete.
+PREDICTION_ATTRS = (
     "dataset",
+    "dataset_config_hash",
     "temperature",
     "split",
     "model",
@@ -28,32 +34,42 @@ REQUIRED_ATTRS = (
     "edge_graph",
 )
 
+#: Input variants of T-BOTAN (PHYSICS.md §6) and the graph each one predicts edges on.
+VARIANTS = ("is+ts", "is", "ts")
+VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
 
-class PredictionsError(ValueError):
-    """A predictions file is missing, damaged, or does not match its dataset."""
+
+class PredictionsError(DatasetError):
+    """A predictions file is missing, damaged or inconsistent with its dataset."""
 
 
 @dataclass
 class Predictions:
-    """Predictions of one model on one dataset file.
+    """The content of one predictions file (docs/formats.md).
 
     Attributes:
-        cb: (C, N) float32 predicted C_B.
-        edge: (E,) float32 predicted edge labels on the dataset graph ``attrs['edge_graph']``.
-        t_pred: (C,) float32 predicted temperature.
-        embedding: (C, H) float32 global embedding g⁷.
-        attrs: the file's attributes.
+        path: the file.
+        attrs: its attributes (``temperature``, ``model``, ``variant``, ``seed``, ...).
+        cb: (C, N) float32 predicted C_B per particle.
+        edge: (E,) float32 predicted edge labels on the edges of ``attrs['edge_graph']``.
+        t_pred: (C,) float32 predicted temperature (ε_AA / k_B).
+        embedding: (C, H) float32 global embedding g⁷ before the global decoder.
     """
 
+    path: Path
+    attrs: dict
     cb: np.ndarray
     edge: np.ndarray
     t_pred: np.ndarray
     embedding: np.ndarray
-    attrs: dict
 
     @property
-    def n_configurations(self) -> int:
-        return self.cb.shape[0]
+    def temperature(self) -> float:
+        return float(self.attrs["temperature"])
+
+    @property
+    def edge_graph(self) -> str:
+        return str(self.attrs["edge_graph"])
 
 
 def write_predictions(
@@ -65,55 +81,78 @@ def write_predictions(
     embedding: np.ndarray,
     attrs: dict,
 ) -> None:
-    """Write a predictions file atomically (see :class:`Predictions` for the arrays)."""
+    """Write a predictions file atomically (temporary name, rename; ``complete`` set last).
+
+    Args:
+        path: destination, conventionally ``predictions/{model}/T{T}_{split}.h5``.
+        cb: (C, N) predicted C_B.
+        edge: (E,) predicted edge labels, on the edges of the dataset graph ``attrs['edge_graph']``.
+        t_pred: (C,) predicted temperatures.
+        embedding: (C, H) global embeddings.
+        attrs: every key of :data:`PREDICTION_ATTRS`; dict and list values are stored as JSON.
+
+    Raises:
+        PredictionsError: a missing attribute, inconsistent shapes or non-finite values.
+    """
     import h5py
 
-    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
-    if missing:
-        raise PredictionsError(f"predictions for {path}: missing attributes {missing}")
-    cb, edge = np.asarray(cb, np.float32), np.asarray(edge, np.float32)
-    t_pred, embedding = np.asarray(t_pred, np.float32), np.asarray(embedding, np.float32)
-    n_conf = cb.shape[0]
-    if (
-        cb.ndim != 2
-        or t_pred.shape != (n_conf,)
-        or embedding.ndim != 2
-        or embedding.shape[0] != n_conf
-    ):
-        raise PredictionsError(
-            f"predictions for {path}: inconsistent shapes cb {cb.shape}, t_pred {t_pred.shape}, "
-            f"embedding {embedding.shape}"
-        )
-    for name, array in (("cb", cb), ("edge", edge), ("t_pred", t_pred), ("embedding", embedding)):
-        if not np.all(np.isfinite(array)):
-            raise PredictionsError(f"predictions for {path}: {name} contains NaN or inf")
     path = Path(path)
+    arrays = {
+        "cb": np.asarray(cb, dtype=np.float32),
+        "edge": np.asarray(edge, dtype=np.float32),
+        "t_pred": np.asarray(t_pred, dtype=np.float32),
+        "embedding": np.asarray(embedding, dtype=np.float32),
+    }
+    _check_prediction_arrays(arrays, str(path))
+    missing = [k for k in PREDICTION_ATTRS if k not in attrs or attrs[k] is None]
+    if missing:
+        raise PredictionsError(f"{path}: predictions need the attributes {missing}")
+    if attrs["edge_graph"] not in GRAPHS:
+        raise PredictionsError(f"{path}: edge_graph must be one of {GRAPHS}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         for key, value in attrs.items():
+            if key in ("schema_version", "kind", "complete"):
+                continue
             f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["kind"] = KIND
-        f.create_dataset("cb", data=cb)
-        f.create_dataset("edge", data=edge)
-        f.create_dataset("t_pred", data=t_pred)
-        f.create_dataset("embedding", data=embedding)
-        f.attrs["complete"] = True
+        f.attrs["schema_version"] = PREDICTIONS_SCHEMA_VERSION
+        f.attrs["kind"] = PREDICTIONS_KIND
+        for key, array in arrays.items():
+            f.create_dataset(key, data=array)
+        f.attrs["complete"] = True  # last: a file without it was interrupted
     os.replace(tmp, path)
 
 
-def read_predictions(path: str | os.PathLike, dataset=None) -> Predictions:
+def _check_prediction_arrays(arrays: dict, where: str) -> None:
+    cb, edge, t_pred, emb = (arrays[k] for k in ("cb", "edge", "t_pred", "embedding"))
+    if cb.ndim != 2:
+        raise PredictionsError(f"{where}: 'cb' must have shape (C, N), got {cb.shape}")
+    n_conf = cb.shape[0]
+    if t_pred.shape != (n_conf,):
+        raise PredictionsError(f"{where}: 't_pred' has shape {t_pred.shape}, expected ({n_conf},)")
+    if emb.ndim != 2 or emb.shape[0] != n_conf:
+        raise PredictionsError(
+            f"{where}: 'embedding' has shape {emb.shape}, expected ({n_conf}, H)"
+        )
+    if edge.ndim != 1:
+        raise PredictionsError(f"{where}: 'edge' must have shape (E,), got {edge.shape}")
+    for key, array in arrays.items():
+        if not np.all(np.isfinite(array)):
+            raise PredictionsError(f"{where}: '{key}' contains NaN or infinite values")
+
+
+def read_predictions(path: str | os.PathLike, dataset: DatasetFile | None = None) -> Predictions:
     """Read and validate a predictions file.
 
-    Args:
-        path: the file.
-        dataset: optional :class:`tbotan.dataset.DatasetFile` the predictions must match
-            (number of configurations and particles, number of edges of ``edge_graph``).
+    Checks kind, schema version, completeness, attributes, shapes and finiteness; with
+    ``dataset`` also that the file matches it (temperature, C, N, and the edge count of the
+    graph named by ``edge_graph``).
+
+    Raises:
+        PredictionsError: naming the file and what is wrong.
     """
     import h5py
-
-    from tbotan.dataset import _decode
 
     path = Path(path)
     if not path.is_file():
@@ -121,49 +160,53 @@ def read_predictions(path: str | os.PathLike, dataset=None) -> Predictions:
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            if attrs.get("kind") != KIND:
-                raise PredictionsError(f"{path} is not a tbotan predictions file")
-            if attrs.get("schema_version") != SCHEMA_VERSION:
+            if attrs.get("kind") != PREDICTIONS_KIND:
                 raise PredictionsError(
-                    f"{path} has schema_version {attrs.get('schema_version')}, expected "
-                    f"{SCHEMA_VERSION}"
+                    f"{path} is not a tbotan predictions file (kind = {attrs.get('kind')!r})"
+                )
+            if attrs.get("schema_version") != PREDICTIONS_SCHEMA_VERSION:
+                raise PredictionsError(
+                    f"{path} has schema_version {attrs.get('schema_version')}; this tbotan reads "
+                    f"version {PREDICTIONS_SCHEMA_VERSION} (run `tbotan predict` again)"
                 )
             if not attrs.get("complete", False):
                 raise PredictionsError(f"{path} is incomplete (its writer was interrupted)")
-            missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+            missing = [k for k in PREDICTION_ATTRS if k not in attrs]
             if missing:
                 raise PredictionsError(f"{path}: missing attributes {missing}")
-            for key in ("cb", "edge", "t_pred", "embedding"):
-                if key not in f:
-                    raise PredictionsError(f"{path}: dataset '{key}' is missing")
-            pred = Predictions(
-                cb=f["cb"][...],
-                edge=f["edge"][...],
-                t_pred=f["t_pred"][...],
-                embedding=f["embedding"][...],
-                attrs=attrs,
-            )
+            absent = [k for k in ("cb", "edge", "t_pred", "embedding") if k not in f]
+            if absent:
+                raise PredictionsError(f"{path}: datasets {absent} are missing")
+            arrays = {k: f[k][...] for k in ("cb", "edge", "t_pred", "embedding")}
     except PredictionsError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # truncated or corrupted HDF5 file
         raise PredictionsError(f"cannot read predictions file {path}: {exc}") from exc
+    _check_prediction_arrays(arrays, str(path))
+    if attrs["edge_graph"] not in GRAPHS:
+        raise PredictionsError(f"{path}: edge_graph {attrs['edge_graph']!r} is not one of {GRAPHS}")
+    pred = Predictions(path=path, attrs=attrs, **arrays)
     if dataset is not None:
-        _check_against(pred, dataset, path)
+        _check_against_dataset(pred, dataset)
     return pred
 
 
-def _check_against(pred: Predictions, dataset, path) -> None:
+def _check_against_dataset(pred: Predictions, dataset: DatasetFile) -> None:
     import h5py
 
-    if pred.cb.shape != (dataset.n_configurations, dataset.n_particles):
+    where = f"{pred.path} (dataset {dataset.path})"
+    if temperature_label(pred.temperature) != temperature_label(dataset.temperature):
         raise PredictionsError(
-            f"{path}: cb has shape {pred.cb.shape} but {dataset.path} holds "
-            f"({dataset.n_configurations}, {dataset.n_particles})"
+            f"{where}: temperature {pred.temperature} differs from the dataset's "
+            f"{dataset.temperature}"
         )
-    graph = pred.attrs["edge_graph"]
+    expect = (dataset.n_configurations, dataset.n_particles)
+    if pred.cb.shape != expect:
+        raise PredictionsError(f"{where}: 'cb' has shape {pred.cb.shape}, expected {expect}")
     with h5py.File(dataset.path, "r") as f:
-        n_edges = int(f[f"{graph}/edge_offsets"][-1])
+        n_edges = int(f[f"{pred.edge_graph}/edge_offsets"][-1])
     if pred.edge.shape != (n_edges,):
         raise PredictionsError(
-            f"{path}: edge has shape {pred.edge.shape}, the dataset's {graph} has {n_edges} edges"
+            f"{where}: 'edge' has shape {pred.edge.shape}, expected ({n_edges},) "
+            f"(the edges of {pred.edge_graph})"
         )

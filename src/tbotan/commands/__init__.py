@@ -12,5 +12,6 @@ COMMANDS = [
     "iso",
     "dataset",
     "import-botan",
+    "figures",
     "benchmark",
 ]

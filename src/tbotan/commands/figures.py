@@ -1,0 +1,61 @@
+"""``tbotan figures``: every observable and figure of the paper for one run.
+
+Reads ``<run>/datasets/T{T}_{split}.h5``, ``<run>/predictions/{model}/T{T}_{split}.h5`` and
+``<run>/models/{model}/metrics.csv``; writes ``<out>/figures/figNN_<name>.{png,pdf}``,
+``<out>/summary.json`` and ``<out>/summary.md``.  Prints one line per figure, written or
+skipped with the reason; exits 0 when at least one figure was written.
+"""
+
+from __future__ import annotations
+
+NAME = "figures"
+HELP = "observables and the paper's figures for a run (summary.json, summary.md, figures/)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--run-dir", required=True, help="the run folder, results/<run_name>")
+    parser.add_argument(
+        "--config", default=None, help="resolved configuration (default: <run-dir>/config.yaml)"
+    )
+    parser.add_argument("--out", default=None, help="output folder (default: <run-dir>/analysis)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "validation", "train"],
+        help="dataset split to evaluate (default: test)",
+    )
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=None,
+        choices=["png", "pdf", "svg"],
+        help="figure formats (default: analysis.figure_formats of the configuration)",
+    )
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from tbotan import analysis, figures
+    from tbotan.cli import UserError
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    config = analysis.load_run_config(args.config or run_dir / "config.yaml")
+    out = Path(args.out) if args.out else run_dir / "analysis"
+    result = analysis.analyse_run(run_dir, config, split=args.split)
+    for note in result.notes:
+        print(f"note: {note}")
+    outcomes = figures.report(result, out, args.formats)
+    for o in outcomes:
+        if o.skipped:
+            print(f"skipped {o.name}: {o.skipped}")
+        else:
+            print(f"written {o.name}: " + ", ".join(str(p) for p in o.files))
+    print(f"written {out / 'summary.json'}, {out / 'summary.md'}")
+    if not any(o.files for o in outcomes):
+        print("tbotan figures: no figure could be drawn (see the reasons above)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1022 @@
+"""The paper's figures, one function per figure, from a :class:`tbotan.analysis.RunAnalysis`.
+
+Every ``figNN_<name>(run)`` returns a :class:`matplotlib.figure.Figure` (no pyplot, no global
+state: figures render with the Agg canvas) or raises :class:`FigureSkipped` naming the
+missing input (no ablation trained, a single λ_g, no metrics ...): nothing is faked.
+:data:`FIGURES` lists them in the paper's order; :func:`report` draws all of them and writes
+``summary.json`` and ``summary.md`` beside the figures.
+
+One style (:data:`STYLE`) for all figures: serif 8 pt text, inward ticks on all sides,
+single-column (3.4 in) or two-column (7 in) widths.  MD is black throughout; trained
+temperatures are filled symbols (black in T_pred plots), untrained ones open symbols (red).
+
+Paper figures and functions:
+
+====  =============================  ==================================================
+Fig.  function                       content
+====  =============================  ==================================================
+2     :func:`fig02_cb_maps`          C_B maps in the slab, MD beside prediction (low T)
+3     :func:`fig03_sb`               S_B(q), MD vs prediction (low T)
+4     :func:`fig04_t_pred`           T_pred vs T_MD
+5     :func:`fig05_embedding_distance`  D(T_i, T_j) heat map (Eq. 12)
+6     :func:`fig06_loss`             training (and validation) losses vs epoch
+7     :func:`fig07_pearson`          Pearson ρ vs T, node and edge
+8     :func:`fig08_cb_maps_high_t`   C_B maps, high T
+9     :func:`fig09_sb_high_t`        S_B(q), high T
+10    :func:`fig10_t_pred_distribution`  P(T_pred/T_MD) (Eq. B1)
+11    :func:`fig11_sb_lambda`        S_B(q) for each λ_g
+12    :func:`fig12_t_pred_lambda`    T_pred vs T_MD for each λ_g
+13    :func:`fig13_cb_maps_ablation` C_B maps, IS+TS / IS / TS inputs
+14    :func:`fig14_sb_ablation`      S_B(q), IS+TS / IS / TS
+15    :func:`fig15_t_pred_ablation`  T_pred vs T_MD, IS+TS / IS / TS
+====  =============================  ==================================================
+
+The paper splits the temperatures between the main text (T ≤ 0.56, Figs. 2–3) and the
+appendix (T = 0.64, 0.80, Figs. 8–9); here the main-text set is every temperature up to the
+highest untrained one (all temperatures when none is untrained), which is that split for the
+paper's configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.collections import EllipseCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+
+from tbotan import kalj
+from tbotan.analysis import Group, RunAnalysis, summarise, summary_markdown
+from tbotan.config import temperature_labels
+
+#: Figure widths (inches): one and two columns of a two-column journal page.
+SINGLE_COLUMN = 3.4
+DOUBLE_COLUMN = 7.0
+
+#: The one style of every figure.
+STYLE = {
+    "font.family": "serif",
+    "mathtext.fontset": "dejavuserif",
+    "font.size": 8,
+    "axes.labelsize": 8,
+    "axes.titlesize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.0,
+    "lines.markersize": 4,
+    "xtick.direction": "in",
+    "ytick.direction": "in",
+    "xtick.top": True,
+    "ytick.right": True,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.minor.width": 0.4,
+    "ytick.minor.width": 0.4,
+    "legend.frameon": False,
+    "legend.handlelength": 1.6,
+    "errorbar.capsize": 2,
+    "pdf.fonttype": 42,
+    "image.cmap": "viridis",
+}
+SAVE_DPI = 300
+
+MD_COLOR = "black"
+TRAINED_COLOR = "black"
+UNTRAINED_COLOR = "tab:red"
+MAP_CMAP = "viridis"
+MAP_PERCENTILES = (1, 99)  # colour range of the C_B maps
+VARIANT_STYLE = {  # colour, marker, label
+    "is+ts": ("tab:blue", "o", "IS+TS"),
+    "is": ("tab:green", "s", "IS"),
+    "ts": ("tab:purple", "^", "TS"),
+}
+SERIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+T_LABEL = r"$T_{\mathrm{MD}}\ [\epsilon_{AA}/k_B]$"
+T_PRED_LABEL = r"$T_{\mathrm{pred}}\ [\epsilon_{AA}/k_B]$"
+Q_LABEL = r"$q\ [\sigma_{AA}^{-1}]$"
+SB_LABEL = r"$S_B(q)$"
+
+
+class FigureSkipped(Exception):
+    """A figure cannot be drawn because its inputs are absent; the message says which."""
+
+
+def _styled(func: Callable[[RunAnalysis], Figure]) -> Callable[[RunAnalysis], Figure]:
+    """Draw ``func`` under :data:`STYLE` (rcParams are read when artists are created)."""
+
+    @functools.wraps(func)
+    def wrapper(run: RunAnalysis) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return func(run)
+
+    return wrapper
+
+
+def save(fig: Figure, stem: str | os.PathLike, formats: list[str]) -> list[Path]:
+    """Write ``fig`` as ``stem.<format>`` for each format (atomically); returns the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        tmp = path.with_name(f"{path.name}.tmp")
+        with matplotlib.rc_context(STYLE):
+            fig.savefig(tmp, format=fmt, dpi=SAVE_DPI, bbox_inches="tight", pad_inches=0.02)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+# ============================================================================ helpers
+
+
+def _main_labels(run: RunAnalysis) -> list[str]:
+    """Temperatures of the main-text figures: up to the highest untrained one."""
+    untrained = [t.T for t in run.temperatures if not t.trained]
+    top = max(untrained) if untrained else math.inf
+    return [t.label for t in run.temperatures if t.T <= top]
+
+
+def _appendix_labels(run: RunAnalysis) -> list[str]:
+    main = set(_main_labels(run))
+    return [t.label for t in run.temperatures if t.label not in main]
+
+
+def _with_predictions(run: RunAnalysis, group: Group, labels: list[str]) -> list[str]:
+    return [label for label in labels if run.pearson(group, label, "node") is not None]
+
+
+def _main_model_at(run: RunAnalysis, labels: list[str], which: str) -> tuple[Group, list[str]]:
+    """The main model and those of ``labels`` (described by ``which``) it has predictions at;
+    FigureSkipped when there are none."""
+    group = _require_main(run)
+    if not labels:
+        raise FigureSkipped(f"no {which}")
+    found = _with_predictions(run, group, labels)
+    if not found:
+        raise FigureSkipped(f"the main model has no predictions at the {which}")
+    return group, found
+
+
+def _require_main(run: RunAnalysis) -> Group:
+    group = run.main_group
+    if not run.seeds(group):
+        raise FigureSkipped(f"no predictions of the main model {group.name}_s*")
+    return group
+
+
+def _variant_groups(run: RunAnalysis) -> list[Group]:
+    """Input variants at the main λ_g, IS+TS first."""
+    main = run.main_group
+    found = {g.variant: g for g in run.groups() if Group(main.variant, g.lambda_global) == main}
+    return [found[v] for v in VARIANT_STYLE if v in found]
+
+
+def _lambda_groups(run: RunAnalysis) -> list[Group]:
+    """λ_g values of the main variant, ascending."""
+    main = run.main_group
+    return sorted(
+        (g for g in run.groups() if g.variant == main.variant), key=lambda g: g.lambda_global
+    )
+
+
+def _lambda_text(lg: float) -> str:
+    if lg > 0:
+        k = math.log10(lg)
+        if abs(k - round(k)) < 1e-9:
+            return rf"$\lambda_g = 10^{{{int(round(k))}}}$"
+    return rf"$\lambda_g = {lg:g}$"
+
+
+def _seeds_text(run: RunAnalysis, group: Group) -> str:
+    n = len(run.seeds(group))
+    return f" ({n} seeds)" if n > 1 else ""
+
+
+def _t_title(run: RunAnalysis, label: str) -> str:
+    """Panel title of a temperature; untrained ones say so on a second line (drawn red)."""
+    return f"$T = {label}$" + ("" if run.trained(label) else "\n(untrained)")
+
+
+def _cb_symbol(run: RunAnalysis, label: str) -> str:
+    t = run.temperature(label)
+    ratio = t.label_time / t.tau_alpha
+    when = r"\tau_\alpha" if abs(ratio - 1) < 1e-6 else rf"{ratio:g}\,\tau_\alpha"
+    return rf"$C_B(t = {when})$"
+
+
+def _letter(ax, index: int) -> None:
+    """Panel letter (a), (b), ... just above the top-left corner of the axes."""
+    ax.text(
+        0.0,
+        1.015,
+        f"({chr(ord('a') + index)})",
+        transform=ax.transAxes,
+        ha="left",
+        va="bottom",
+        fontsize=8,
+    )
+
+
+def _tick_text(value: float, _pos=None) -> str:
+    """A tick label: plain for 10⁻³ ≤ v < 10⁴, else m×10ᵏ in mathtext."""
+    if 1e-3 <= abs(value) < 1e4 or value == 0:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    power = rf"10^{{{int(exponent)}}}"
+    return f"${power}$" if mantissa == "1" else rf"${mantissa}\times {power}$"
+
+
+def _log_ticks(ax, which: str) -> None:
+    """Readable major ticks on a log axis ('x' or 'y'), set once the data are drawn:
+    1-2-5 steps when the axis spans less than two decades, decades otherwise; no minor labels."""
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+    if not (lo > 0 and hi > lo):
+        return
+    span = math.log10(hi / lo)
+    mantissas = (1, 2, 5) if span < 2.0 else (1,)
+    ticks = [
+        m * 10.0**k
+        for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in mantissas
+        if lo <= m * 10.0**k <= hi
+    ]
+    if len(ticks) < 2:
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in range(1, 10)
+            if lo <= m * 10.0**k <= hi
+        ][::2]
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(_tick_text))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _t_ticks(axis) -> None:
+    """At most five round ticks on a temperature axis."""
+    axis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
+
+
+def _t_colors(run: RunAnalysis) -> dict[str, tuple]:
+    """One colour per temperature, cold (dark blue) to hot (orange), evenly spaced by rank so
+    that close temperatures stay distinguishable."""
+    cmap = matplotlib.colormaps["plasma"]
+    n = len(run.temperatures)
+    return {t.label: cmap(0.85 * k / max(n - 1, 1)) for k, t in enumerate(run.temperatures)}
+
+
+def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return math.ceil(n / cols), cols
+
+
+# ============================================================================ C_B maps
+
+
+def _map_panel(ax, xy, types, values, box_length, norm, cmap) -> EllipseCollection:
+    """Particles of the slab as discs of their diameter (σ_AA for A, σ_BB for B), by value."""
+    d = np.where(np.asarray(types) == 0, kalj.SIGMA[0, 0], kalj.SIGMA[1, 1])
+    discs = EllipseCollection(
+        d,
+        d,
+        np.zeros_like(d),
+        units="xy",
+        offsets=xy,
+        offset_transform=ax.transData,
+        cmap=cmap,
+        norm=norm,
+        edgecolors="0.2",
+        linewidths=0.2,
+    )
+    discs.set_array(np.asarray(values))
+    ax.add_collection(discs)
+    ax.set_xlim(0, box_length)
+    ax.set_ylim(0, box_length)
+    ax.set_aspect("equal")
+    return discs
+
+
+def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
+    """Rows: MD, then one row per model group (its first seed with predictions at every T of
+    ``labels``); columns: temperatures."""
+    rows: list = [("MD", None)]
+    for g in groups:
+        complete = [m for m in run.seeds(g) if all((m.name, t) in run.results for t in labels)]
+        if not complete:
+            raise FigureSkipped(f"no seed of {g.name} has predictions at every T of {labels}")
+        rows.append((g, complete[0]))
+    n_rows, n_cols = len(rows), len(labels)
+    panel = min(1.65, (DOUBLE_COLUMN - 0.6) / n_cols)
+    height = 0.6 + panel * (n_rows + 0.45)
+    fig = Figure(figsize=(0.6 + panel * n_cols, height))
+    # a spacer row keeps the colour bars clear of the x tick labels and x label
+    gs = fig.add_gridspec(
+        n_rows + 2,
+        n_cols,
+        height_ratios=[1] * n_rows + [0.02, 0.06],
+        hspace=0.22,
+        wspace=0.1,
+        top=1 - 0.45 / height,
+        bottom=0.05,
+    )
+    cmap = matplotlib.colormaps[MAP_CMAP]
+    for j, label in enumerate(labels):
+        t = run.temperature(label)
+        values = [t.slab_cb]
+        for _, m in rows[1:]:
+            values.append(run.results[(m.name, label)].slab_cb)
+        # one colour scale per temperature for MD and every prediction: the 1st-99th
+        # percentiles of all their values, so that one outlier does not wash out the maps
+        allv = np.concatenate(values)
+        lo, hi = np.percentile(allv, MAP_PERCENTILES) if allv.size else (0.0, 1.0)
+        norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-6)
+        extend = {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+            (bool(allv.min() < lo), bool(allv.max() > hi)), "both"
+        )
+        for i, ((g, _), v) in enumerate(zip(rows, values, strict=True)):
+            ax = fig.add_subplot(gs[i, j])
+            discs = _map_panel(ax, t.slab_xy, t.slab_types, v, t.box_length, norm, cmap)
+            letter = f"({chr(ord('a') + i * n_cols + j)})"
+            ax.set_title(
+                f"{letter} {_t_title(run, label)}" if i == 0 else letter,
+                loc="left",
+                color=TRAINED_COLOR if t.trained or i > 0 else UNTRAINED_COLOR,
+            )
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(MaxNLocator(4, integer=True, prune="upper"))
+            if j == 0:
+                name = "MD" if g == "MD" else f"T-BOTAN {VARIANT_STYLE[g.variant][2]}"
+                ax.set_ylabel(name + "\n" + r"$y\ [\sigma_{AA}]$")
+            else:
+                ax.tick_params(labelleft=False)
+            if i == n_rows - 1:
+                ax.set_xlabel(r"$x\ [\sigma_{AA}]$")
+            else:
+                ax.tick_params(labelbottom=False)
+        cax = fig.add_subplot(gs[n_rows + 1, j])
+        cbar = fig.colorbar(discs, cax=cax, orientation="horizontal", extend=extend)
+        cbar.set_label(_cb_symbol(run, label))
+        cbar.ax.tick_params(labelsize=6, top=False)
+        cbar.locator = matplotlib.ticker.MaxNLocator(4)
+        cbar.update_ticks()
+    t0 = run.temperature(labels[0])
+    seeds = ", ".join(f"{VARIANT_STYLE[g.variant][2]} seed {m.seed}" for g, m in rows[1:])
+    fig.suptitle(
+        rf"slab ${t0.slab[0]:.2f} < z < {t0.slab[1]:.2f}$ ($L = {t0.box_length:.2f}$), "
+        f"first test configuration; {seeds}",
+        fontsize=7,
+        y=0.99,
+    )
+    return fig
+
+
+@_styled
+def fig02_cb_maps(run: RunAnalysis) -> Figure:
+    """Fig. 2: C_B in the slab, MD (top) beside the main model (bottom), main-text T."""
+    group, labels = _main_model_at(run, _main_labels(run), "main-text temperatures")
+    return _maps(run, labels, [group])
+
+
+@_styled
+def fig08_cb_maps_high_t(run: RunAnalysis) -> Figure:
+    """Fig. 8: as Fig. 2 at the temperatures above the highest untrained one."""
+    group, labels = _main_model_at(
+        run, _appendix_labels(run), "temperatures above the highest untrained one"
+    )
+    return _maps(run, labels, [group])
+
+
+@_styled
+def fig13_cb_maps_ablation(run: RunAnalysis) -> Figure:
+    """Fig. 13: C_B maps from MD and from the IS+TS, IS and TS input variants."""
+    groups = _variant_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two input variants at the main λ_g")
+    labels = [
+        label
+        for label in _main_labels(run)
+        if all(run.seeds(g) and run.pearson(g, label, "node") for g in groups)
+    ]
+    if not labels:
+        raise FigureSkipped("no temperature has predictions of every input variant")
+    return _maps(run, labels, groups)
+
+
+# ============================================================================ S_B(q)
+
+
+def _sb_figure(
+    run: RunAnalysis, labels: list[str], series: list[tuple[Group, str, str, str]]
+) -> Figure:
+    """Panels of S_B(q) per temperature: MD (open black circles) and each series
+    (group, legend text, colour, marker): mean over seeds, band ± std over seeds."""
+    n_rows, n_cols = _grid(len(labels), max_cols=3 if len(labels) in (5, 6) else 4)
+    width = min(DOUBLE_COLUMN, 0.5 + 1.75 * n_cols)
+    fig = Figure(figsize=(width, 0.7 + 1.9 * n_rows))
+    axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(labels):
+            ax.set_visible(False)
+            continue
+        label = labels[k]
+        t = run.temperature(label)
+        ax.loglog(
+            t.sb.q, t.sb.mean, "o", mfc="none", mec=MD_COLOR, ms=3.5, mew=0.7, label="MD", zorder=3
+        )
+        for group, text, color, marker in series:
+            pred = run.sb_prediction(group, label)
+            if pred is None:
+                continue
+            mean, std = pred
+            ax.loglog(t.sb.q, mean, "-", marker=marker, ms=2.5, color=color, label=text)
+            if np.any(std > 0):
+                ax.fill_between(
+                    t.sb.q,
+                    np.clip(mean - std, 1e-300, None),
+                    mean + std,
+                    color=color,
+                    alpha=0.25,
+                    lw=0,
+                )
+        ax.set_title(
+            f"({chr(ord('a') + k)}) " + _t_title(run, label),
+            loc="left",
+            color=TRAINED_COLOR if t.trained else UNTRAINED_COLOR,
+        )
+        if k % n_cols == 0:
+            ax.set_ylabel(SB_LABEL)
+        if k // n_cols == n_rows - 1 or k + n_cols >= len(labels):
+            ax.set_xlabel(Q_LABEL)
+            ax.tick_params(labelbottom=True)
+    handles, texts = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        texts,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncols=len(texts),
+        handlelength=2.2,
+    )
+    _log_ticks(axes.flat[0], "x")
+    _log_ticks(axes.flat[0], "y")
+    two_lines = any(not run.trained(label) for label in labels[:n_cols])
+    height = fig.get_figheight()
+    fig.subplots_adjust(wspace=0.06, hspace=0.3, top=1 - (0.42 if two_lines else 0.28) / height)
+    return fig
+
+
+def _main_series(run: RunAnalysis) -> list[tuple[Group, str, str, str]]:
+    group = run.main_group
+    n = len(run.seeds(group))
+    text = f"T-BOTAN, mean ± std of {n} seeds" if n > 1 else "T-BOTAN"
+    return [(group, text, "tab:blue", "s")]
+
+
+@_styled
+def fig03_sb(run: RunAnalysis) -> Figure:
+    """Fig. 3: S_B(q, τα) of MD and of the main model's C_B, main-text temperatures."""
+    _, labels = _main_model_at(run, _main_labels(run), "main-text temperatures")
+    return _sb_figure(run, labels, _main_series(run))
+
+
+@_styled
+def fig09_sb_high_t(run: RunAnalysis) -> Figure:
+    """Fig. 9: as Fig. 3 at the temperatures above the highest untrained one."""
+    _, labels = _main_model_at(
+        run, _appendix_labels(run), "temperatures above the highest untrained one"
+    )
+    return _sb_figure(run, labels, _main_series(run))
+
+
+@_styled
+def fig11_sb_lambda(run: RunAnalysis) -> Figure:
+    """Fig. 11: S_B(q) for each λ_g of the main input variant, all temperatures."""
+    groups = _lambda_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two λ_g values of the main variant")
+    series = [
+        (
+            g,
+            _lambda_text(g.lambda_global) + _seeds_text(run, g),
+            SERIES_COLORS[i % len(SERIES_COLORS)],
+            SERIES_MARKERS[i % len(SERIES_MARKERS)],
+        )
+        for i, g in enumerate(groups)
+    ]
+    labels = [
+        t.label for t in run.temperatures if any(run.pearson(g, t.label, "node") for g in groups)
+    ]
+    return _sb_figure(run, labels, series)
+
+
+@_styled
+def fig14_sb_ablation(run: RunAnalysis) -> Figure:
+    """Fig. 14: S_B(q) from the IS+TS, IS and TS input variants, main-text temperatures."""
+    groups = _variant_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two input variants at the main λ_g")
+    series = [
+        (g, VARIANT_STYLE[g.variant][2] + _seeds_text(run, g), *VARIANT_STYLE[g.variant][:2])
+        for g in groups
+    ]
+    labels = [
+        label for label in _main_labels(run) if any(run.pearson(g, label, "node") for g in groups)
+    ]
+    return _sb_figure(run, labels, series)
+
+
+# ============================================================================ T_pred
+
+
+def _t_pred_axes(ax) -> None:
+    """Square T_pred-vs-T_MD axes holding every point and error bar, with the diagonal."""
+    ax.relim()
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    lo, hi = min(x0, y0), max(x1, y1)
+    ax.plot([lo, hi], [lo, hi], "--", color="0.4", lw=0.8, zorder=0)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    ax.set_xlabel(T_LABEL)
+    ax.set_ylabel(T_PRED_LABEL)
+    _t_ticks(ax.xaxis)
+    _t_ticks(ax.yaxis)
+
+
+def _t_pred_series(
+    run: RunAnalysis, ax, group: Group, color, marker, label, dx: float = 0.0
+) -> bool:
+    """Mean T_pred ± std over configurations per T (drawn at T + ``dx``); filled trained,
+    open untrained."""
+    drawn = False
+    for t in run.temperatures:
+        s = run.t_pred(group, t.label)
+        if s is None:
+            continue
+        c = color(t) if callable(color) else color
+        ax.errorbar(
+            t.T + dx,
+            s.mean,
+            yerr=s.std_configurations,
+            fmt=marker,
+            color=c,
+            mec=c,
+            mfc=c if t.trained else "white",
+            ms=5,
+            mew=0.9,
+            elinewidth=0.8,
+            label=label if not drawn else None,
+        )
+        drawn = True
+    return drawn
+
+
+@_styled
+def fig04_t_pred(run: RunAnalysis) -> Figure:
+    """Fig. 4: T_pred vs T_MD, mean over configurations and seeds, error bars the standard
+    deviation over configurations; trained black (filled), untrained red (open)."""
+    group = _require_main(run)
+    fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
+    ax = fig.add_subplot()
+    _t_pred_series(
+        run, ax, group, lambda t: TRAINED_COLOR if t.trained else UNTRAINED_COLOR, "o", None
+    )
+    handles = [
+        Line2D([], [], ls="", marker="o", color=TRAINED_COLOR, ms=5, label="trained"),
+        Line2D(
+            [], [], ls="", marker="o", color=UNTRAINED_COLOR, mfc="white", ms=5, label="untrained"
+        ),
+        Line2D(
+            [], [], ls="--", color="0.4", lw=0.8, label=r"$T_{\mathrm{pred}} = T_{\mathrm{MD}}$"
+        ),
+    ]
+    ax.legend(handles=handles, loc="upper left")
+    _t_pred_axes(ax)
+    return fig
+
+
+def _t_pred_groups(run: RunAnalysis, groups: list[Group], styles) -> Figure:
+    fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
+    ax = fig.add_subplot()
+    handles = []
+    temps = [t.T for t in run.temperatures]
+    # side-by-side symbols rather than on top of each other, well within the T spacing
+    gaps = np.diff(sorted(temps))
+    step = min(0.025 * ((max(temps) - min(temps)) or 1.0), 0.15 * (gaps.min() if gaps.size else 1))
+    for i, (g, (color, marker, text)) in enumerate(zip(groups, styles, strict=True)):
+        dx = (i - (len(groups) - 1) / 2) * step
+        if _t_pred_series(run, ax, g, color, marker, None, dx=dx):
+            handles.append(Line2D([], [], ls="", marker=marker, color=color, ms=5, label=text))
+    handles += [
+        Line2D([], [], ls="", marker="o", color="0.3", ms=5, label="trained"),
+        Line2D([], [], ls="", marker="o", color="0.3", mfc="white", ms=5, label="untrained"),
+    ]
+    offset = step * (len(groups) - 1) / 2
+    handles.append(
+        Line2D([], [], ls="", label=rf"(offset $\pm${offset:.2g} in $T_{{\mathrm{{MD}}}}$)")
+    )
+    ax.legend(handles=handles, loc="upper left")
+    _t_pred_axes(ax)
+    return fig
+
+
+@_styled
+def fig12_t_pred_lambda(run: RunAnalysis) -> Figure:
+    """Fig. 12: T_pred vs T_MD for each λ_g of the main variant."""
+    groups = _lambda_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two λ_g values of the main variant")
+    styles = [
+        (
+            SERIES_COLORS[i % len(SERIES_COLORS)],
+            SERIES_MARKERS[i % len(SERIES_MARKERS)],
+            _lambda_text(g.lambda_global) + _seeds_text(run, g),
+        )
+        for i, g in enumerate(groups)
+    ]
+    return _t_pred_groups(run, groups, styles)
+
+
+@_styled
+def fig15_t_pred_ablation(run: RunAnalysis) -> Figure:
+    """Fig. 15: T_pred vs T_MD from the IS+TS, IS and TS input variants."""
+    groups = _variant_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two input variants at the main λ_g")
+    styles = [
+        (*VARIANT_STYLE[g.variant][:2], VARIANT_STYLE[g.variant][2] + _seeds_text(run, g))
+        for g in groups
+    ]
+    return _t_pred_groups(run, groups, styles)
+
+
+@_styled
+def fig10_t_pred_distribution(run: RunAnalysis) -> Figure:
+    """Fig. 10: P(T_pred/T_MD) per T, pooled over configurations and seeds, ∫ P = 1 (Eq. B1);
+    solid trained, dashed untrained."""
+    group = _require_main(run)
+    fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.75))
+    ax = fig.add_subplot()
+    colors = _t_colors(run)
+    for t in run.temperatures:
+        dist = run.t_pred_distribution(group, t.label)
+        if dist is None:
+            continue
+        color = colors[t.label]
+        ax.stairs(
+            dist["density"],
+            dist["edges"],
+            color=color,
+            lw=1.1,
+            ls="-" if t.trained else "--",
+            label=f"$T = {t.label}$" + ("" if t.trained else " (untrained)"),
+        )
+    ax.axvline(1.0, color="0.4", ls=":", lw=0.8)
+    ax.set_xlabel(r"$T_{\mathrm{pred}}/T_{\mathrm{MD}}$")
+    ax.set_ylabel(r"$P(T_{\mathrm{pred}}/T_{\mathrm{MD}})$")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, fontsize=6)
+    return fig
+
+
+# ============================================================================ embeddings
+
+
+def _matrix_panel(fig, ax, matrix, labels, run: RunAnalysis, title: str, vmax: float, symbol: str):
+    im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.tick_params(top=False, right=False, length=2)
+    for tick_labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        for text, label in zip(tick_labels, labels, strict=True):
+            text.set_color(TRAINED_COLOR if run.trained(label) else UNTRAINED_COLOR)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            v = matrix[i, j]
+            ax.text(
+                j,
+                i,
+                f"{v:.2g}",
+                ha="center",
+                va="center",
+                fontsize=5.5,
+                color="white" if v < 0.6 * vmax else "black",
+            )
+    ax.set_xlabel(r"$T_j$")
+    ax.set_ylabel(r"$T_i$")
+    ax.set_title(title, fontsize=7)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label(symbol)
+    cbar.ax.tick_params(labelsize=6)
+
+
+@_styled
+def fig05_embedding_distance(run: RunAnalysis) -> Figure:
+    """Fig. 5: D(T_i, T_j) between mean global embeddings (Eq. 11–12); with several seeds a
+    second panel shows the mean over seeds of the per-seed distances (latent spaces of
+    different seeds are not aligned, so Eq. 11 mixes them).  Untrained T in red."""
+    group = _require_main(run)
+    d = run.embedding_distances(group)
+    if d is None:
+        raise FigureSkipped("needs embeddings of the main model at two temperatures or more")
+    labels, seeds = d["labels"], d["seeds"]
+    per_seed = d["per_seed"].mean(axis=0)
+    two = len(seeds) > 1
+    fig = Figure(figsize=(DOUBLE_COLUMN if two else SINGLE_COLUMN, 2.9))
+    axes = fig.subplots(1, 2 if two else 1, squeeze=False)[0]
+    vmax = float(max(d["D"].max(), per_seed.max() if two else 0.0)) or 1.0
+    _matrix_panel(
+        fig,
+        axes[0],
+        d["D"],
+        labels,
+        run,
+        f"(a) Eq. (12), embeddings averaged over {len(seeds)} seed{'s' if two else ''}",
+        vmax,
+        r"$D(T_i, T_j)$",
+    )
+    if two:
+        _matrix_panel(
+            fig,
+            axes[1],
+            per_seed,
+            labels,
+            run,
+            r"(b) per-seed $D_s$, averaged over seeds",
+            vmax,
+            r"$\langle D_s(T_i, T_j) \rangle_s$",
+        )
+    fig.text(0.5, -0.04, "untrained temperatures in red", ha="center", fontsize=6, color="0.3")
+    fig.subplots_adjust(wspace=0.45)
+    return fig
+
+
+# ============================================================================ Pearson
+
+
+@_styled
+def fig07_pearson(run: RunAnalysis) -> Figure:
+    """Fig. 7: Pearson ρ of node (C_B, A particles) and edge outputs vs T; filled trained,
+    open untrained; error bars the standard deviation over configurations."""
+    group = _require_main(run)
+    fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.75))
+    ax = fig.add_subplot()
+    kinds = (
+        ("node", "tab:blue", "o", r"node, $C_B^j$ (A)"),
+        ("edge", "tab:orange", "s", r"edge, $E_{jk}$"),
+    )
+    for kind, color, marker, _ in kinds:
+        xs, ys = [], []
+        for t in run.temperatures:
+            s = run.pearson(group, t.label, kind)
+            if s is None:
+                continue
+            ax.errorbar(
+                t.T,
+                s.mean,
+                yerr=s.std_configurations,
+                fmt=marker,
+                color=color,
+                mfc=color if t.trained else "white",
+                mec=color,
+                ms=5,
+                mew=0.9,
+                elinewidth=0.8,
+            )
+            xs.append(t.T)
+            ys.append(s.mean)
+        ax.plot(xs, ys, "-", color=color, lw=0.6, alpha=0.6, zorder=0)
+    handles = [
+        Line2D([], [], ls="", marker=m, color=c, ms=5, label=text) for _, c, m, text in kinds
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", color="0.3", ms=5, label="trained"),
+        Line2D([], [], ls="", marker="o", color="0.3", mfc="white", ms=5, label="untrained"),
+    ]
+    ax.legend(handles=handles, loc="best", ncols=2)
+    ax.set_xlabel(T_LABEL)
+    ax.set_ylabel(r"Pearson $\rho$")
+    _t_ticks(ax.xaxis)
+    return fig
+
+
+# ============================================================================ losses
+
+LOSS_PANELS = (
+    ("loss", r"$\mathcal{L}_{\mathrm{all}}$"),
+    ("loss_mse", r"$\mathcal{L}_{\mathrm{MSE}}$"),
+    ("loss_var", r"$\mathcal{L}_{\mathrm{Var}}$"),
+    ("loss_corr", r"$\mathcal{L}_{\mathrm{Corr}}$"),
+    ("loss_edge", r"$\mathcal{L}_{\mathrm{edge}}$"),
+    ("loss_global", r"$\mathcal{L}_{\mathrm{global}}$"),
+)
+
+
+def _seed_average(run: RunAnalysis, models, column: str):
+    """(epochs, mean, std) over seeds on the epochs every seed has; None if absent."""
+    tables = [run.metrics[m.name] for m in models if column in run.metrics.get(m.name, {})]
+    if not tables:
+        return None
+    epochs = functools.reduce(np.intersect1d, [t["epoch"] for t in tables])
+    if epochs.size == 0:
+        return None
+    values = np.stack([t[column][np.searchsorted(t["epoch"], epochs)] for t in tables])
+    return epochs, values.mean(axis=0), values.std(axis=0)
+
+
+def _positive(v: np.ndarray) -> np.ndarray:
+    return np.where(v > 0, v, np.nan)
+
+
+@_styled
+def fig06_loss(run: RunAnalysis) -> Figure:
+    """Fig. 6: loss terms vs epoch, averaged over the seeds of the main model (band ± std over
+    seeds); validation losses at the lowest training temperature when metrics.csv holds them
+    (columns ``val_<term>_T<T>``); validation ρ and T_pred per temperature in extra panels.
+    The dashed line marks the end of the warm-up (w_v, w_c switched on)."""
+    group = _require_main(run)
+    models = [m for m in run.seeds(group) if m.name in run.metrics]
+    if not models:
+        raise FigureSkipped(f"no metrics.csv of the main model {group.name}_s*")
+    lowest = temperature_labels(run.config, "train")[0]  # the config has one at least
+    columns = set().union(*(run.metrics[m.name] for m in models))
+    val_t = sorted(
+        {c.split("_T", 1)[1] for c in columns if c.startswith(("val_pearson_T", "val_t_pred_T"))},
+        key=float,
+    )
+    extra = 2 if val_t else 0
+    n_panels = len(LOSS_PANELS) + extra
+    n_rows, n_cols = _grid(n_panels, max_cols=4 if extra else 3)
+    height = 1.75 * n_rows + 0.3
+    fig = Figure(figsize=(DOUBLE_COLUMN, height))
+    axes = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False)
+    warmup = run.config["training"]["warmup_epochs"]
+    for k, (column, title) in enumerate(LOSS_PANELS):
+        ax = axes.flat[k]
+        train = _seed_average(run, models, column)
+        val = _seed_average(run, models, f"val_{column}_T{lowest}")
+        positive = False
+        for series, color, text in (
+            (train, "tab:blue", "train"),
+            (val, "tab:orange", f"validation, $T = {lowest}$"),
+        ):
+            if series is None:
+                continue
+            epochs, mean, std = series
+            ax.plot(epochs, _positive(mean), color=color, lw=0.9, label=text)
+            if len(models) > 1:
+                ax.fill_between(
+                    epochs,
+                    _positive(mean - std),
+                    _positive(mean + std),
+                    color=color,
+                    alpha=0.25,
+                    lw=0,
+                )
+            positive |= bool(np.any(mean > 0))
+        if positive:  # losses are positive; zeros (a term not yet computed) are left out
+            ax.set_yscale("log")
+            _log_ticks(ax, "y")
+        ax.axvline(warmup, color="0.4", ls="--", lw=0.8)
+        ax.set_ylabel(title)
+        _letter(ax, k)
+        if train is None and val is None:
+            ax.text(
+                0.5,
+                0.5,
+                f"'{column}' not in metrics.csv",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="0.4",
+            )
+    handles, texts = axes.flat[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.4", ls="--", lw=0.8))
+    texts.append(f"end of warm-up (epoch {warmup})")
+    n = len(models)
+    texts[0] += f", mean ± std over {n} seeds" if n > 1 else f", seed {models[0].seed}"
+    fig.legend(handles, texts, loc="lower center", bbox_to_anchor=(0.5, 0.995), ncols=3)
+    if extra:
+        colors = _t_colors(run)
+        for k, (prefix, title) in enumerate(
+            (
+                ("val_pearson_T", r"validation $\rho$ (node)"),
+                ("val_t_pred_T", r"validation $T_{\mathrm{pred}}$"),
+            )
+        ):
+            ax = axes.flat[len(LOSS_PANELS) + k]
+            for label in val_t:
+                series = _seed_average(run, models, prefix + label)
+                if series is None:
+                    continue
+                epochs, mean, _ = series
+                color = colors.get(label, "0.3")
+                ax.plot(epochs, mean, color=color, lw=0.9, label=f"$T = {label}$")
+                if prefix == "val_t_pred_T":
+                    ax.axhline(float(label), color=color, ls=":", lw=0.7)
+            ax.axvline(warmup, color="0.4", ls="--", lw=0.8)
+            ax.set_ylabel(title)
+            _letter(ax, len(LOSS_PANELS) + k)
+        axes.flat[len(LOSS_PANELS)].legend(loc="lower right", fontsize=6)
+    for k, ax in enumerate(axes.flat):
+        if k >= n_panels:
+            ax.set_visible(False)
+        elif k + n_cols >= n_panels:
+            ax.set_xlabel("epoch")
+            ax.tick_params(labelbottom=True)
+    fig.subplots_adjust(wspace=0.5, hspace=0.3, top=1 - 0.3 / height)
+    return fig
+
+
+# ============================================================================ registry, report
+
+
+#: The figures in the paper's order: file stem → function.
+FIGURES: dict[str, Callable[[RunAnalysis], Figure]] = {
+    "fig02_cb_maps": fig02_cb_maps,
+    "fig03_sb": fig03_sb,
+    "fig04_t_pred": fig04_t_pred,
+    "fig05_embedding_distance": fig05_embedding_distance,
+    "fig06_loss": fig06_loss,
+    "fig07_pearson": fig07_pearson,
+    "fig08_cb_maps_high_t": fig08_cb_maps_high_t,
+    "fig09_sb_high_t": fig09_sb_high_t,
+    "fig10_t_pred_distribution": fig10_t_pred_distribution,
+    "fig11_sb_lambda": fig11_sb_lambda,
+    "fig12_t_pred_lambda": fig12_t_pred_lambda,
+    "fig13_cb_maps_ablation": fig13_cb_maps_ablation,
+    "fig14_sb_ablation": fig14_sb_ablation,
+    "fig15_t_pred_ablation": fig15_t_pred_ablation,
+}
+
+
+@dataclass
+class Outcome:
+    """What became of one figure: the files written, or why it was skipped."""
+
+    name: str
+    files: list[Path] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def draw(
+    run: RunAnalysis, out_dir: str | os.PathLike, formats: list[str] | None = None
+) -> list[Outcome]:
+    """Draw every figure of :data:`FIGURES` into ``out_dir`` (``figNN_name.<fmt>``)."""
+    formats = formats or run.config["analysis"]["figure_formats"]
+    out_dir = Path(out_dir)
+    outcomes = []
+    for name, func in FIGURES.items():
+        try:
+            fig = func(run)
+        except FigureSkipped as exc:
+            outcomes.append(Outcome(name, skipped=str(exc)))
+            continue
+        outcomes.append(Outcome(name, files=save(fig, out_dir / name, formats)))
+    return outcomes
+
+
+def report(
+    run: RunAnalysis, out_dir: str | os.PathLike, formats: list[str] | None = None
+) -> list[Outcome]:
+    """Figures into ``out_dir/figures``, then ``summary.json`` and ``summary.md`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    outcomes = draw(run, out_dir / "figures", formats)
+    summary = summarise(run)
+    summary["figures"] = {
+        o.name: (
+            {"status": "skipped", "reason": o.skipped}
+            if o.skipped
+            else {"status": "written", "files": [str(p.relative_to(out_dir)) for p in o.files]}
+        )
+        for o in outcomes
+    }
+    _write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    _write_text(out_dir / "summary.md", summary_markdown(summary))
+    return outcomes
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
