@@ -12,6 +12,7 @@ COMMANDS = [
     "iso",
     "dataset",
     "import-botan",
+    "validate",
     "figures",
     "benchmark",
 ]

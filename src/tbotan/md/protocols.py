@@ -185,6 +185,7 @@ class EquilibrationParameters:
             checkpoint_interval=eq["checkpoint_every_tau_alpha"] * tau,
             seed=derive_seed(config["seed"], "equilibrate", cfgmod.temperature_label(entry["T"])),
             max_drift_sigma=eq["max_drift_sigma"],
+            energy_records=eq["energy_records"],
             min_msd_between_samples=eq["min_msd_between_samples"],
             max_sample_extensions=eq["max_sample_extensions"],
             allow_unequilibrated=eq["allow_unequilibrated"],

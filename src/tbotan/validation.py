@@ -1,0 +1,188 @@
+"""Physics validation a user can run on a laptop (``tbotan validate``).
+
+1. Real data (when the BOTAN T = 0.44 files are available): U/N of a thermal configuration,
+   e_IS/N and FIRE steps of its inherent structure, and C_B / propensity from the stored
+   replicas, against the reference values published with the data.
+2. τα at T = 0.80 and 0.64 (N ≈ 1000): equilibrate, measure F_s(q, t), compare with the
+   paper's Table I; equilibrium U/N and inherent-structure energies of the same runs.
+
+Each check reports its numbers and a verdict; the results are meant to be recorded in
+docs/validation.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tbotan import kalj, observables
+from tbotan.configuration import ConfigurationBatch
+from tbotan.md.protocols import (
+    EquilibrationParameters,
+    TauAlphaParameters,
+    derive_seed,
+    equilibrate,
+    measure_tau_alpha,
+    quench,
+)
+
+#: Reference values of the BOTAN files (shared/data/botan-T0.44/README.md), file 1.
+BOTAN_FILE1 = {
+    "u": -6.18434,
+    "e_is": -6.83792,
+    "fire_steps": 1600,
+    "cb_mean": 0.63085,
+    "prop_mean": 0.69862,
+}
+#: Table I of the paper.
+TABLE_I = {0.80: 3.42, 0.64: 16.5}
+
+
+def botan_directory() -> Path | None:
+    """The BOTAN data: $TBOTAN_BOTAN_DATA or ../shared/data/botan-T0.44 from the checkout."""
+    env = os.environ.get("TBOTAN_BOTAN_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "botan-T0.44")
+    candidates.append(Path.cwd().parent / "shared" / "data" / "botan-T0.44")
+    for path in candidates:
+        if (path / "isoconfig_N4096T0.44_1_tc07.npz").is_file():
+            return path
+    return None
+
+
+def validate_real_data(engine, directory: Path) -> dict:
+    """Engine and observables against the BOTAN reference values (file 1)."""
+    with np.load(directory / "isoconfig_N4096T0.44_1_tc07.npz") as data:
+        types, initial, final = data["types"], data["initial_positions"], data["positions"]
+    L = kalj.box_length(4096)
+    conf = ConfigurationBatch(initial, types, np.full(3, L))
+    u = float(engine.evaluate(conf).potential_energy[0])
+    t0 = time.perf_counter()
+    result = engine.minimize(conf)
+    seconds = time.perf_counter() - t0
+    bb = observables.bond_breaking(initial, final, types, L)
+    prop = observables.propensity(initial, final)
+    a = types == 0
+    checks = {
+        "U/N": (u, BOTAN_FILE1["u"], 1e-5),
+        "e_IS/N": (float(result.energy[0]), BOTAN_FILE1["e_is"], 1e-4),
+        "C_B mean (A)": (float(bb.cb[a].mean()), BOTAN_FILE1["cb_mean"], 1e-5),
+        "propensity mean (A)": (float(prop[a].mean()), BOTAN_FILE1["prop_mean"], 1e-5),
+    }
+    out = {
+        name: {"value": v, "reference": r, "tolerance": tol, "passed": abs(v - r) <= tol}
+        for name, (v, r, tol) in checks.items()
+    }
+    steps = int(result.steps[0])
+    out["FIRE steps"] = {
+        "value": steps,
+        "reference": BOTAN_FILE1["fire_steps"],
+        "tolerance": "±30 %",
+        "passed": abs(steps - BOTAN_FILE1["fire_steps"]) <= 0.3 * BOTAN_FILE1["fire_steps"],
+        "seconds": seconds,
+    }
+    return out
+
+
+def validate_tau_alpha(
+    engine,
+    temperature: float,
+    n_particles: int = 1000,
+    n_systems: int = 4,
+    equilibration_tau_alpha: float = 20.0,
+    n_origins: int = 2,
+    seed: int = 1,
+    tolerance: float = 0.15,
+) -> dict:
+    """Equilibrate at T, measure τα, quench a few samples; compare τα with Table I."""
+    tau = TABLE_I[temperature]
+    params = EquilibrationParameters(
+        temperature=temperature,
+        tau_alpha=tau,
+        n_particles=n_particles,
+        density=kalj.DENSITY,
+        n_systems=n_systems,
+        samples_per_system=1,
+        dt=0.005,
+        thermostat_tau=0.5,
+        melt_temperature=2.0,
+        melt_time=10.0,
+        equilibration_time=equilibration_tau_alpha * tau,
+        sample_interval=2 * tau,
+        checkpoint_interval=1e9,
+        seed=derive_seed(seed, "validate", temperature),
+        energy_records=40,
+        allow_unequilibrated=True,
+    )
+    t0 = time.perf_counter()
+    eq = equilibrate(engine, params)
+    ta = TauAlphaParameters(
+        temperature=temperature,
+        tau_alpha_estimate=tau,
+        q=7.25,
+        max_time=5 * tau,
+        n_origins=n_origins,
+        points_per_decade=10,
+        dt=0.005,
+        thermostat_tau=0.5,
+        seed=derive_seed(seed, "validate-fs", temperature),
+    )
+    fs = measure_tau_alpha(engine, eq.samples, ta)
+    _, e_is, steps, _ = quench(engine, eq.samples.with_velocities(None), None)
+    measured = fs.get("tau_alpha_measured")
+    ratio = None if measured is None else measured / tau
+    return {
+        "temperature": temperature,
+        "n_particles": n_particles,
+        "n_systems": n_systems,
+        "tau_alpha_measured": measured,
+        "tau_alpha_sem": fs.get("tau_alpha_sem"),
+        "tau_alpha_table": tau,
+        "ratio": ratio,
+        "tolerance": tolerance,
+        "passed": ratio is not None and abs(ratio - 1.0) <= tolerance,
+        "equilibration": {
+            "passed": eq.report["passed"],
+            "failures": eq.report["failures"],
+            "potential_energy_mean": eq.report["potential_energy_mean"],
+            "potential_energy_sem": eq.report["potential_energy_sem"],
+            "kinetic_temperature_mean": eq.report["kinetic_temperature_mean"],
+            "msd_between_samples": eq.report["msd_between_samples"],
+        },
+        "inherent_energy_mean": float(e_is.mean()),
+        "inherent_energy_std": float(e_is.std()),
+        "fire_steps_mean": float(steps.mean()),
+        "fs": {"times": fs["times"], "fs": fs["fs"]},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def markdown(result: dict) -> str:
+    """A short markdown report of :func:`tbotan.commands.validate` results."""
+    lines = ["| check | value | reference | verdict |", "|---|---|---|---|"]
+    for name, c in (result.get("real_data") or {}).items():
+        lines.append(
+            f"| BOTAN file 1: {name} | {c['value']:.6g} | {c['reference']} "
+            f"(± {c['tolerance']}) | {'pass' if c['passed'] else 'FAIL'} |"
+        )
+    for t in result.get("tau_alpha", []):
+        m = t["tau_alpha_measured"]
+        text = "n/a" if m is None else f"{m:.3g} ± {t['tau_alpha_sem'] or 0:.2g}"
+        lines.append(
+            f"| τα at T = {t['temperature']} (N = {t['n_particles']}) | {text} | "
+            f"{t['tau_alpha_table']} (Table I, ± {int(100 * t['tolerance'])} %) | "
+            f"{'pass' if t['passed'] else 'FAIL'} (ratio {t['ratio'] or float('nan'):.2f}) |"
+        )
+        eq = t["equilibration"]
+        lines.append(
+            f"| U/N at T = {t['temperature']} | {eq['potential_energy_mean']:.4f} | "
+            f"(no drift: {'yes' if eq['passed'] else 'no'}) | - |"
+        )
+        lines.append(
+            f"| e_IS/N at T = {t['temperature']} | {t['inherent_energy_mean']:.4f} ± "
+            f"{t['inherent_energy_std']:.4f} | - | - |"
+        )
+    return "\n".join(lines) + "\n"
