@@ -40,6 +40,7 @@ SMALL = {
         "melt_time": 1.0,
         "checkpoint_every_tau_alpha": 1,
         "min_msd_between_samples": 0.5,
+        "energy_records": 10,
     },
     "dataset": {"n_train": 3, "n_validation": 1, "n_test": 2},
     "iso": {"n_replicas": 3, "configurations_per_chunk": 4, "segment_tau_alpha": 0.5},
