@@ -690,15 +690,7 @@ def load_run_config(path: str | os.PathLike) -> dict:
     """
     from tbotan import config as cfg
 
-    previous = os.environ.get("TBOTAN_SKIP_ENGINE_CHECK")
-    os.environ["TBOTAN_SKIP_ENGINE_CHECK"] = "1"
-    try:
-        return cfg.load(path)
-    finally:
-        if previous is None:
-            del os.environ["TBOTAN_SKIP_ENGINE_CHECK"]
-        else:
-            os.environ["TBOTAN_SKIP_ENGINE_CHECK"] = previous
+    return cfg.load(path, check_engine=False)
 
 
 def find_models(run_dir: Path, notes: list[str]) -> list[ModelId]:

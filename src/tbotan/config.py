@@ -47,10 +47,10 @@ def load_schema() -> dict:
 
 
 def _validator_with_defaults(schema: dict):
-    """A Draft-7 validator that fills in ``default`` values as it validates (as Snakemake does)."""
+    """A draft 2020-12 validator (Snakemake's) that fills in ``default`` values as it validates."""
     import jsonschema
 
-    base = jsonschema.Draft7Validator
+    base = jsonschema.Draft202012Validator
 
     def set_defaults(validator, properties, instance, schema_):
         if isinstance(instance, dict):
@@ -81,8 +81,11 @@ def merge(base: dict, overlay: dict) -> dict:
     return out
 
 
-def validate(config: dict) -> dict:
+def validate(config: dict, check_engine: bool = True) -> dict:
     """Validate ``config`` against the schema, fill defaults and check semantics.
+
+    ``check_engine=False`` skips the check that an engine named in the configuration can be
+    imported here (for tools that run no MD, or when the MD runs in another environment).
 
     Returns:
         A new, complete configuration dictionary.
@@ -97,12 +100,14 @@ def validate(config: dict) -> dict:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(map(_format_error, errors)))
     # a second pass fills defaults inside items created by the first
     list(validator.iter_errors(config))
-    check_semantics(config)
+    check_semantics(config, check_engine)
     return config
 
 
 def load(
-    paths: Iterable[str | os.PathLike] | str | os.PathLike, overrides: dict | None = None
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    overrides: dict | None = None,
+    check_engine: bool = True,
 ) -> dict:
     """Load YAML files (later ones overlay earlier ones), apply ``overrides``, validate."""
     if isinstance(paths, (str, os.PathLike)):
@@ -122,10 +127,10 @@ def load(
         config = merge(config, data)
     if overrides:
         config = merge(config, overrides)
-    return validate(config)
+    return validate(config, check_engine)
 
 
-def check_semantics(config: dict) -> None:
+def check_semantics(config: dict, check_engine: bool = True) -> None:
     """Checks the schema cannot express; raise ConfigError naming the key."""
     temps = [entry["T"] for entry in config["temperatures"]]
     labels = [temperature_label(t) for t in temps]
@@ -154,14 +159,18 @@ def check_semantics(config: dict) -> None:
             f"training.warmup_epochs ({training['warmup_epochs']}) exceeds training.epochs "
             f"({training['epochs']})"
         )
-    if config["engine"]["name"] == "hoomd":
-        from tbotan.md import hoomd_available
-
-        if not hoomd_available() and os.environ.get("TBOTAN_SKIP_ENGINE_CHECK") != "1":
+    if config["engine"]["name"] == "hoomd" and check_engine:
+        if not _hoomd_importable():
             raise ConfigError(
                 "engine.name: 'hoomd' was chosen but HOOMD-blue does not import here; run the "
                 "workflow with `--sdm conda` (environment envs/hoomd.yaml) or choose 'torch'/'auto'"
             )
+
+
+def _hoomd_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("hoomd") is not None
 
 
 # ---------------------------------------------------------------------------- derived values
@@ -223,6 +232,32 @@ def split_sizes(config: dict, T: float | str) -> dict[str, int]:
 def n_chunks(config: dict, T: float | str) -> int:
     """Isoconfigurational jobs at T."""
     return math.ceil(configurations_needed(config, T) / config["iso"]["configurations_per_chunk"])
+
+
+def model_id(variant: str, lambda_global: float, seed: int) -> str:
+    """Model identifier ``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``."""
+    return f"{variant}_lg{float(lambda_global):g}_s{int(seed)}"
+
+
+def model_ids(config: dict) -> dict[str, list[str]]:
+    """The models a run trains: {'main': [...], 'ablation': [...], 'lambda_global': [...]}.
+
+    The main model (``model.variant`` at ``training.lambda_global``) with every seed; each
+    ablation variant and each swept λ_g with the first ``training.ablation_seeds`` seeds.
+    """
+    tr, variant = config["training"], config["model"]["variant"]
+    seeds, few = tr["seeds"], tr["seeds"][: tr["ablation_seeds"]]
+    main = [model_id(variant, tr["lambda_global"], s) for s in seeds]
+    ablation = [
+        model_id(v, tr["lambda_global"], s) for v in tr["ablations"] if v != variant for s in few
+    ]
+    sweep = [
+        model_id(variant, lg, s)
+        for lg in tr["lambda_global_sweep"]
+        if float(lg) != float(tr["lambda_global"])
+        for s in few
+    ]
+    return {"main": main, "ablation": ablation, "lambda_global": sweep}
 
 
 def section_hash(config: dict, keys: Iterable[str] | None = None) -> str:

@@ -2,7 +2,7 @@
 
 Joins the chunks written by ``tbotan iso`` and cuts them into ``T{T}_train.h5``,
 ``T{T}_validation.h5`` and ``T{T}_test.h5`` (only the test file for temperatures the model does
-not train on).  Every file is validated as it is written.
+not train on); ``--split`` writes one of them.  Every file is validated as it is written.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ def add_arguments(parser) -> None:
     add_config_argument(parser)
     parser.add_argument("--temperature", required=True)
     parser.add_argument("--chunks", nargs="+", required=True, help="label chunk files (.h5)")
-    parser.add_argument("--output-dir", required=True, help="folder of the dataset files")
+    parser.add_argument(
+        "--split",
+        choices=["train", "validation", "test"],
+        default=None,
+        help="write only this split to --output (default: every split of T)",
+    )
+    parser.add_argument("--output", default=None, help="dataset file of --split")
+    parser.add_argument("--output-dir", default=None, help="folder for every split of T")
 
 
 def run(args) -> int:
@@ -30,8 +37,18 @@ def run(args) -> int:
     T = float(args.temperature)
     splits = assemble_splits(config, T, args.chunks)
     names = split_file_names(config, T)
-    for split, content in splits.items():
-        path = Path(args.output_dir) / names[split]
+    if args.split is not None:
+        if args.output is None:
+            raise ValueError("--split needs --output")
+        if args.split not in splits:
+            raise ValueError(f"T = {T:g} has no {args.split} split (it is not trained on)")
+        targets = {args.split: Path(args.output)}
+    elif args.output_dir is not None:
+        targets = {s: Path(args.output_dir) / names[s] for s in splits}
+    else:
+        raise ValueError("give --split with --output, or --output-dir")
+    for split, path in targets.items():
+        content = splits[split]
         write_dataset(path, content)
         a = content.types == 0
         print(

@@ -1,0 +1,184 @@
+"""The Snakemake workflow: DAG of the paper, configuration errors, the smoke pipeline end to end."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip(
+    "snakemake", reason="the workflow extra is not installed (pip install .[workflow])"
+)
+
+
+def snakemake(*args, cwd=ROOT, check=True, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", *map(str, args)]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def job_counts(*args) -> dict[str, int]:
+    out = snakemake("--dry-run", "--quiet", "rules", *args).stdout
+    counts = {}
+    for line in out.splitlines():
+        m = re.match(r"^([a-z_]+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_paper_dag_has_the_right_jobs_per_rule(tmp_path):
+    counts = job_counts("--config", f"results_dir={tmp_path}")
+    # hand-computed from the paper protocol: 6 temperatures (4 trained, 2 untrained);
+    # trained: 100 + 10 + 50 configurations in chunks of 4 -> 40 iso jobs, 3 dataset splits;
+    # untrained: 50 test configurations -> 13 iso jobs, 1 split; models: 5 seeds of IS+TS,
+    # IS and TS ablations (1 seed each), lambda_g 0.001 and 0.1 (1 seed each) = 9 models,
+    # each predicting the test set of all 6 temperatures.
+    assert counts == {
+        "equilibrate": 6,
+        "tau_alpha": 6,
+        "quench": 6,
+        "iso": 4 * 40 + 2 * 13,
+        "dataset": 4 * 3 + 2,
+        "train": 9,
+        "predict": 9 * 6,
+        "figures": 1,
+        "all": 1,
+    }
+
+
+def test_dag_follows_the_configuration(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "iso": {"configurations_per_chunk": 10},
+                "training": {"seeds": [0, 1], "ablations": [], "lambda_global_sweep": []},
+                "tau_alpha": {"source": "measured"},
+            }
+        )
+    )
+    counts = job_counts(
+        "--configfile", "config.yaml", overlay, "--config", f"results_dir={tmp_path}"
+    )
+    assert counts["iso"] == 4 * 16 + 2 * 5
+    assert counts["train"] == 2 and counts["predict"] == 12
+
+
+@pytest.mark.parametrize(
+    "overlay, key",
+    [
+        ({"iso": {"n_replicas": 0}}, "iso.n_replicas"),
+        ({"bogus_key": 1}, "bogus_key"),
+        ({"temperatures": [{"T": -0.5, "tau_alpha": 1.0}]}, "temperatures.0.T"),
+        ({"temperatures": [{"T": 0.44, "tau_alpha": 4120}, {"T": 0.5}]}, "temperatures[1]"),
+        ({"engine": {"devise": "cpu"}}, "devise"),
+    ],
+)
+def test_invalid_configuration_is_rejected_before_any_job(tmp_path, overlay, key):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(overlay))
+    proc = snakemake(
+        "--dry-run",
+        "--configfile",
+        "config.yaml",
+        bad,
+        "--config",
+        f"results_dir={tmp_path}",
+        check=False,
+    )
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert key in text, text[-2000:]
+    assert not list(tmp_path.glob("*/equilibrium"))
+
+
+def test_engine_hoomd_without_hoomd_is_rejected(tmp_path):
+    from tbotan.md import hoomd_available
+
+    if hoomd_available():
+        pytest.skip("HOOMD-blue is installed here")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"engine": {"name": "hoomd"}}))
+    proc = snakemake(
+        "--dry-run",
+        "--configfile",
+        "config.yaml",
+        bad,
+        "--config",
+        f"results_dir={tmp_path}",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "engine.name" in proc.stdout + proc.stderr and "--sdm conda" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("smoke")
+    args = [
+        "--cores",
+        "2",
+        "--configfile",
+        "config.yaml",
+        "config/smoke.yaml",
+        "--config",
+        f"results_dir={results}",
+    ]
+    snakemake(*args, timeout=1500)
+    return results / "smoke", args
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_produces_every_figure_and_the_report(smoke_run, tmp_path):
+    run, args = smoke_run
+    figures = {p.stem for p in (run / "analysis" / "figures").glob("*.png")}
+    expected = {
+        "fig02_cb_maps",
+        "fig03_sb",
+        "fig04_t_pred",
+        "fig05_embedding_distance",
+        "fig06_loss",
+        "fig07_pearson",
+        "fig10_t_pred_distribution",
+        "fig11_sb_lambda",
+        "fig12_t_pred_lambda",
+        "fig13_cb_maps_ablation",
+        "fig14_sb_ablation",
+        "fig15_t_pred_ablation",
+    }
+    assert expected <= figures, sorted(expected - figures)
+    assert (run / "analysis" / "summary.json").stat().st_size > 100
+    report = tmp_path / "report.html"
+    snakemake(*args, "--report", report)
+    assert report.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_rerunning_the_smoke_pipeline_does_nothing(smoke_run):
+    _, args = smoke_run
+    out = snakemake(*args, "--dry-run").stdout
+    assert "Nothing to be done" in out
+
+
+@pytest.mark.slow
+def test_deleting_an_intermediate_reruns_only_what_depends_on_it(smoke_run):
+    run, args = smoke_run
+    target = run / "datasets" / "T1.50_test.h5"
+    backup = target.with_name("backup.h5")
+    shutil.copy2(target, backup)
+    target.unlink()
+    counts = job_counts(*args)
+    # the untrained temperature's test file feeds predictions of every model and the figures
+    assert counts == {"dataset": 1, "predict": 4, "figures": 1, "all": 1}
+    shutil.move(backup, target)

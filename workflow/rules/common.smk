@@ -1,0 +1,117 @@
+# Helpers shared by all rule files; the validated configuration, paths, model ids, inputs.
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+from tbotan import config as tbotan_config  # noqa: E402  (light: yaml + jsonschema only)
+
+
+def _uses_conda():
+    try:
+        from snakemake.settings.types import DeploymentMethod
+
+        return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    except Exception:
+        return False
+
+
+# Validate before any job starts, naming the key at fault.  With --sdm conda, HOOMD-blue comes
+# from the rules' environment, so its absence here is no error.
+try:
+    _validated = tbotan_config.validate(config, check_engine=not _uses_conda())
+except tbotan_config.ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+config.clear()
+config.update(_validated)
+validate(config, schema=str(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+
+RUN = Path(config["results_dir"]) / config["run_name"]
+TEMPERATURES = tbotan_config.temperature_labels(config)
+TRAINED = tbotan_config.temperature_labels(config, "train")
+MODELS = tbotan_config.model_ids(config)
+ALL_MODELS = MODELS["main"] + MODELS["ablation"] + MODELS["lambda_global"]
+
+# The resolved configuration every command reads.  Rewritten only when its content changes,
+# and not declared as an input: each rule lists the sections it depends on as `params`, so
+# changing, say, training.epochs reruns training but no molecular dynamics.
+RESOLVED = RUN / "config.yaml"
+_text = yaml.safe_dump(config, sort_keys=False)
+if not RESOLVED.is_file() or RESOLVED.read_text() != _text:
+    RESOLVED.parent.mkdir(parents=True, exist_ok=True)
+    _tmp = RESOLVED.with_name("config.yaml.tmp")
+    _tmp.write_text(_text)
+    os.replace(_tmp, RESOLVED)
+
+# How rules call the package: from this checkout, so no environment needs it installed.
+TBOTAN = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python -m tbotan"
+
+
+def section(*names, T=None):
+    """YAML text of the configuration sections a job depends on (as params, edits rerun it)."""
+    out = {name: config[name] for name in names}
+    out["seed"] = config["seed"]
+    if T is not None:
+        out["temperature"] = tbotan_config.temperature_entry(config, T)
+    return yaml.safe_dump(out, sort_keys=True)
+
+
+def n_chunks(T):
+    return tbotan_config.n_chunks(config, T)
+
+
+def uses_gpu(device):
+    return 0 if device == "cpu" else 1
+
+
+def env(path):
+    """A conda environment file, relative to the workflow's root."""
+    path = Path(path)
+    return str(path if path.is_absolute() else Path(workflow.basedir) / path)
+
+
+def md_env():
+    return env(config["engine"]["hoomd_env"])
+
+
+def model_parts(model):
+    """(variant, λ_g, seed) of a model id such as is+ts_lg0.01_s0."""
+    variant, rest = model.split("_lg")
+    lg, seed = rest.rsplit("_s", 1)
+    return variant, lg, seed
+
+
+def iso_inputs(w):
+    inputs = {
+        "equilibrium": RUN / "equilibrium" / f"T{w.T}.gsd",
+        "inherent": RUN / "inherent" / f"T{w.T}.gsd",
+    }
+    if config["tau_alpha"]["source"] == "measured":
+        inputs["tau_alpha"] = RUN / "tau_alpha" / f"T{w.T}.json"
+    return inputs
+
+
+def tau_alpha_option(w, input):
+    return f"--tau-alpha-json {input.tau_alpha}" if "tau_alpha" in input.keys() else ""
+
+
+def label_chunks(w):
+    return expand(RUN / "labels" / f"T{w.T}" / "chunk{chunk:03d}.h5", chunk=range(n_chunks(w.T)))
+
+
+def figure_inputs(w):
+    tests = expand(RUN / "datasets" / "T{T}_test.h5", T=TEMPERATURES)
+    preds = expand(
+        RUN / "predictions" / "{model}" / "T{T}_test.h5", model=ALL_MODELS, T=TEMPERATURES
+    )
+    metrics = expand(RUN / "models" / "{model}" / "metrics.csv", model=ALL_MODELS)
+    return tests + preds + metrics
+
+
+def all_targets():
+    targets = [RUN / "analysis" / "summary.json"]
+    targets += expand(RUN / "tau_alpha" / "T{T}.json", T=TEMPERATURES)
+    return targets

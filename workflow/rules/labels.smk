@@ -1,0 +1,53 @@
+# Isoconfigurational replicas and labels (chunked, so a cluster can spread them), datasets.
+
+
+
+
+rule iso:
+    input:
+        unpack(iso_inputs),
+    output:
+        RUN / "labels" / "T{T}" / "chunk{chunk}.h5",
+    params:
+        tbotan=TBOTAN,
+        config=RESOLVED,
+        cfg=lambda w: section("system", "engine", "md", "iso", "graph", "dataset", "tau_alpha", T=w.T),
+        tau=tau_alpha_option,
+    log:
+        RUN / "logs" / "iso" / "T{T}_chunk{chunk}.log",
+    benchmark:
+        RUN / "benchmarks" / "iso" / "T{T}_chunk{chunk}.tsv"
+    threads: 2
+    resources:
+        gpu=uses_gpu(config["engine"]["device"]),
+        runtime=240,
+        mem_mb=8000,
+    conda:
+        md_env()
+    shell:
+        "OMP_NUM_THREADS={threads} {params.tbotan} iso --config {params.config} --temperature {wildcards.T} "
+        "--chunk {wildcards.chunk} --equilibrium {input.equilibrium} --inherent {input.inherent} "
+        "{params.tau} --output {output} > {log} 2>&1"
+
+
+
+
+rule dataset:
+    input:
+        label_chunks,
+    output:
+        RUN / "datasets" / "T{T}_{split}.h5",
+    params:
+        tbotan=TBOTAN,
+        config=RESOLVED,
+        cfg=lambda w: section("dataset", T=w.T),
+    log:
+        RUN / "logs" / "dataset" / "T{T}_{split}.log",
+    resources:
+        runtime=20,
+        mem_mb=4000,
+    conda:
+        env("envs/analysis.yaml")
+    shell:
+        "{params.tbotan} dataset --config {params.config} --temperature {wildcards.T} --split {wildcards.split} "
+        "--chunks {input} --output {output} > {log} 2>&1"

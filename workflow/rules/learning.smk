@@ -1,0 +1,54 @@
+# T-BOTAN: training on the mixed training temperatures, predictions on every test set.
+
+
+rule train:
+    input:
+        train=expand(RUN / "datasets" / "T{T}_train.h5", T=TRAINED),
+        validation=expand(RUN / "datasets" / "T{T}_validation.h5", T=TRAINED),
+    output:
+        model=RUN / "models" / "{model}" / "model.pt",
+        metrics=RUN / "models" / "{model}" / "metrics.csv",
+    params:
+        tbotan=TBOTAN,
+        config=RESOLVED,
+        cfg=section("model", "training", "dataset"),
+        parts=lambda w: model_parts(w.model),
+        out=lambda w: RUN / "models" / w.model,
+    log:
+        RUN / "logs" / "train" / "{model}.log",
+    benchmark:
+        RUN / "benchmarks" / "train" / "{model}.tsv"
+    threads: 2
+    resources:
+        gpu=uses_gpu(config["training"]["device"]),
+        runtime=720,
+        mem_mb=16000,
+    conda:
+        env("envs/learning.yaml")
+    shell:
+        "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config} --train {input.train} "
+        "--validation {input.validation} --variant {params.parts[0]} "
+        "--lambda-global {params.parts[1]} --seed {params.parts[2]} --out {params.out} "
+        "--resume > {log} 2>&1"
+
+
+rule predict:
+    input:
+        model=RUN / "models" / "{model}" / "model.pt",
+        dataset=RUN / "datasets" / "T{T}_{split}.h5",
+    output:
+        RUN / "predictions" / "{model}" / "T{T}_{split}.h5",
+    params:
+        tbotan=TBOTAN,
+    log:
+        RUN / "logs" / "predict" / "{model}_T{T}_{split}.log",
+    threads: 1
+    resources:
+        gpu=uses_gpu(config["training"]["device"]),
+        runtime=30,
+        mem_mb=8000,
+    conda:
+        env("envs/learning.yaml")
+    shell:
+        "OMP_NUM_THREADS={threads} {params.tbotan} predict --model {input.model} "
+        "--dataset {input.dataset} --out {output} > {log} 2>&1"

@@ -1,0 +1,75 @@
+# Molecular dynamics: equilibrium states, tau_alpha, inherent structures.
+
+
+rule equilibrate:
+    output:
+        gsd=RUN / "equilibrium" / "T{T}.gsd",
+        report=RUN / "equilibrium" / "T{T}.json",
+    params:
+        tbotan=TBOTAN,
+        config=RESOLVED,
+        cfg=lambda w: section("system", "engine", "md", "equilibration", "dataset", T=w.T),
+    log:
+        RUN / "logs" / "equilibrate" / "T{T}.log",
+    benchmark:
+        RUN / "benchmarks" / "equilibrate" / "T{T}.tsv"
+    threads: 2
+    resources:
+        gpu=uses_gpu(config["engine"]["device"]),
+        runtime=240,
+        mem_mb=8000,
+    conda:
+        md_env()
+    shell:
+        "OMP_NUM_THREADS={threads} {params.tbotan} equilibrate --config {params.config} --temperature {wildcards.T} "
+        "--output {output.gsd} --report {output.report} > {log} 2>&1"
+
+
+rule tau_alpha:
+    input:
+        RUN / "equilibrium" / "T{T}.gsd",
+    output:
+        RUN / "tau_alpha" / "T{T}.json",
+    params:
+        tbotan=TBOTAN,
+        config=RESOLVED,
+        cfg=lambda w: section("system", "engine", "md", "tau_alpha", T=w.T),
+    log:
+        RUN / "logs" / "tau_alpha" / "T{T}.log",
+    benchmark:
+        RUN / "benchmarks" / "tau_alpha" / "T{T}.tsv"
+    threads: 2
+    resources:
+        gpu=uses_gpu(config["engine"]["device"]),
+        runtime=240,
+        mem_mb=8000,
+    conda:
+        md_env()
+    shell:
+        "OMP_NUM_THREADS={threads} {params.tbotan} tau-alpha --config {params.config} --temperature {wildcards.T} "
+        "--equilibrium {input} --output {output} > {log} 2>&1"
+
+
+rule quench:
+    input:
+        RUN / "equilibrium" / "T{T}.gsd",
+    output:
+        RUN / "inherent" / "T{T}.gsd",
+    params:
+        tbotan=TBOTAN,
+        config=RESOLVED,
+        cfg=lambda w: section("system", "engine", "quench", "dataset", T=w.T),
+    log:
+        RUN / "logs" / "quench" / "T{T}.log",
+    benchmark:
+        RUN / "benchmarks" / "quench" / "T{T}.tsv"
+    threads: 2
+    resources:
+        gpu=uses_gpu(config["engine"]["device"]),
+        runtime=120,
+        mem_mb=8000,
+    conda:
+        md_env()
+    shell:
+        "OMP_NUM_THREADS={threads} {params.tbotan} quench --config {params.config} --temperature {wildcards.T} "
+        "--equilibrium {input} --output {output} > {log} 2>&1"
