@@ -1,6 +1,9 @@
-# Set-up and test entry points.  `make test` works on a fresh machine: it creates .venv,
-# installs the CPU build of PyTorch (pinned: an unpinned torch pulls gigabytes of CUDA) and the
-# package with its test and workflow extras, then runs the linters and the test suite.
+# Set-up entry points; both work on a fresh machine.
+#   make demo  creates .venv and runs the whole pipeline on config/demo.yaml (laptop, minutes):
+#              figures in results/demo/analysis/figures/, report in results/demo/report.html
+#   make test  creates .venv and runs the linters, `snakemake --lint` and the test suite
+# The environment: the CPU build of PyTorch (pinned: an unpinned torch pulls gigabytes of
+# CUDA) and the package with its test and workflow extras.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +11,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint env clean-env
+.PHONY: test lint env clean-env demo smoke
 
 env: $(STAMP)
 
@@ -21,9 +24,19 @@ $(STAMP): pyproject.toml Makefile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
+
+demo: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all --configfile config.yaml config/demo.yaml
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all --configfile config.yaml config/demo.yaml \
+		--report results/demo/report.html
+	@echo "figures: results/demo/analysis/figures/  summary: results/demo/analysis/summary.md  report: results/demo/report.html"
+
+smoke: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all --configfile config.yaml config/smoke.yaml
 
 test: lint
-	$(BIN)/python -m pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
 
 clean-env:
 	rm -rf $(VENV)

@@ -46,8 +46,10 @@ if not RESOLVED.is_file() or RESOLVED.read_text() != _text:
     _tmp.write_text(_text)
     os.replace(_tmp, RESOLVED)
 
-# How rules call the package: from this checkout, so no environment needs it installed.
-TBOTAN = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} python -m tbotan"
+# How rules call the package: from this checkout, so no environment needs it installed; with
+# the interpreter that runs Snakemake, or with each rule's conda environment (--sdm conda).
+PYTHON = "python" if _uses_conda() else sys.executable
+TBOTAN = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {PYTHON} -m tbotan"
 
 
 def section(*names, T=None):
