@@ -68,10 +68,16 @@ class MLP(nn.Module):
         )
         self.output = nn.Linear(hidden, out) if out is not None else None
 
-    def project(self, x: torch.Tensor, part: int) -> torch.Tensor:
-        """First-layer linear map of input part ``part`` (no bias): (..., in_sizes[part]) → H."""
+    def project(self, x: torch.Tensor, part: int, add: torch.Tensor | None = None) -> torch.Tensor:
+        """First-layer linear map of input part ``part`` (no bias): (M, in_sizes[part]) → (M, H).
+
+        With ``add`` (M, H), returns ``add + W_part x`` in one fused operation.
+        """
         lo, hi = self._offsets[part], self._offsets[part + 1]
-        return nn.functional.linear(x, self.hidden[0].weight[:, lo:hi])
+        weight = self.hidden[0].weight[:, lo:hi]
+        if add is None:
+            return nn.functional.linear(x, weight)
+        return torch.addmm(add, x, weight.t())
 
     @property
     def bias(self) -> torch.Tensor:
@@ -193,7 +199,7 @@ class TBotan(nn.Module):
 
         for _ in range(self.steps):
             # e_jk ← MLP_e([h_j, h_k, e_jk, e_enc,jk])
-            pre = self.edge_mlp.project(e, 2) + edge_const
+            pre = self.edge_mlp.project(e, 2, add=edge_const)
             pre += self.edge_mlp.project(h, 0).index_select(0, src)  # W_src h, gathered
             pre += self.edge_mlp.project(h, 1).index_select(0, dst)  # W_dst h, gathered
             e = self.edge_mlp.finish(pre)
@@ -201,7 +207,8 @@ class TBotan(nn.Module):
             # (summed in float32 also under bf16 autocast)
             acc = torch.float32 if e.dtype in (torch.float16, torch.bfloat16) else e.dtype
             incoming = e.new_zeros(n_nodes, e.shape[1], dtype=acc).index_add_(0, dst, e.to(acc))
-            pre = self.node_mlp.project(h, 0) + node_const + self.node_mlp.project(incoming, 2)
+            pre = self.node_mlp.project(h, 0, add=node_const)
+            pre = self.node_mlp.project(incoming, 2, add=pre)
             h = self.node_mlp.finish(pre)
             # g^m = MLP_g([g^{m−1}, (1/N) Σ_v h_v^m])  (never fed back)
             g = self.global_mlp(g, h.mean(dim=0, keepdim=True))
