@@ -64,8 +64,14 @@ def write_predictions(
     t_pred: np.ndarray,
     embedding: np.ndarray,
     attrs: dict,
+    inputs: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a predictions file atomically (see :class:`Predictions` for the arrays)."""
+    """Write a predictions file atomically (see :class:`Predictions` for the arrays).
+
+    ``inputs``: optional arrays stored under ``input/<name>``; ``tbotan predict`` stores there
+    the graph and positions of configurations that come without a dataset file
+    (docs/formats.md).
+    """
     import h5py
 
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
@@ -99,6 +105,8 @@ def write_predictions(
         f.create_dataset("edge", data=edge)
         f.create_dataset("t_pred", data=t_pred)
         f.create_dataset("embedding", data=embedding)
+        for name, array in (inputs or {}).items():
+            f.create_dataset(f"input/{name}", data=np.asarray(array))
         f.attrs["complete"] = True
     os.replace(tmp, path)
 

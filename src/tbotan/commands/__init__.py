@@ -7,5 +7,7 @@ and ``run(args) -> int``.  Modules import heavy dependencies inside ``run`` so t
 
 COMMANDS = [
     "import-botan",
+    "train",
+    "predict",
     "benchmark",
 ]
