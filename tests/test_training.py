@@ -122,6 +122,32 @@ def test_resume_continues_identically(files, tmp_path):
     assert resumed.metrics[-1]["loss"] == straight.metrics[-1]["loss"]
 
 
+def test_graph_caches_and_loader_workers_do_not_change_the_result(files, tmp_path):
+    def final_state(name, **training):
+        config = small_config(epochs=2, warmup_epochs=1, checkpoint_every=2, **training)
+        train(config, files["train"], files["validation"][:1], tmp_path / name, progress=False)
+        return torch.load(tmp_path / name / "model.pt", weights_only=True)["state_dict"]
+
+    reference = final_state("plain")
+    for name, options in (("host", {"cache_graphs": "host"}), ("workers", {"num_workers": 1})):
+        state = final_state(name, **options)
+        assert all(torch.equal(state[k], reference[k]) for k in reference), name
+
+
+def test_ts_variant_predicts_on_the_thermal_graph(files, tmp_path):
+    from tbotan.inference import load_model, predict_dataset
+
+    config = small_config(epochs=1, warmup_epochs=0)
+    result = train(config, files["train"], [], tmp_path / "m", variant="ts", progress=False)
+    assert result.model_id == "ts_lg0.01_s0"
+    trained = load_model(result.model_path, "cpu")
+    assert trained.variant == "ts" and trained.model.hparams["edge_features"] == 3
+    dataset = files["validation"][0]
+    predict_dataset(trained, dataset, tmp_path / "p.h5")
+    pred = read_predictions(tmp_path / "p.h5", DatasetFile(dataset))  # checks the edge count
+    assert pred.attrs["edge_graph"] == "graph_ts" and pred.attrs["variant"] == "ts"
+
+
 def test_resume_refuses_a_different_configuration(files, tmp_path):
     config = small_config(epochs=2, warmup_epochs=1, checkpoint_every=1)
     train(config, files["train"], [], tmp_path / "m", progress=False, stop_after=1)

@@ -320,7 +320,8 @@ def benchmark_train(
     over, backward, clip, Adam) on one graph, split into forward / loss / backward+update, and
     the share of the step spent in L_Corr (forward and backward); (2) a real epoch of
     :class:`tbotan.training.Trainer` over ``epoch_configurations`` configurations written to
-    a temporary dataset file (reading and graph building included) plus its validation on one
+    a temporary dataset file (reading and graph building included; with ``compile`` after one
+    untimed epoch) plus its validation on one
     configuration; (3) peak memory; (4) optionally the same step of BOTAN's reference network
     (:func:`reference_botan_model`, node + edge MSE) on the same graph, measured interleaved
     with ours so that machine load affects both alike.
@@ -376,25 +377,28 @@ def benchmark_train(
     if f.n_configurations < 2:
         raise ValueError(f"{source}: the benchmark needs at least 2 configurations")
     epoch_configurations = min(epoch_configurations, f.n_configurations - 1)
-    content = f.load()
-    # training and validation files for the epoch measurement
+    # training and validation files for the epoch measurement (read one configuration at a time)
     from tbotan.dataset import DatasetContent, Graph
 
     def subset(indices, split):
-        def graph(g: Graph):
-            return Graph.concatenate([g.edges_of(c) for c in indices])
+        confs = [f.configuration(c) for c in indices]
+
+        def stack(key):
+            return np.stack([conf[key] for conf in confs])
 
         return DatasetContent(
-            attrs={**content.attrs, "split": split},
-            types=content.types[indices],
-            thermal_positions=content.thermal_positions[indices],
-            inherent_positions=content.inherent_positions[indices],
-            inherent_energy=content.inherent_energy[indices],
-            cb=content.cb[indices],
-            propensity=content.propensity[indices],
-            n_bonds=content.n_bonds[indices],
-            graph=graph(content.graph),
-            graph_ts=graph(content.graph_ts),
+            attrs={**f.attrs, "split": split},
+            types=stack("types"),
+            thermal_positions=stack("thermal_positions"),
+            inherent_positions=stack("inherent_positions"),
+            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
+            cb=stack("cb"),
+            propensity=stack("propensity"),
+            n_bonds=stack("n_bonds"),
+            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
+            graph_ts=Graph.concatenate(
+                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
+            ),
             origin=np.zeros((len(indices), 2), int),
         )
 
@@ -471,8 +475,16 @@ def benchmark_train(
             return time.perf_counter() - t0
 
     progress(f"warm-up ({warmup} steps{', compiling' if compile else ''}) ...")
-    for _ in range(warmup):
+    for _ in range(max(warmup, 1)):
         our_step()
+    # peak memory of T-BOTAN training alone (before the reference network runs)
+    if dev.type == "cuda":
+        peak = int(torch.cuda.max_memory_allocated(dev))
+        memory = {"kind": "cuda max_memory_allocated", "peak_bytes": peak}
+    else:
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        memory = {"kind": "process max RSS (getrusage)", "peak_bytes": peak}
+    for _ in range(warmup):
         corr_step()
         if ref_step is not None:
             ref_step()
@@ -485,12 +497,6 @@ def benchmark_train(
         corr.append(corr_step())
         if ref_step is not None:
             ref.append(ref_step())
-    if dev.type == "cuda":
-        peak = int(torch.cuda.max_memory_allocated(dev))
-        memory = {"kind": "cuda max_memory_allocated", "peak_bytes": peak}
-    else:
-        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-        memory = {"kind": "process max RSS (getrusage)", "peak_bytes": peak}
 
     progress(f"one training epoch of {epoch_configurations} configurations (Trainer) ...")
     trainer = Trainer(
@@ -501,6 +507,10 @@ def benchmark_train(
         seed=seed,
         device=dev.type,
     )
+    if compile:  # compile the trainer's own model before timing (training and eval graphs)
+        progress("  (a first, untimed epoch compiles the trainer's model)")
+        trainer.train_epoch()
+        trainer.validate()
     start = time.perf_counter()
     trainer.train_epoch()
     _sync(dev)
@@ -579,7 +589,7 @@ def format_train(result: dict) -> str:
         f"validation {e['validation_seconds_per_configuration'] * 1e3:.1f} ms per configuration",
         f"paper epoch (400 training + 40 validation configurations), estimated: "
         f"{e['paper_epoch_estimate_s']:.1f} s",
-        f"peak memory: {m['peak_bytes'] / 2**20:.0f} MiB ({m['kind']})",
+        f"peak memory of the training step: {m['peak_bytes'] / 2**20:.0f} MiB ({m['kind']})",
     ]
     if "reference" in result:
         r = result["reference"]
