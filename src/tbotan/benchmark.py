@@ -195,3 +195,406 @@ def format_md(result: dict) -> str:
     for key, value in result["ratios"].items():
         lines.append(f"{key}: {value:.2f}x")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int = 0):
+    """A dataset of jittered-lattice KALJ configurations with smooth synthetic labels.
+
+    Only for timing: the graphs have the real edge count (≈ 40 per particle at ρ = 1.2, cut-off
+    2.0), the labels are structure-free random fields.
+    """
+    from tbotan import neighbors
+    from tbotan.dataset import DatasetContent, Graph
+
+    rng = np.random.default_rng(seed)
+    confs = [random_configuration(n_particles, seed=seed + c) for c in range(n_configurations)]
+    L = float(confs[0].box[0, 0])
+    inherent = np.stack(
+        [np.mod(c.positions[0] + rng.normal(0, 0.1, (n_particles, 3)), L) for c in confs]
+    )
+    thermal = np.mod(inherent + rng.normal(0, 0.08, inherent.shape), L)
+    graphs, graphs_ts = [], []
+    for c in range(n_configurations):
+        g = neighbors.graph_edges(inherent[c], L, 2.0)
+        graphs.append((g, rng.normal(0, 0.1, g.shape[1])))
+        g = neighbors.graph_edges(thermal[c], L, 2.0)
+        graphs_ts.append((g, rng.normal(0, 0.1, g.shape[1])))
+    cb = np.clip(rng.normal(0.7, 0.1, (n_configurations, n_particles)), 0, 1)
+    attrs = dict(
+        temperature=0.44,
+        tau_alpha=1.0,
+        tau_alpha_source="given",
+        label_time=1.0,
+        n_replicas=1,
+        box_length=L,
+        bond_in=1.3,
+        bond_out=1.6,
+        graph_cutoff=2.0,
+        engine={"engine": "synthetic"},
+        package_versions={},
+        config_hash="benchmark",
+        seeds=[seed],
+        split="train",
+        source="pipeline",
+    )
+    return DatasetContent(
+        attrs=attrs,
+        types=np.stack([c.types[0] for c in confs]),
+        thermal_positions=thermal,
+        inherent_positions=inherent,
+        inherent_energy=np.zeros(n_configurations),
+        cb=cb,
+        propensity=1.0 - cb,
+        n_bonds=np.full((n_configurations, n_particles), 12),
+        graph=Graph.concatenate(graphs),
+        graph_ts=Graph.concatenate(graphs_ts),
+        origin=np.zeros((n_configurations, 2), int),
+    )
+
+
+def reference_botan_model(hidden: int = 64, layers: int = 2, steps: int = 7):
+    """BOTAN's reference network (h3-Open-BDEC/pyg_botan), rewritten here only for timing.
+
+    Its computation: one node feature (the species as a number), three edge features,
+    concatenate-then-MLP updates on gathered edge copies, a scatter sum, and one decoder for
+    both nodes and edges.  Not used for science.
+    """
+    import torch
+    from torch_geometric.utils import scatter
+
+    from tbotan.model import MLP
+
+    class ReferenceBotan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.node_encoder = MLP(1, hidden, layers)
+            self.edge_encoder = MLP(3, hidden, layers)
+            self.edge_mlp = MLP(4 * hidden, hidden, layers)
+            self.node_mlp = MLP(3 * hidden, hidden, layers)
+            self.decoder = MLP(hidden, hidden, layers, out=1)
+
+        def forward(self, x, edge_index, edge_attr):
+            row, col = edge_index
+            h = h_enc = self.node_encoder(x)
+            e = e_enc = self.edge_encoder(edge_attr)
+            for _ in range(steps):
+                e = self.edge_mlp(torch.cat([h[row], h[col], e, e_enc], dim=1))
+                received = scatter(e, col, dim=0, dim_size=h.size(0), reduce="sum")
+                h = self.node_mlp(torch.cat([h, h_enc, received], dim=1))
+            return self.decoder(h), self.decoder(e)
+
+    return ReferenceBotan()
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark_train(
+    n_particles: int = 4096,
+    steps: int = 10,
+    warmup: int = 3,
+    device: str = "auto",
+    variant: str = "is+ts",
+    hidden: int = 64,
+    mlp_layers: int = 2,
+    message_passing_steps: int = 7,
+    compile: bool = False,
+    amp: bool = False,
+    corr_block_rows: int = 1024,
+    dataset: str | os.PathLike | None = None,
+    epoch_configurations: int = 4,
+    reference: bool = True,
+    seed: int = 0,
+    progress=print,
+) -> dict:
+    """Time T-BOTAN training on N-particle graphs (PERFORMANCE.md, "Learning").
+
+    Measures, on one device: (1) the training step (forward, all loss terms with the warm-up
+    over, backward, clip, Adam) on one graph, split into forward / loss / backward+update, and
+    the share of the step spent in L_Corr (forward and backward); (2) a real epoch of
+    :class:`tbotan.training.Trainer` over ``epoch_configurations`` configurations written to
+    a temporary dataset file (reading and graph building included; with ``compile`` after one
+    untimed epoch) plus its validation on one
+    configuration; (3) peak memory; (4) optionally the same step of BOTAN's reference network
+    (:func:`reference_botan_model`, node + edge MSE) on the same graph, measured interleaved
+    with ours so that machine load affects both alike.
+
+    Configurations are synthetic (``dataset`` None) or the first ones of a dataset file.
+    """
+    import resource
+    import tempfile
+
+    import torch
+
+    from tbotan import config as cfgmod
+    from tbotan.dataset import DatasetFile, write_dataset
+    from tbotan.graphs import graph_from_dataset, octahedral_augment, octahedral_operation
+    from tbotan.losses import correlation_loss, loss_weights, tbotan_losses
+    from tbotan.model import TBotan, count_parameters
+    from tbotan.training import Trainer, resolve_device, tune_cpu_allocator
+
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_cpu_allocator()
+    amp = amp and dev.type == "cuda"
+    config = cfgmod.validate(
+        {
+            "model": {
+                "hidden": hidden,
+                "mlp_layers": mlp_layers,
+                "message_passing_steps": message_passing_steps,
+                "variant": variant,
+            },
+            "training": {
+                "epochs": 1,
+                "warmup_epochs": 0,
+                "device": dev.type,
+                "compile": compile,
+                "amp": amp,
+                "corr_block_rows": corr_block_rows,
+                "checkpoint_every": 1,
+            },
+        }
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="tbotan-bench-"))
+    if dataset is None:
+        progress(
+            f"building {epoch_configurations + 1} synthetic configurations of N = {n_particles} ..."
+        )
+        content = synthetic_dataset_content(n_particles, epoch_configurations + 1, seed)
+        source = tmp / "synthetic.h5"
+        write_dataset(source, content)
+    else:
+        source = Path(dataset)
+    f = DatasetFile(source)
+    if f.n_configurations < 2:
+        raise ValueError(f"{source}: the benchmark needs at least 2 configurations")
+    epoch_configurations = min(epoch_configurations, f.n_configurations - 1)
+    # training and validation files for the epoch measurement (read one configuration at a time)
+    from tbotan.dataset import DatasetContent, Graph
+
+    def subset(indices, split):
+        confs = [f.configuration(c) for c in indices]
+
+        def stack(key):
+            return np.stack([conf[key] for conf in confs])
+
+        return DatasetContent(
+            attrs={**f.attrs, "split": split},
+            types=stack("types"),
+            thermal_positions=stack("thermal_positions"),
+            inherent_positions=stack("inherent_positions"),
+            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
+            cb=stack("cb"),
+            propensity=stack("propensity"),
+            n_bonds=stack("n_bonds"),
+            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
+            graph_ts=Graph.concatenate(
+                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
+            ),
+            origin=np.zeros((len(indices), 2), int),
+        )
+
+    write_dataset(tmp / "train.h5", subset(list(range(epoch_configurations)), "train"))
+    write_dataset(tmp / "validation.h5", subset([epoch_configurations], "validation"))
+
+    data = graph_from_dataset(f, 0, variant).to(dev)
+    n_edges = int(data.edge_index.shape[1])
+    torch.manual_seed(seed)
+    model = TBotan.from_config(config, variant).to(dev)
+    forward = torch.compile(model, dynamic=True) if compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    weights = loss_weights(config["training"], 1)  # warm-up over: every term active
+    distances = config["training"]["corr_distances"]
+    rng = np.random.default_rng(seed)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def our_step(split: dict | None = None):
+        t0 = time.perf_counter()
+        sample = octahedral_augment(data, *octahedral_operation(rng))
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+            out = forward(sample.x, sample.edge_index, sample.edge_attr)
+        if split is not None:
+            _sync(dev)
+        t1 = time.perf_counter()
+        terms = tbotan_losses(out, sample, weights, distances, corr_block_rows)
+        if split is not None:
+            _sync(dev)
+        t2 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        _sync(dev)
+        t3 = time.perf_counter()
+        if split is not None:
+            split["forward"].append(t1 - t0)
+            split["loss"].append(t2 - t1)
+            split["backward_update"].append(t3 - t2)
+        return t3 - t0
+
+    a = data.a_mask
+    corr_input = data.y[a].clone()
+
+    def corr_step():
+        t0 = time.perf_counter()
+        pred = corr_input.clone().requires_grad_(True)
+        value = correlation_loss(
+            pred * 1.01, data.y[a], data.corr_positions, data.box, distances, corr_block_rows
+        )
+        value.backward()
+        _sync(dev)
+        return time.perf_counter() - t0
+
+    ref_model = ref_step = None
+    if reference:
+        torch.manual_seed(seed)
+        ref_model = reference_botan_model(hidden, mlp_layers, message_passing_steps).to(dev)
+        ref_optimizer = torch.optim.Adam(ref_model.parameters(), lr=1e-4)
+        ref_x = data.x[:, 1:2].contiguous()  # BOTAN: the species as one number
+        ref_edge = data.edge_attr[:, :3].contiguous()
+
+        def ref_step():
+            t0 = time.perf_counter()
+            node, edge = ref_model(ref_x, data.edge_index, ref_edge)
+            loss = 0.5 * torch.nn.functional.mse_loss(node[:, 0], data.y)
+            loss = loss + 0.5 * torch.nn.functional.mse_loss(edge[:, 0], data.y_edge)
+            ref_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 1.0)
+            ref_optimizer.step()
+            _sync(dev)
+            return time.perf_counter() - t0
+
+    progress(f"warm-up ({warmup} steps{', compiling' if compile else ''}) ...")
+    for _ in range(max(warmup, 1)):
+        our_step()
+    # peak memory of T-BOTAN training alone (before the reference network runs)
+    if dev.type == "cuda":
+        peak = int(torch.cuda.max_memory_allocated(dev))
+        memory = {"kind": "cuda max_memory_allocated", "peak_bytes": peak}
+    else:
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        memory = {"kind": "process max RSS (getrusage)", "peak_bytes": peak}
+    for _ in range(warmup):
+        corr_step()
+        if ref_step is not None:
+            ref_step()
+    progress(f"timing {steps} training steps on N = {data.num_nodes}, E = {n_edges} ...")
+    split = {"forward": [], "loss": [], "backward_update": []}
+    ours, corr, ref = [], [], []
+    for _ in range(steps):  # interleaved: load on a shared machine hits all alike
+        ours.append(our_step())
+        our_step(split)
+        corr.append(corr_step())
+        if ref_step is not None:
+            ref.append(ref_step())
+
+    progress(f"one training epoch of {epoch_configurations} configurations (Trainer) ...")
+    trainer = Trainer(
+        config,
+        [tmp / "train.h5"],
+        [tmp / "validation.h5"],
+        tmp / "model",
+        seed=seed,
+        device=dev.type,
+    )
+    if compile:  # compile the trainer's own model before timing (training and eval graphs)
+        progress("  (a first, untimed epoch compiles the trainer's model)")
+        trainer.train_epoch()
+        trainer.validate()
+    start = time.perf_counter()
+    trainer.train_epoch()
+    _sync(dev)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.validate()
+    _sync(dev)
+    validation_seconds = time.perf_counter() - start
+
+    step_s = float(np.median(ours))
+    result = {
+        "benchmark": "train",
+        "workload": {
+            "n_particles": int(data.num_nodes),
+            "n_edges": n_edges,
+            "variant": variant,
+            "hidden": hidden,
+            "mlp_layers": mlp_layers,
+            "message_passing_steps": message_passing_steps,
+            "parameters": count_parameters(model),
+            "compile": compile,
+            "amp_bf16": amp,
+            "corr_block_rows": corr_block_rows,
+            "data": "synthetic" if dataset is None else str(dataset),
+        },
+        "machine": machine_description(),
+        "device": str(dev),
+        "step": {
+            "seconds": step_s,
+            "steps": steps,
+            "forward_s": float(np.median(split["forward"])),
+            "loss_s": float(np.median(split["loss"])),
+            "backward_update_s": float(np.median(split["backward_update"])),
+            "corr_seconds": float(np.median(corr)),
+            "corr_fraction": float(np.median(corr)) / step_s,
+        },
+        "epoch": {
+            "configurations": epoch_configurations,
+            "seconds": train_seconds,
+            "seconds_per_configuration": train_seconds / epoch_configurations,
+            "validation_seconds_per_configuration": validation_seconds,
+            "paper_epoch_estimate_s": 400 * train_seconds / epoch_configurations
+            + 40 * validation_seconds,
+        },
+        "memory": memory,
+    }
+    if ref:
+        ref_s = float(np.median(ref))
+        result["reference"] = {
+            "model": "BOTAN reference network (pyg_botan), node + edge MSE",
+            "step_seconds": ref_s,
+            "speedup_step": ref_s / step_s,
+        }
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def format_train(result: dict) -> str:
+    """A short report of a training benchmark."""
+    w, s, e, m = result["workload"], result["step"], result["epoch"], result["memory"]
+    lines = [
+        f"T-BOTAN training, N = {w['n_particles']}, E = {w['n_edges']}, variant {w['variant']}, "
+        f"H = {w['hidden']}, {w['message_passing_steps']} steps, compile {w['compile']}, "
+        f"bf16 {w['amp_bf16']}; {result['device']} "
+        f"({result['machine']['processor']}, {result['machine']['torch_threads']} threads"
+        + (f", {result['machine']['gpu']}" if "gpu" in result["machine"] else "")
+        + ")",
+        f"step: {s['seconds'] * 1e3:.1f} ms (forward {s['forward_s'] * 1e3:.1f}, loss "
+        f"{s['loss_s'] * 1e3:.1f}, backward+update {s['backward_update_s'] * 1e3:.1f} ms)",
+        f"L_Corr forward+backward: {s['corr_seconds'] * 1e3:.1f} ms = "
+        f"{100 * s['corr_fraction']:.1f} % of the step",
+        f"epoch of {e['configurations']} configurations: {e['seconds']:.2f} s "
+        f"({e['seconds_per_configuration'] * 1e3:.1f} ms per configuration, reading included); "
+        f"validation {e['validation_seconds_per_configuration'] * 1e3:.1f} ms per configuration",
+        f"paper epoch (400 training + 40 validation configurations), estimated: "
+        f"{e['paper_epoch_estimate_s']:.1f} s",
+        f"peak memory of the training step: {m['peak_bytes'] / 2**20:.0f} MiB ({m['kind']})",
+    ]
+    if "reference" in result:
+        r = result["reference"]
+        lines.append(
+            f"BOTAN reference step: {r['step_seconds'] * 1e3:.1f} ms; T-BOTAN step is "
+            f"{r['speedup_step']:.2f}x faster (while computing three heads and L_Corr)"
+        )
+    return "\n".join(lines)

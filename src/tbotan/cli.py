@@ -47,9 +47,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tbotan.configuration import ConfigurationError
     from tbotan.dataset import DatasetError
     from tbotan.md import SimulationError
+    from tbotan.predictions import PredictionsError
+    from tbotan.training import TrainingError
 
     return (
         UserError,
+        TrainingError,
+        PredictionsError,
         ConfigError,
         ConfigurationError,
         DatasetError,

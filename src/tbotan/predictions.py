@@ -80,6 +80,7 @@ def write_predictions(
     t_pred: np.ndarray,
     embedding: np.ndarray,
     attrs: dict,
+    inputs: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Write a predictions file atomically (temporary name, rename; ``complete`` set last).
 
@@ -90,6 +91,8 @@ def write_predictions(
         t_pred: (C,) predicted temperatures.
         embedding: (C, H) global embeddings.
         attrs: every key of :data:`PREDICTION_ATTRS`; dict and list values are stored as JSON.
+        inputs: optional arrays stored under ``input/<name>``; ``tbotan predict`` stores there
+            the graph and positions of configurations that come without a dataset file.
 
     Raises:
         PredictionsError: a missing attribute, inconsistent shapes or non-finite values.
@@ -120,6 +123,8 @@ def write_predictions(
         f.attrs["kind"] = PREDICTIONS_KIND
         for key, array in arrays.items():
             f.create_dataset(key, data=array)
+        for name, array in (inputs or {}).items():
+            f.create_dataset(f"input/{name}", data=np.asarray(array))
         f.attrs["complete"] = True  # last: a file without it was interrupted
     os.replace(tmp, path)
 

@@ -11,8 +11,10 @@ COMMANDS = [
     "quench",
     "iso",
     "dataset",
+    "train",
+    "predict",
+    "figures",
     "import-botan",
     "validate",
-    "figures",
     "benchmark",
 ]

@@ -1,9 +1,9 @@
-"""``tbotan benchmark md``: throughput of the MD engines, side by side."""
+"""``tbotan benchmark md|train``: throughput of the MD engines and of T-BOTAN training."""
 
 from __future__ import annotations
 
 NAME = "benchmark"
-HELP = "measure throughput (md)"
+HELP = "measure throughput (md, train)"
 
 
 def add_arguments(parser) -> None:
@@ -31,6 +31,28 @@ def add_arguments(parser) -> None:
     md.add_argument("--hoomd-steps", type=int, default=None)
     md.add_argument("--output", default="results/benchmarks/md.json", help="JSON file")
 
+    tr = kinds.add_parser(
+        "train",
+        help="time per training step and epoch of T-BOTAN, peak memory, share of L_Corr",
+        description="Time T-BOTAN training steps (all loss terms active) and one real epoch on "
+        "N-particle graphs (synthetic, or the configurations of --dataset), with BOTAN's "
+        "reference network timed beside it on the same graph; print a report and write JSON.",
+    )
+    tr.add_argument("--n-particles", type=int, default=4096, help="N of synthetic graphs")
+    tr.add_argument("--dataset", default=None, help="time on this dataset file's configurations")
+    tr.add_argument("--steps", type=int, default=10, help="timed steps (interleaved)")
+    tr.add_argument("--warmup", type=int, default=3)
+    tr.add_argument("--epoch-configurations", type=int, default=4)
+    tr.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    tr.add_argument("--variant", default="is+ts", choices=["is+ts", "is", "ts"])
+    tr.add_argument("--hidden", type=int, default=64)
+    tr.add_argument("--message-passing-steps", type=int, default=7)
+    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    tr.add_argument("--corr-block-rows", type=int, default=1024)
+    tr.add_argument("--no-reference", action="store_true", help="skip BOTAN's reference network")
+    tr.add_argument("--output", default="results/benchmarks/train.json", help="JSON file")
+
 
 def run(args) -> int:
     from tbotan import benchmark
@@ -57,6 +79,23 @@ def run(args) -> int:
             hoomd_steps=args.hoomd_steps,
         )
         print(benchmark.format_md(result))
-        benchmark.write_json(result, args.output)
-        print(f"written: {args.output}")
+    elif args.benchmark == "train":
+        result = benchmark.benchmark_train(
+            n_particles=args.n_particles,
+            steps=args.steps,
+            warmup=args.warmup,
+            device=args.device,
+            variant=args.variant,
+            hidden=args.hidden,
+            message_passing_steps=args.message_passing_steps,
+            compile=args.compile,
+            amp=args.amp,
+            corr_block_rows=args.corr_block_rows,
+            dataset=args.dataset,
+            epoch_configurations=args.epoch_configurations,
+            reference=not args.no_reference,
+        )
+        print(benchmark.format_train(result))
+    benchmark.write_json(result, args.output)
+    print(f"written: {args.output}")
     return 0

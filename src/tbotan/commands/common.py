@@ -17,12 +17,17 @@ def add_config_argument(parser: argparse.ArgumentParser, required: bool = False)
     )
 
 
-def load_config(args) -> dict:
-    """The validated configuration of ``--config`` (schema defaults when none is given)."""
+def load_config(args, check_engine: bool = True) -> dict:
+    """The validated configuration of ``--config`` (schema defaults when none is given).
+
+    ``check_engine=False`` for stages that run no MD (the MD may run in another environment).
+    """
     from tbotan import config as cfgmod
 
     paths = getattr(args, "config", None)
-    return cfgmod.load(paths) if paths else cfgmod.validate({})
+    if paths:
+        return cfgmod.load(paths, check_engine=check_engine)
+    return cfgmod.validate({}, check_engine=check_engine)
 
 
 def make_engine_from_config(config: dict, name: str | None = None, device: str | None = None):

@@ -33,7 +33,7 @@ def run(args) -> int:
     from tbotan.dataset import write_dataset
     from tbotan.labelling import assemble_splits, split_file_names
 
-    config = load_config(args)
+    config = load_config(args, check_engine=False)
     T = float(args.temperature)
     splits = assemble_splits(config, T, args.chunks)
     names = split_file_names(config, T)

@@ -1,0 +1,310 @@
+"""Predictions of a trained T-BOTAN model: for dataset files and for single configurations.
+
+A model file (``model.pt``, written by :mod:`tbotan.training`) carries the configuration, the
+input variant and the weights, so predictions always build the graphs the model was trained
+on.  For every configuration the model predicts C_B per particle, the edge labels, T_pred and
+the global embedding g^M; results go to a predictions file (docs/formats.md) through
+:func:`tbotan.predictions.write_predictions`.
+
+A user configuration (a GSD frame or a BOTAN-style ``.npz``) needs its inherent structure for
+the ``is+ts`` and ``is`` variants: when only the thermal structure is given, it is quenched with
+FIRE (the configuration's ``engine`` and ``quench`` sections).  Its graph is then built with
+:func:`tbotan.graphs.graph_from_positions` (the same neighbour search as the data stage) and
+stored beside the predictions (``input/edge_index``, positions, types).  The temperature of a
+user configuration is never an input; ``temperature`` only labels the output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tbotan.graphs import check_variant, graph_from_dataset, graph_from_positions, graph_name
+from tbotan.model import TBotan
+from tbotan.training import MODEL_FORMAT, load_file, resolve_device
+
+
+@dataclass
+class TrainedModel:
+    """A model file, loaded.
+
+    Attributes:
+        model: the network (eval mode, on ``device``).
+        meta: everything else the file holds (config, variant, lambda_global, seed, epoch, ...).
+        device: where the model runs.
+    """
+
+    model: TBotan
+    meta: dict
+    device: torch.device
+
+    @property
+    def variant(self) -> str:
+        return self.meta["variant"]
+
+    @property
+    def config(self) -> dict:
+        return self.meta["config"]
+
+    def attrs(self) -> dict:
+        """The model's attributes of a predictions file."""
+        m = self.meta
+        return dict(
+            model=m["model_id"],
+            variant=m["variant"],
+            seed=int(m["seed"]),
+            lambda_global=float(m["lambda_global"]),
+            epoch=int(m["epoch"]),
+            edge_graph=graph_name(m["variant"]),
+        )
+
+
+def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedModel:
+    """Load ``model.pt`` (format checked) onto ``device`` (``'auto'``, ``'cpu'``, ``'cuda'``)."""
+    meta = load_file(path, MODEL_FORMAT)
+    check_variant(meta["variant"])
+    model = TBotan(**meta["hparams"])
+    model.load_state_dict(meta.pop("state_dict"))
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    meta["path"] = str(path)
+    return TrainedModel(model=model, meta=meta, device=dev)
+
+
+@torch.no_grad()
+def predict_graph(trained: TrainedModel, data) -> dict[str, np.ndarray]:
+    """Predictions for one graph: ``cb`` (N,), ``edge`` (E,), ``t_pred`` (), ``embedding`` (H,)."""
+    data = data.to(trained.device)
+    out = trained.model(data.x, data.edge_index, data.edge_attr)
+    return {name: getattr(out, name).float().cpu().numpy() for name in out._fields}
+
+
+def predict_dataset(
+    trained: TrainedModel,
+    dataset_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Predict every configuration of a dataset file and write a predictions file.
+
+    Edge predictions follow the dataset's edge order of ``graph`` (variants ``is+ts``, ``is``)
+    or ``graph_ts`` (``ts``), as the ``edge_graph`` attribute says.
+
+    Returns:
+        Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred.
+    """
+    from tbotan.dataset import DatasetFile
+    from tbotan.predictions import write_predictions
+    from tbotan.training import pearson
+
+    dataset = DatasetFile(dataset_path)
+    cbs, edges, t_preds, embeddings, pearsons = [], [], [], [], []
+    for c in range(dataset.n_configurations):
+        data = graph_from_dataset(dataset, c, trained.variant)
+        pred = predict_graph(trained, data)
+        cbs.append(pred["cb"])
+        edges.append(pred["edge"])
+        t_preds.append(pred["t_pred"])
+        embeddings.append(pred["embedding"])
+        a = data.a_mask.numpy()
+        pearsons.append(pearson(torch.from_numpy(pred["cb"][a]), data.y[a]))
+        if progress is not None:
+            progress(c + 1, dataset.n_configurations)
+    attrs = dict(
+        trained.attrs(),
+        dataset=str(dataset.path),
+        dataset_config_hash=str(dataset.attrs.get("config_hash", "")),
+        temperature=dataset.temperature,
+        split=str(dataset.attrs.get("split", "")),
+        model_path=trained.meta["path"],
+    )
+    write_predictions(
+        out_path,
+        cb=np.stack(cbs),
+        edge=np.concatenate(edges) if edges else np.zeros(0, np.float32),
+        t_pred=np.asarray(t_preds),
+        embedding=np.stack(embeddings),
+        attrs=attrs,
+    )
+    return {"pearson": pearsons, "t_pred": float(np.mean(t_preds))}
+
+
+@dataclass
+class UserConfiguration:
+    """A configuration given by a user (no labels).
+
+    Attributes:
+        types: (N,) 0 = A, 1 = B.
+        thermal_positions: (N, 3) thermal structure (σ_AA).
+        inherent_positions: (N, 3) its inherent structure, or None (then quenched).
+        box: (3,) box edges.
+        source: where it came from (file and frame), for the output's attributes.
+    """
+
+    types: np.ndarray
+    thermal_positions: np.ndarray
+    inherent_positions: np.ndarray | None
+    box: np.ndarray
+    source: str
+
+
+def read_user_configuration(
+    *,
+    gsd: str | os.PathLike | None = None,
+    frame: int = 0,
+    inherent_gsd: str | os.PathLike | None = None,
+    npz: str | os.PathLike | None = None,
+    box: float | None = None,
+) -> UserConfiguration:
+    """Read a configuration from a GSD frame or a BOTAN-style ``.npz``.
+
+    GSD: frame ``frame`` of ``gsd`` is the thermal structure; ``inherent_gsd`` (same frame), if
+    given, its inherent structure.  ``.npz``: ``types`` (N,), ``initial_positions`` (N, 3,
+    thermal structure; BOTAN's name) and optionally ``inherent_positions`` (N, 3) and ``box``
+    (L or (3,)); ``box`` is required when the file has none (BOTAN files store no box).
+    """
+    from tbotan.configuration import ConfigurationError, read_gsd
+
+    if (gsd is None) == (npz is None):
+        raise ValueError("give exactly one of a GSD file and an .npz file")
+    if gsd is not None:
+        thermal = read_gsd(gsd, frames=[frame])
+        inherent = None
+        if inherent_gsd is not None:
+            inherent = read_gsd(inherent_gsd, frames=[frame])
+            if not np.array_equal(inherent.types, thermal.types):
+                raise ConfigurationError(
+                    f"{inherent_gsd} frame {frame}: types differ from {gsd} frame {frame}"
+                )
+            inherent = inherent.positions[0]
+        return UserConfiguration(
+            types=thermal.types[0],
+            thermal_positions=thermal.positions[0],
+            inherent_positions=inherent,
+            box=thermal.box[0],
+            source=f"{gsd} frame {frame}",
+        )
+    path = Path(npz)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file not found: {path}")
+    with np.load(path) as f:
+        content = {k: f[k] for k in f.files}
+    missing = [k for k in ("types", "initial_positions") if k not in content]
+    if missing:
+        raise ConfigurationError(f"{path}: missing arrays {missing} (has {sorted(content)})")
+    if "box" in content:
+        box_arr = np.broadcast_to(np.asarray(content["box"], np.float64), (3,)).copy()
+    elif box is not None:
+        box_arr = np.full(3, float(box))
+    else:
+        raise ConfigurationError(f"{path} stores no box: give its edge length (--box)")
+    types = np.asarray(content["types"]).astype(np.int64)
+    thermal = np.asarray(content["initial_positions"], np.float64)
+    n = types.shape[0]
+    if thermal.shape != (n, 3):
+        raise ConfigurationError(
+            f"{path}: initial_positions has shape {thermal.shape}, expected ({n}, 3)"
+        )
+    inherent = content.get("inherent_positions")
+    if inherent is not None and np.shape(inherent) != (n, 3):
+        raise ConfigurationError(
+            f"{path}: inherent_positions has shape {np.shape(inherent)}, expected ({n}, 3)"
+        )
+    return UserConfiguration(
+        types=types,
+        thermal_positions=np.mod(thermal, box_arr),
+        inherent_positions=None if inherent is None else np.mod(np.asarray(inherent), box_arr),
+        box=box_arr,
+        source=str(path),
+    )
+
+
+def quench(conf: UserConfiguration, engine, fire=None) -> tuple[np.ndarray, float, int]:
+    """Inherent structure of ``conf`` by FIRE: ((N, 3) positions, e_IS/N, FIRE steps)."""
+    from tbotan.configuration import ConfigurationBatch
+
+    batch = ConfigurationBatch(conf.thermal_positions, conf.types, conf.box)
+    result = engine.minimize(batch, fire)
+    return (
+        result.configurations.positions[0],
+        float(result.energy[0]),
+        int(result.steps[0]),
+    )
+
+
+def predict_configuration(
+    trained: TrainedModel,
+    conf: UserConfiguration,
+    out_path: str | os.PathLike,
+    temperature: float | None = None,
+    engine=None,
+    fire=None,
+) -> dict[str, np.ndarray]:
+    """Predict one user configuration and write a predictions file (C = 1).
+
+    Args:
+        trained: the model.
+        conf: the configuration; quenched with ``engine`` when the variant needs the inherent
+            structure and ``conf`` has none.
+        out_path: the predictions file.
+        temperature: a label stored in the output (never an input; NaN when not given).
+        engine, fire: the MD engine and FIRE parameters of the quench.
+    """
+    from tbotan.predictions import write_predictions
+
+    attrs_extra: dict = {}
+    inherent = conf.inherent_positions
+    if inherent is None and trained.variant != "ts":
+        if engine is None:
+            raise ValueError(
+                f"{conf.source}: the {trained.variant!r} model needs the inherent structure; "
+                "give it, or an engine to quench the configuration"
+            )
+        inherent, e_is, steps = quench(conf, engine, fire)
+        attrs_extra.update(quenched=True, inherent_energy=e_is, fire_steps=steps)
+    else:
+        attrs_extra.update(quenched=False)
+    cutoff = float(trained.config["graph"]["cutoff"])
+    data = graph_from_positions(
+        variant=trained.variant,
+        types=conf.types,
+        thermal_positions=conf.thermal_positions,
+        inherent_positions=inherent,
+        box=conf.box,
+        cutoff=cutoff,
+        source=conf.source,
+    )
+    pred = predict_graph(trained, data)
+    attrs = dict(
+        trained.attrs(),
+        dataset=conf.source,
+        dataset_config_hash="",
+        temperature=float("nan") if temperature is None else float(temperature),
+        split="user",
+        model_path=trained.meta["path"],
+        graph_cutoff=cutoff,
+        **attrs_extra,
+    )
+    inputs = {
+        "types": np.asarray(conf.types, np.int8),
+        "thermal_positions": np.asarray(conf.thermal_positions, np.float64),
+        "box": np.asarray(conf.box, np.float64),
+        "edge_index": data.edge_index.numpy().astype(np.int32),
+    }
+    if inherent is not None:
+        inputs["inherent_positions"] = np.asarray(inherent, np.float64)
+    write_predictions(
+        out_path,
+        cb=pred["cb"][None],
+        edge=pred["edge"],
+        t_pred=np.asarray([pred["t_pred"]]),
+        embedding=pred["embedding"][None],
+        attrs=attrs,
+        inputs=inputs,
+    )
+    return pred

@@ -1,0 +1,614 @@
+"""Training of T-BOTAN on mixed temperatures (PHYSICS.md §8), with checkpoints and exact resume.
+
+One optimiser step per configuration: every epoch visits all training configurations of all
+training files (any mix of temperatures) once, in an order shuffled by ``(seed, epoch)``; the
+octahedral augmentation of step s is drawn from ``(seed, epoch, s)``.  Adam (``learning_rate``),
+global gradient-norm clip (``grad_clip``), loss weights from :func:`tbotan.losses.loss_weights`
+(warm-up of L_Var and L_Corr).  After each epoch the model is evaluated on the validation files
+(Pearson of predicted vs true C_B over type-A particles and mean T_pred, per temperature, and
+every loss term) and one row is appended to ``metrics.csv``.
+
+Output folder (docs/formats.md): ``metrics.csv``; ``checkpoint.pt`` every
+``checkpoint_every`` epochs and at the end (model, optimiser, epoch, RNG states, configuration,
+variant, λ_g, seed; written atomically); ``model.pt`` at the end (configuration, variant and
+weights: all that ``tbotan predict`` needs).  ``resume=True`` continues from ``checkpoint.pt``;
+on the CPU the result is bit-identical to an uninterrupted run (tested).  On CUDA, scatter
+sums use atomics, so runs agree only to rounding.
+
+A non-finite loss or gradient stops training with :class:`TrainingError` naming the epoch,
+the step, the file and the configuration.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tbotan import config as cfgmod
+from tbotan.graphs import GraphDataset, check_variant, octahedral_augment, octahedral_operation
+from tbotan.losses import TERMS, loss_weights, tbotan_losses
+from tbotan.model import TBotan
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "tbotan-checkpoint"
+MODEL_FORMAT = "tbotan-model"
+FILE_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.pt"
+METRICS_NAME = "metrics.csv"
+
+#: Training keys that may change between a checkpoint and its resumption (they do not change
+#: the result, or, for ``epochs``, only extend it).
+RESUMABLE_KEYS = {
+    "epochs",
+    "device",
+    "compile",
+    "amp",
+    "checkpoint_every",
+    "num_workers",
+    "cache_graphs",
+    "seeds",
+    "ablations",
+    "ablation_seeds",
+    "lambda_global_sweep",
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible checkpoint, ...)."""
+
+
+def model_id(variant: str, lambda_global: float, seed: int) -> str:
+    """``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``."""
+    return f"{check_variant(variant)}_lg{lambda_global:g}_s{int(seed)}"
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda'``."""
+    name = name or "auto"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} was asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep large freed blocks in glibc's heap instead of returning them to the system.
+
+    Every (E, H) activation of an N = 4096 graph is ≈ 43 MB, above glibc's mmap threshold, so
+    by default each is a fresh ``mmap`` whose pages fault in one by one; this made elementwise
+    operations 5× slower on the CPU.  ``mallopt(M_MMAP_MAX, 0)`` and a large
+    ``M_TRIM_THRESHOLD`` make the process reuse its heap.  Returns whether it was applied
+    (glibc only; a no-op elsewhere).
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        ok = libc.mallopt(m_mmap_max, 0) == 1
+        ok &= libc.mallopt(m_trim_threshold, 2**30) == 1
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global generator, for user code)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    """The global RNG states (Python, NumPy, torch CPU and CUDA) as plain containers."""
+    np_state = np.random.get_state()  # noqa: NPY002
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` returned."""
+    random.setstate(_as_tuple(states["python"]))
+    n = states["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            n["kind"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary name, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_file(path: str | os.PathLike, kind: str) -> dict:
+    """Read a checkpoint (``kind = CHECKPOINT_FORMAT``) or model file, checking its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TrainingError(f"cannot read {path} as a {kind} file: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != kind:
+        raise TrainingError(f"{path} is not a {kind} file (format {obj.get('format')!r})")
+    if obj.get("version") != FILE_VERSION:
+        raise TrainingError(
+            f"{path} has version {obj.get('version')}; this tbotan reads version {FILE_VERSION}"
+        )
+    return obj
+
+
+def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Pearson correlation of two 1-D tensors (float64 on the CPU); NaN if one is constant."""
+    x = x.detach().double().cpu()
+    y = y.detach().double().cpu()
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
+    return float((dx * dy).sum()) / denominator if denominator > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model_id: str
+    out_dir: Path
+    epochs: int
+    metrics: list[dict] = field(default_factory=list)
+    model_path: Path | None = None
+
+
+def metrics_columns(temperature_labels: Sequence[str]) -> list[str]:
+    """Columns of metrics.csv: docs/formats.md's, then the extra ones of this implementation."""
+    columns = ["epoch", "time_s", *TERMS, "w_var", "w_corr", "lr"]
+    for label in temperature_labels:
+        columns += [f"val_pearson_T{label}", f"val_t_pred_T{label}"]
+    columns += ["elapsed_s", "lambda_global", "grad_norm"]
+    columns += [f"val_{term}" for term in TERMS]
+    for label in temperature_labels:
+        columns += [f"val_pearson_edge_T{label}"]
+        columns += [f"val_{term}_T{label}" for term in TERMS]
+    return columns
+
+
+class Trainer:
+    """Training of one model (one variant, λ_g and seed); see :func:`train`."""
+
+    def __init__(
+        self,
+        config: dict,
+        train_files: Sequence[str | os.PathLike],
+        validation_files: Sequence[str | os.PathLike],
+        out_dir: str | os.PathLike,
+        *,
+        variant: str | None = None,
+        lambda_global: float | None = None,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
+        config = cfgmod.validate(config)
+        self.variant = check_variant(variant or config["model"]["variant"])
+        self.lambda_global = float(
+            config["training"]["lambda_global"] if lambda_global is None else lambda_global
+        )
+        config["model"]["variant"] = self.variant
+        config["training"]["lambda_global"] = self.lambda_global
+        self.config = config
+        self.training = config["training"]
+        self.seed = int(seed)
+        self.model_id = model_id(self.variant, self.lambda_global, self.seed)
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(device or self.training["device"])
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
+        self.train_files = [str(Path(p).resolve()) for p in train_files]
+        self.validation_files = [str(Path(p).resolve()) for p in validation_files]
+        cache = self.training["cache_graphs"] != "none"
+        self.train_set = GraphDataset(self.train_files, self.variant, cache=cache)
+        self.val_set = (
+            GraphDataset(self.validation_files, self.variant, cache=cache)
+            if self.validation_files
+            else None
+        )
+        self.val_labels = (
+            [cfgmod.temperature_label(t) for t in self.val_set.temperatures()]
+            if self.val_set
+            else []
+        )
+        self.columns = metrics_columns(self.val_labels)
+
+        seed_everything(self.seed)
+        self.model = TBotan.from_config(config, self.variant).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.training["learning_rate"]
+        )
+        self.forward = self.model
+        if self.training["compile"]:
+            self.forward = torch.compile(self.model, dynamic=True)
+        self.amp = bool(self.training["amp"]) and self.device.type == "cuda"
+        if self.training["amp"] and not self.amp:
+            log.warning("training.amp applies to CUDA only; training in float32 on %s", self.device)
+        self.epoch = 0
+        self.elapsed = 0.0
+        self.metrics: list[dict] = []
+        self._device_cache: dict[int, object] = {}
+
+    # ------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / METRICS_NAME
+
+    def _identity(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "variant": self.variant,
+            "lambda_global": self.lambda_global,
+            "seed": self.seed,
+            "config": self.config,
+            "hparams": dict(self.model.hparams),
+            "train_files": self.train_files,
+            "validation_files": self.validation_files,
+        }
+
+    def save_checkpoint(self) -> None:
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": FILE_VERSION,
+                **self._identity(),
+                "epoch": self.epoch,
+                "elapsed_s": self.elapsed,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rng_states(),
+            },
+            self.checkpoint_path,
+        )
+
+    def save_model(self) -> Path:
+        from tbotan.dataset import git_commit, package_versions
+
+        path = self.out_dir / MODEL_NAME
+        atomic_save(
+            {
+                "format": MODEL_FORMAT,
+                "version": FILE_VERSION,
+                **self._identity(),
+                "epoch": self.epoch,
+                "training_temperatures": self.train_set.temperatures(),
+                "state_dict": self.model.state_dict(),
+                "git_commit": git_commit() or "",
+                "package_versions": package_versions(),
+            },
+            path,
+        )
+        return path
+
+    def resume(self) -> bool:
+        """Continue from ``checkpoint.pt`` if there is one; returns whether it did."""
+        if not self.checkpoint_path.is_file():
+            return False
+        ckpt = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
+        where = str(self.checkpoint_path)
+        for key in ("variant", "lambda_global", "seed", "train_files", "validation_files"):
+            if ckpt[key] != getattr(self, key):
+                raise TrainingError(
+                    f"{where}: cannot resume, {key} differs (checkpoint {ckpt[key]!r}, "
+                    f"now {getattr(self, key)!r}); use another output folder or drop --resume"
+                )
+        differing = _config_differences(ckpt["config"], self.config)
+        if differing:
+            raise TrainingError(
+                f"{where}: cannot resume, the configuration differs in {', '.join(differing)}"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_states(ckpt["rng"])
+        self.epoch = int(ckpt["epoch"])
+        self.elapsed = float(ckpt["elapsed_s"])
+        self.metrics = [
+            row for row in _read_metrics(self.metrics_path) if row["epoch"] <= self.epoch
+        ]
+        _write_metrics(self.metrics_path, self.columns, self.metrics)
+        log.info("resumed %s from epoch %d", self.model_id, self.epoch)
+        return True
+
+    # ------------------------------------------------------------ one epoch
+    def _sample(self, dataset: GraphDataset, i: int):
+        if self.training["cache_graphs"] == "device":
+            key = (id(dataset), i)
+            if key not in self._device_cache:
+                self._device_cache[key] = dataset[i].to(self.device)
+            return self._device_cache[key]
+        return dataset[i].to(self.device, non_blocking=True)
+
+    def _loader(self, dataset: GraphDataset, order: Sequence[int]):
+        workers = self.training["num_workers"]
+        if workers == 0 or self.training["cache_graphs"] != "none":
+            return (self._sample(dataset, int(i)) for i in order)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=[int(i) for i in order],
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        return (data.to(self.device, non_blocking=True) for data in loader)
+
+    def _losses(self, data, weights):
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
+            out = self.forward(data.x, data.edge_index, data.edge_attr)
+        terms = tbotan_losses(
+            out,
+            data,
+            weights,
+            distances=self.training["corr_distances"],
+            block_rows=self.training["corr_block_rows"],
+        )
+        return out, terms
+
+    def train_epoch(self, bar=None) -> dict:
+        epoch = self.epoch + 1
+        weights = loss_weights(self.training, epoch, self.lambda_global)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_set))
+        self.model.train()
+        sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
+        for step, data in enumerate(self._loader(self.train_set, order)):
+            if self.training["augment"]:
+                op = octahedral_operation(np.random.default_rng([self.seed, epoch, step]))
+                data = octahedral_augment(data, *op)
+            _, terms = self._losses(data, weights)
+            values = torch.stack([terms[t].detach().double() for t in TERMS]).cpu()
+            if not torch.all(torch.isfinite(values)):
+                self._fail(
+                    epoch, step, order[step], "loss", dict(zip(TERMS, values.tolist(), strict=True))
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.training["grad_clip"]
+            )
+            norm = float(norm)
+            if not math.isfinite(norm):
+                self._fail(epoch, step, order[step], "gradient norm", {"grad_norm": norm})
+            self.optimizer.step()
+            sums += torch.cat([values, torch.tensor([norm], dtype=torch.float64)])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.4g}", refresh=False)
+        n = max(len(order), 1)
+        means = (sums / n).tolist()
+        row = dict(zip(TERMS, means[:-1], strict=True))
+        row["grad_norm"] = means[-1]
+        for p_name, p in self.model.named_parameters():
+            if not torch.all(torch.isfinite(p)):
+                raise TrainingError(
+                    f"parameter {p_name} became non-finite at the end of epoch {epoch}"
+                )
+        row.update(
+            w_var=weights.w_var,
+            w_corr=weights.w_corr,
+            lambda_global=weights.lambda_global,
+            lr=self.optimizer.param_groups[0]["lr"],
+        )
+        return row
+
+    def _fail(self, epoch: int, step: int, item: int, what: str, values: dict) -> None:
+        path, c = self.train_set.locate(int(item))
+        shown = ", ".join(f"{k} = {v:.6g}" for k, v in values.items())
+        raise TrainingError(
+            f"non-finite {what} at epoch {epoch}, step {step}: file {path}, configuration {c} "
+            f"({shown}); training stopped (check the labels of that configuration, or lower "
+            "training.learning_rate); the last checkpoint is intact"
+        )
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Validation metrics (empty without validation files)."""
+        if self.val_set is None:
+            return {}
+        weights = loss_weights(self.training, self.epoch + 1, self.lambda_global)
+        self.model.eval()
+        per_t: dict[str, dict[str, list]] = {}
+        for i, data in enumerate(self._loader(self.val_set, range(len(self.val_set)))):
+            out, terms = self._losses(data, weights)
+            label = cfgmod.temperature_label(self.val_set.temperature(i))
+            rec = per_t.setdefault(label, {"pearson": [], "pearson_edge": [], "t_pred": []})
+            a = data.a_mask
+            rec["pearson"].append(pearson(out.cb[a], data.y[a]))
+            rec["pearson_edge"].append(pearson(out.edge, data.y_edge))
+            rec["t_pred"].append(float(out.t_pred))
+            for t in TERMS:
+                rec.setdefault(t, []).append(float(terms[t]))
+        row: dict = {}
+        for label, rec in per_t.items():
+            row[f"val_pearson_T{label}"] = float(np.mean(rec["pearson"]))
+            row[f"val_t_pred_T{label}"] = float(np.mean(rec["t_pred"]))
+            row[f"val_pearson_edge_T{label}"] = float(np.mean(rec["pearson_edge"]))
+            for t in TERMS:
+                row[f"val_{t}_T{label}"] = float(np.mean(rec[t]))
+        for t in TERMS:
+            row[f"val_{t}"] = float(np.mean([v for rec in per_t.values() for v in rec[t]]))
+        return row
+
+    # ------------------------------------------------------------ the loop
+    def run(
+        self, stop_after: int | None = None, progress: bool = True, on_epoch: Callable | None = None
+    ) -> TrainResult:
+        """Train up to ``training.epochs`` (or stop after epoch ``stop_after``)."""
+        total = self.training["epochs"]
+        last = total if stop_after is None else min(total, stop_after)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.epoch == 0:
+            _write_metrics(self.metrics_path, self.columns, [])
+        bar = None
+        if progress:
+            from tbotan.commands.common import progress_bar
+
+            bar = progress_bar((last - self.epoch) * len(self.train_set), self.model_id)
+        try:
+            while self.epoch < last:
+                start = time.perf_counter()
+                row = self.train_epoch(bar)
+                row.update(self.validate())
+                self.epoch += 1
+                seconds = time.perf_counter() - start
+                self.elapsed += seconds
+                row.update(epoch=self.epoch, time_s=seconds, elapsed_s=self.elapsed)
+                self.metrics.append(row)
+                _append_metrics(self.metrics_path, self.columns, row)
+                if self.epoch % self.training["checkpoint_every"] == 0 or self.epoch == total:
+                    self.save_checkpoint()
+                if on_epoch is not None:
+                    on_epoch(row)
+        finally:
+            if bar is not None:
+                bar.close()
+        result = TrainResult(self.model_id, self.out_dir, self.epoch, self.metrics)
+        if self.epoch == total:
+            result.model_path = self.save_model()
+        return result
+
+
+def train(
+    config: dict,
+    train_files: Sequence[str | os.PathLike],
+    validation_files: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    variant: str | None = None,
+    lambda_global: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one T-BOTAN model (see the module documentation).
+
+    Args:
+        config: the configuration (validated here; sections ``model``, ``training``).
+        train_files: dataset files to train on (any temperatures).
+        validation_files: dataset files evaluated after every epoch (may be empty).
+        out_dir: the model folder (``models/{model_id}``).
+        variant: input variant (default ``model.variant``).
+        lambda_global: λ_g (default ``training.lambda_global``).
+        seed: seed of initialisation, shuffling and augmentation.
+        device: ``'cpu'``, ``'cuda'`` or ``'auto'`` (default ``training.device``).
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        stop_after: stop after this epoch (as if interrupted; for tests and time limits).
+        progress: show a progress bar.
+    """
+    trainer = Trainer(
+        config,
+        train_files,
+        validation_files,
+        out_dir,
+        variant=variant,
+        lambda_global=lambda_global,
+        seed=seed,
+        device=device,
+    )
+    if resume:
+        trainer.resume()
+    return trainer.run(stop_after=stop_after, progress=progress)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _config_differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for section in ("model", "training", "graph"):
+        a, b = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if section == "training" and key in RESUMABLE_KEYS:
+                continue
+            if a.get(key) != b.get(key):
+                out.append(f"{section}.{key} ({a.get(key)!r} → {b.get(key)!r})")
+    return out
+
+
+def _write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    os.replace(tmp, path)
+
+
+def _append_metrics(path: Path, columns: list[str], row: dict) -> None:
+    with open(path, "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore").writerow(row)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    """Rows of a metrics.csv with numbers parsed (``epoch`` as int)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        rows = []
+        for raw in csv.DictReader(fh):
+            row = {k: (float(v) if v not in ("", None) else float("nan")) for k, v in raw.items()}
+            row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    return rows
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Rows of ``metrics.csv`` as dicts of floats (``epoch`` an int)."""
+    return _read_metrics(Path(path))
