@@ -26,14 +26,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
 
+SNAKEMAKE := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --workflow-profile profiles/laptop
+
 demo: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all --configfile config.yaml config/demo.yaml
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all --configfile config.yaml config/demo.yaml \
-		--report results/demo/report.html
+	$(SNAKEMAKE) --configfile config.yaml config/demo.yaml
+	$(SNAKEMAKE) --configfile config.yaml config/demo.yaml --report results/demo/report.html
 	@echo "figures: results/demo/analysis/figures/  summary: results/demo/analysis/summary.md  report: results/demo/report.html"
 
 smoke: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all --configfile config.yaml config/smoke.yaml
+	$(SNAKEMAKE) --configfile config.yaml config/smoke.yaml
 
 test: lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest

@@ -43,7 +43,7 @@ def test_paper_dag_has_the_right_jobs_per_rule(tmp_path):
     # trained: 100 + 10 + 50 configurations in chunks of 4 -> 40 iso jobs, 3 dataset splits;
     # untrained: 50 test configurations -> 13 iso jobs, 1 split; models: 5 seeds of IS+TS,
     # IS and TS ablations (1 seed each), lambda_g 0.001 and 0.1 (1 seed each) = 9 models,
-    # each predicting the test set of all 6 temperatures.
+    # each predicting the test sets of all 6 temperatures in one job.
     assert counts == {
         "equilibrate": 6,
         "tau_alpha": 6,
@@ -51,7 +51,7 @@ def test_paper_dag_has_the_right_jobs_per_rule(tmp_path):
         "iso": 4 * 40 + 2 * 13,
         "dataset": 4 * 3 + 2,
         "train": 9,
-        "predict": 9 * 6,
+        "predict": 9,
         "figures": 1,
         "all": 1,
     }
@@ -72,7 +72,7 @@ def test_dag_follows_the_configuration(tmp_path):
         "--configfile", "config.yaml", overlay, "--config", f"results_dir={tmp_path}"
     )
     assert counts["iso"] == 4 * 16 + 2 * 5
-    assert counts["train"] == 2 and counts["predict"] == 12
+    assert counts["train"] == 2 and counts["predict"] == 2
 
 
 @pytest.mark.parametrize(
@@ -127,8 +127,8 @@ def test_engine_hoomd_without_hoomd_is_rejected(tmp_path):
 def smoke_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("smoke")
     args = [
-        "--cores",
-        "2",
+        "--workflow-profile",
+        "profiles/laptop",
         "--configfile",
         "config.yaml",
         "config/smoke.yaml",

@@ -114,6 +114,22 @@ def figure_inputs(w):
 
 
 def all_targets():
+    """The run's products.  Listing them (not only the figures) means a deleted product is
+    rebuilt, followed by exactly what depends on it; the label chunks are pure intermediates
+    and may be deleted to save space once the datasets exist."""
     targets = [RUN / "analysis" / "summary.json"]
-    targets += expand(RUN / "tau_alpha" / "T{T}.json", T=TEMPERATURES)
+    for T in TEMPERATURES:
+        targets += [
+            RUN / "equilibrium" / f"T{T}.gsd",
+            RUN / "inherent" / f"T{T}.gsd",
+            RUN / "tau_alpha" / f"T{T}.json",
+        ]
+        targets += [
+            RUN / "datasets" / f"T{T}_{split}.h5"
+            for split, n in tbotan_config.split_sizes(config, T).items()
+            if n
+        ]
+    for model in ALL_MODELS:
+        targets += [RUN / "models" / model / "model.pt"]
+        targets += [RUN / "predictions" / model / f"T{T}_test.h5" for T in TEMPERATURES]
     return targets

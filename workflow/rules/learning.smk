@@ -26,29 +26,30 @@ rule train:
     conda:
         env("envs/learning.yaml")
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config} --train {input.train} "
-        "--validation {input.validation} --variant {params.parts[0]} "
+        "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config} "
+        "--train {input.train} --validation {input.validation} --variant {params.parts[0]} "
         "--lambda-global {params.parts[1]} --seed {params.parts[2]} --out {params.out} "
         "--resume > {log} 2>&1"
 
 
 rule predict:
+    # one job per model: the model is loaded once for the test sets of every temperature
     input:
         model=RUN / "models" / "{model}" / "model.pt",
-        dataset=RUN / "datasets" / "T{T}_{split}.h5",
+        datasets=expand(RUN / "datasets" / "T{T}_test.h5", T=TEMPERATURES),
     output:
-        RUN / "predictions" / "{model}" / "T{T}_{split}.h5",
+        expand(RUN / "predictions" / "{{model}}" / "T{T}_test.h5", T=TEMPERATURES),
     params:
         tbotan=TBOTAN,
     log:
-        RUN / "logs" / "predict" / "{model}_T{T}_{split}.log",
+        RUN / "logs" / "predict" / "{model}.log",
     threads: 1
     resources:
         gpu=uses_gpu(config["training"]["device"]),
-        runtime=30,
+        runtime=60,
         mem_mb=8000,
     conda:
         env("envs/learning.yaml")
     shell:
         "OMP_NUM_THREADS={threads} {params.tbotan} predict --model {input.model} "
-        "--dataset {input.dataset} --out {output} > {log} 2>&1"
+        "--dataset {input.datasets} --out {output} > {log} 2>&1"
