@@ -36,7 +36,6 @@ include: "workflow/rules/analysis.smk"
 
 localrules:
     all,
-    dataset,
 
 
 rule all:

@@ -170,3 +170,21 @@ def liquid_256(cpu_engine) -> ConfigurationBatch:
     sim = cpu_engine.simulation(state, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=4))
     sim.run(1000)
     return sim.state()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke pipeline (config/smoke.yaml) run here with profiles/laptop: (run dir, args).
+
+    Session-scoped: the workflow tests inspect it and the cluster tests compare against it.
+    """
+    pytest.importorskip(
+        "snakemake", reason="the workflow extra is not installed (pip install .[workflow])"
+    )
+    from workflow_helpers import SMOKE_ARGS, snakemake
+
+    results = tmp_path_factory.mktemp("smoke")
+    args = ["--workflow-profile", "profiles/laptop", *SMOKE_ARGS]
+    args += ["--config", f"results_dir={results}"]
+    snakemake(*args, timeout=1500)
+    return results / "smoke", args

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from workflow_helpers import snakemake
+
 pytest.importorskip(
     "snakemake", reason="the workflow extra is not installed (pip install .[workflow])"
 )
-
-
-def snakemake(*args, cwd=ROOT, check=True, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", *map(str, args)]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
 
 
 def job_counts(*args) -> dict[str, int]:
@@ -121,22 +109,6 @@ def test_engine_hoomd_without_hoomd_is_rejected(tmp_path):
     )
     assert proc.returncode != 0
     assert "engine.name" in proc.stdout + proc.stderr and "--sdm conda" in proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    results = tmp_path_factory.mktemp("smoke")
-    args = [
-        "--workflow-profile",
-        "profiles/laptop",
-        "--configfile",
-        "config.yaml",
-        "config/smoke.yaml",
-        "--config",
-        f"results_dir={results}",
-    ]
-    snakemake(*args, timeout=1500)
-    return results / "smoke", args
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,7 +94,12 @@ def run_segments(
         ckpt = checkpointer.load()
         if ckpt is not None:
             state, collected, start, record = ckpt.state, ckpt.collected, ckpt.index, ckpt.record
-            log.info("%s: resuming after segment %d of %d", description, start, len(segments))
+            # on stderr whatever the log level: a resumed run is what a user of a killed job
+            # looks for in its log
+            tqdm.write(
+                f"{description}: resuming from checkpoint after segment {start} of {len(segments)}",
+                file=sys.stderr,
+            )
     steps = np.cumsum([0] + [s.n_steps for s in segments])
     bar = tqdm(
         total=int(steps[-1]),
