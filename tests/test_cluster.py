@@ -86,7 +86,7 @@ def cluster_run(slurm, tmp_path_factory):
         f"results_dir={results}",
         # a node of the test cluster has nproc CPUs: group jobs must fit on it
         "--cores",
-        str(os.cpu_count()),
+        str(len(os.sched_getaffinity(0))),  # = nproc, what start_slurm.sh gives the node
         # no slurmdbd here, so squeue; and poll often, the jobs are seconds long
         "--slurm-status-command",
         "squeue",
@@ -104,6 +104,24 @@ def cluster_run(slurm, tmp_path_factory):
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-5000:]
     return run, text, canceller.cancelled
+
+
+def test_unset_cluster_settings_stop_the_run_before_any_submission(slurm, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TBOTAN_SLURM_")}
+    env["TBOTAN_SLURM_CPU_PARTITION"] = "cpu"
+    before = {job for job, _ in _squeue()}
+    proc = subprocess.run(
+        snakemake_command(
+            "--workflow-profile", "profiles/slurm", *SMOKE_ARGS,
+            "--config", f"results_dir={tmp_path}", "--slurm-status-command", "squeue",
+        ),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "TBOTAN_SLURM_ACCOUNT, TBOTAN_SLURM_GPU_PARTITION" in text, text[-2000:]
+    assert "submitted with SLURM jobid" not in text
+    assert {job for job, _ in _squeue()} <= before
 
 
 def submitted_jobs(text: str) -> dict[str, str]:

@@ -29,6 +29,29 @@ config.clear()
 config.update(_validated)
 validate(config, schema=str(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
 
+# profiles/slurm takes the account and partitions from the environment; an unset variable
+# would reach sbatch as a literal "$TBOTAN_SLURM_..." string, so name it before any submission
+# (the executor is known only once execution starts, hence onstart; jobs skip the hooks).
+SLURM_SETTINGS = ("TBOTAN_SLURM_ACCOUNT", "TBOTAN_SLURM_CPU_PARTITION", "TBOTAN_SLURM_GPU_PARTITION")
+
+
+def check_slurm_settings():
+    if getattr(workflow.executor_plugin, "name", None) != "slurm":
+        return
+    unset = [name for name in SLURM_SETTINGS if name not in os.environ]
+    if unset:
+        raise WorkflowError(
+            "profiles/slurm needs " + ", ".join(unset) + " in the environment: export "
+            "TBOTAN_SLURM_ACCOUNT=<account> (empty where the cluster has no accounts), "
+            "TBOTAN_SLURM_CPU_PARTITION=<partition> and TBOTAN_SLURM_GPU_PARTITION=<partition> "
+            "(README, 'Running on a cluster')"
+        )
+
+
+onstart:
+    check_slurm_settings()
+
+
 RUN = Path(config["results_dir"]) / config["run_name"]
 TEMPERATURES = tbotan_config.temperature_labels(config)
 TRAINED = tbotan_config.temperature_labels(config, "train")
