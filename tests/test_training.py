@@ -158,6 +158,17 @@ def test_resume_refuses_a_different_configuration(files, tmp_path):
         train(config, files["train"], [], tmp_path / "m", variant="ts", progress=False, resume=True)
 
 
+def test_workflow_resume_restarts_a_training_whose_settings_changed(files, tmp_path):
+    config = small_config(epochs=2, warmup_epochs=1, checkpoint_every=1)
+    train(config, files["train"], [], tmp_path / "m", progress=False)
+    other = small_config(epochs=2, warmup_epochs=1, checkpoint_every=1, learning_rate=5e-4)
+    result = train(other, files["train"], [], tmp_path / "m", progress=False, resume="compatible")
+    assert [r["epoch"] for r in result.metrics] == [1, 2]  # from scratch, not resumed at 2
+    assert (tmp_path / "m" / "checkpoint.stale.pt").is_file()
+    fresh = train(other, files["train"], [], tmp_path / "f", progress=False)
+    assert result.metrics[-1]["loss"] == fresh.metrics[-1]["loss"]  # as a fresh run exactly
+
+
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     content = synthetic_content(250, (0, 1), 0.8)
     content.cb[1] = 0.75  # constant C_B: Var(y) = 0, every normalised term is infinite

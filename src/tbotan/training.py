@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ RESUMABLE_KEYS = {
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible checkpoint, ...)."""
+
+
+class IncompatibleCheckpoint(TrainingError):
+    """``checkpoint.pt`` was written by a training with other settings: it cannot be resumed."""
 
 
 def model_id(variant: str, lambda_global: float, seed: int) -> str:
@@ -343,13 +348,13 @@ class Trainer:
         where = str(self.checkpoint_path)
         for key in ("variant", "lambda_global", "seed", "train_files", "validation_files"):
             if ckpt[key] != getattr(self, key):
-                raise TrainingError(
+                raise IncompatibleCheckpoint(
                     f"{where}: cannot resume, {key} differs (checkpoint {ckpt[key]!r}, "
                     f"now {getattr(self, key)!r}); use another output folder or drop --resume"
                 )
         differing = _config_differences(ckpt["config"], self.config)
         if differing:
-            raise TrainingError(
+            raise IncompatibleCheckpoint(
                 f"{where}: cannot resume, the configuration differs in {', '.join(differing)}"
             )
         self.model.load_state_dict(ckpt["model"])
@@ -546,7 +551,10 @@ def train(
         lambda_global: λ_g (default ``training.lambda_global``).
         seed: seed of initialisation, shuffling and augmentation.
         device: ``'cpu'``, ``'cuda'`` or ``'auto'`` (default ``training.device``).
-        resume: continue from ``out_dir/checkpoint.pt`` when it exists.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists; a checkpoint written
+            with other settings raises :class:`IncompatibleCheckpoint`, or with
+            ``resume="compatible"`` is moved to ``checkpoint.stale.pt`` and training starts
+            afresh.
         stop_after: stop after this epoch (as if interrupted; for tests and time limits).
         progress: show a progress bar.
     """
@@ -561,7 +569,16 @@ def train(
         device=device,
     )
     if resume:
-        trainer.resume()
+        try:
+            trainer.resume()
+        except IncompatibleCheckpoint as exc:
+            if resume != "compatible":
+                raise
+            # the workflow reruns a training whose settings changed: the old checkpoint is
+            # stale, not an interrupted run of this one
+            stale = trainer.checkpoint_path.with_name("checkpoint.stale.pt")
+            os.replace(trainer.checkpoint_path, stale)
+            print(f"{exc}; starting afresh (old checkpoint moved to {stale})", file=sys.stderr)
     return trainer.run(stop_after=stop_after, progress=progress)
 
 

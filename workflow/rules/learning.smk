@@ -29,7 +29,7 @@ rule train:
         "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config} "
         "--train {input.train} --validation {input.validation} --variant {params.parts[0]} "
         "--lambda-global {params.parts[1]} --seed {params.parts[2]} --out {params.out} "
-        "--resume > {log} 2>&1"
+        "--resume --restart-if-incompatible > {log} 2>&1"
 
 
 rule predict:

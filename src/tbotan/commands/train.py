@@ -40,7 +40,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from <out>/checkpoint.pt when it exists (else start afresh)",
+        help="continue from <out>/checkpoint.pt when it exists (else start afresh); a "
+        "checkpoint of other settings is an error",
+    )
+    parser.add_argument(
+        "--restart-if-incompatible",
+        action="store_true",
+        help="with --resume: a checkpoint of other settings (e.g. a changed learning rate) is "
+        "moved to <out>/checkpoint.stale.pt and training starts afresh (what the workflow does)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_argument(parser)
@@ -66,7 +73,7 @@ def run(args) -> int:
         lambda_global=args.lambda_global,
         seed=args.seed,
         device=args.device,
-        resume=args.resume,
+        resume="compatible" if args.resume and args.restart_if_incompatible else args.resume,
         progress=not args.no_progress,
     )
     last = result.metrics[-1] if result.metrics else {}
