@@ -97,7 +97,7 @@ def cluster_run(slurm, tmp_path_factory):
     canceller = CancelAfterCheckpoint(run)
     canceller.start()
     proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     canceller.stop.set()
     canceller.join()
