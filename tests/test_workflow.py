@@ -63,6 +63,16 @@ def test_dag_follows_the_configuration(tmp_path):
     assert counts["train"] == 2 and counts["predict"] == 2
 
 
+def dry_run_with_overlay(tmp_path, overlay: dict):
+    """A dry run of config.yaml with ``overlay`` on top (not checked: callers expect failure)."""
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return snakemake(
+        "--dry-run", "--configfile", "config.yaml", path,
+        "--config", f"results_dir={tmp_path}", check=False,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "overlay, key",
     [
@@ -74,17 +84,7 @@ def test_dag_follows_the_configuration(tmp_path):
     ],
 )
 def test_invalid_configuration_is_rejected_before_any_job(tmp_path, overlay, key):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(overlay))
-    proc = snakemake(
-        "--dry-run",
-        "--configfile",
-        "config.yaml",
-        bad,
-        "--config",
-        f"results_dir={tmp_path}",
-        check=False,
-    )
+    proc = dry_run_with_overlay(tmp_path, overlay)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert key in text, text[-2000:]
@@ -96,17 +96,7 @@ def test_engine_hoomd_without_hoomd_is_rejected(tmp_path):
 
     if hoomd_available():
         pytest.skip("HOOMD-blue is installed here")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"engine": {"name": "hoomd"}}))
-    proc = snakemake(
-        "--dry-run",
-        "--configfile",
-        "config.yaml",
-        bad,
-        "--config",
-        f"results_dir={tmp_path}",
-        check=False,
-    )
+    proc = dry_run_with_overlay(tmp_path, {"engine": {"name": "hoomd"}})
     assert proc.returncode != 0
     assert "engine.name" in proc.stdout + proc.stderr and "--sdm conda" in proc.stdout + proc.stderr
 
