@@ -536,7 +536,7 @@ def train(
     lambda_global: float | None = None,
     seed: int = 0,
     device: str | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     stop_after: int | None = None,
     progress: bool = True,
 ) -> TrainResult:

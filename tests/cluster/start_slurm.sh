@@ -41,12 +41,14 @@ install_packages() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null 2>&1 || skip "SLURM is not installed (${missing[*]} missing) and apt-get is not available to install it"
-    echo "start_slurm.sh: installing slurmctld slurmd slurm-client munge (missing: ${missing[*]})" >&2
+    local packages=(slurmctld slurmd slurm-client munge) log=/tmp/start_slurm_apt.log
+    echo "start_slurm.sh: installing ${packages[*]} (missing: ${missing[*]})" >&2
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >/tmp/start_slurm_apt.log 2>&1; then
-        apt-get update -q >>/tmp/start_slurm_apt.log 2>&1 \
-            && apt-get install -y -q --no-install-recommends slurmctld slurmd slurm-client munge >>/tmp/start_slurm_apt.log 2>&1 \
-            || skip "apt-get could not install SLURM (see /tmp/start_slurm_apt.log): $(tail -n 1 /tmp/start_slurm_apt.log)"
+    # without package lists (a fresh machine) the first try fails: update, then try again
+    if ! apt-get install -y -q --no-install-recommends "${packages[@]}" >"$log" 2>&1; then
+        apt-get update -q >>"$log" 2>&1 \
+            && apt-get install -y -q --no-install-recommends "${packages[@]}" >>"$log" 2>&1 \
+            || skip "apt-get could not install SLURM (see $log): $(tail -n 1 "$log")"
     fi
 }
 
