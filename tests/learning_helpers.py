@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tbotan import neighbors
+from tbotan.benchmark import synthetic_attrs
 from tbotan.configuration import random_configuration
 from tbotan.dataset import DatasetContent, Graph, write_dataset
 
@@ -49,22 +50,8 @@ def synthetic_configuration(n: int, seed: int) -> dict:
 def synthetic_content(n: int, seeds, temperature: float, split: str = "train") -> DatasetContent:
     confs = [synthetic_configuration(n, s) for s in seeds]
     L = confs[0]["L"]
-    attrs = dict(
-        temperature=float(temperature),
-        tau_alpha=1.0,
-        tau_alpha_source="given",
-        label_time=1.0,
-        n_replicas=4,
-        box_length=L,
-        bond_in=1.3,
-        bond_out=1.6,
-        graph_cutoff=2.0,
-        engine={"engine": "synthetic"},
-        package_versions={},
-        config_hash="synthetic",
-        seeds=list(map(int, seeds)),
-        split=split,
-        source="pipeline",
+    attrs = synthetic_attrs(
+        L, temperature=float(temperature), n_replicas=4, seeds=list(map(int, seeds)), split=split
     )
     c = len(confs)
     return DatasetContent(

@@ -96,9 +96,7 @@ def cluster_run(slurm, tmp_path_factory):
     )
     canceller = CancelAfterCheckpoint(run)
     canceller.start()
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     canceller.stop.set()
     canceller.join()
     text = proc.stdout + proc.stderr
@@ -175,9 +173,7 @@ def _datasets(h5: h5py.File) -> list[str]:
 def test_outputs_equal_those_of_the_local_run(cluster_run, smoke_run):
     run, _, _ = cluster_run
     local, _ = smoke_run
-    products = sorted(
-        p.relative_to(local) for p in local.rglob("*") if p.suffix in (".gsd", ".h5")
-    )
+    products = sorted(p.relative_to(local) for p in local.rglob("*") if p.suffix in (".gsd", ".h5"))
     assert len(products) > 15
     for rel in products:
         mine, theirs = run / rel, local / rel

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import BOTAN_BOX, BOTAN_REFERENCE, botan_file
 from tbotan import kalj, neighbors
+from tbotan.benchmark import synthetic_attrs
 from tbotan.dataset import DatasetContent, DatasetError, DatasetFile, Graph, write_dataset
 from tbotan.importer import BotanImportError, import_botan
 
@@ -17,22 +18,16 @@ def tiny_content(n_conf=3, n=250, seed=0) -> DatasetContent:
     L = kalj.box_length(n)
     pos = rng.uniform(0, L, size=(n_conf, n, 3))
     graphs = [neighbors.graph_edges(p, L, 2.0) for p in pos]
-    attrs = dict(
+    attrs = synthetic_attrs(
+        L,
         temperature=0.8,
         tau_alpha=3.42,
         tau_alpha_source="table",
         label_time=3.42,
         n_replicas=4,
-        box_length=L,
-        bond_in=1.3,
-        bond_out=1.6,
-        graph_cutoff=2.0,
         engine={"engine": "torch"},
-        package_versions={},
         config_hash="abc",
         seeds=[1, 2],
-        split="train",
-        source="pipeline",
     )
     return DatasetContent(
         attrs=attrs,

@@ -124,3 +124,22 @@ def test_partial_predictions_use_the_seeds_that_exist(tmp_path):
     assert run.embedding_distances(run.main_group)["labels"] == ["0.44", "0.64"]
     fig = figures.fig02_cb_maps(run)  # seed 1 is the one with every temperature
     assert "seed 1" in fig.get_suptitle()
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("fig11_sb_lambda", ["MD", r"$\lambda_g = 10^{-2}$ (2 seeds)", r"$\lambda_g = 10^{-1}$"]),
+        ("fig12_t_pred_lambda", [r"$\lambda_g = 10^{-2}$ (2 seeds)", r"$\lambda_g = 10^{-1}$"]),
+        ("fig14_sb_ablation", ["MD", "IS+TS (2 seeds)", "IS"]),
+        ("fig15_t_pred_ablation", ["IS+TS (2 seeds)", "IS"]),
+    ],
+)
+def test_series_figures_name_each_lambda_or_input_variant_with_its_seeds(run, name, expected):
+    texts = _legend_texts(figures.FIGURES[name](run))
+    assert texts[: len(expected)] == expected

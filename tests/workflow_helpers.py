@@ -19,9 +19,7 @@ def snakemake_command(*args) -> list[str]:
 def snakemake(*args, cwd=ROOT, check=True, timeout=900, env=None) -> subprocess.CompletedProcess:
     """Run Snakemake in the repository; on failure, raise with the tail of its output."""
     cmd = snakemake_command(*args)
-    proc = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -200,6 +200,33 @@ def format_md(result: dict) -> str:
 # ---------------------------------------------------------------------------- training
 
 
+def synthetic_attrs(box_length: float, **overrides) -> dict:
+    """Dataset attributes (schema v1) for synthetic content: timing runs and tests.
+
+    Defaults: T = 0.44, τα = label time = 1, one replica, the paper's bond and graph cut-offs,
+    engine "synthetic", split "train"; ``overrides`` replace or add keys.
+    """
+    attrs = dict(
+        temperature=0.44,
+        tau_alpha=1.0,
+        tau_alpha_source="given",
+        label_time=1.0,
+        n_replicas=1,
+        box_length=float(box_length),
+        bond_in=1.3,
+        bond_out=1.6,
+        graph_cutoff=2.0,
+        engine={"engine": "synthetic"},
+        package_versions={},
+        config_hash="synthetic",
+        seeds=[],
+        split="train",
+        source="pipeline",
+    )
+    attrs.update(overrides)
+    return attrs
+
+
 def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int = 0):
     """A dataset of jittered-lattice KALJ configurations with smooth synthetic labels.
 
@@ -223,25 +250,8 @@ def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int
         g = neighbors.graph_edges(thermal[c], L, 2.0)
         graphs_ts.append((g, rng.normal(0, 0.1, g.shape[1])))
     cb = np.clip(rng.normal(0.7, 0.1, (n_configurations, n_particles)), 0, 1)
-    attrs = dict(
-        temperature=0.44,
-        tau_alpha=1.0,
-        tau_alpha_source="given",
-        label_time=1.0,
-        n_replicas=1,
-        box_length=L,
-        bond_in=1.3,
-        bond_out=1.6,
-        graph_cutoff=2.0,
-        engine={"engine": "synthetic"},
-        package_versions={},
-        config_hash="benchmark",
-        seeds=[seed],
-        split="train",
-        source="pipeline",
-    )
     return DatasetContent(
-        attrs=attrs,
+        attrs=synthetic_attrs(L, config_hash="benchmark", seeds=[seed]),
         types=np.stack([c.types[0] for c in confs]),
         thermal_positions=thermal,
         inherent_positions=inherent,

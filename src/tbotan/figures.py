@@ -194,6 +194,33 @@ def _lambda_groups(run: RunAnalysis) -> list[Group]:
     )
 
 
+def _lambda_series(run: RunAnalysis) -> list[tuple[Group, str, str, str]]:
+    """(group, legend text, colour, marker) for each λ_g of the main variant (at least two)."""
+    groups = _lambda_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two λ_g values of the main variant")
+    return [
+        (
+            g,
+            _lambda_text(g.lambda_global) + _seeds_text(run, g),
+            SERIES_COLORS[i % len(SERIES_COLORS)],
+            SERIES_MARKERS[i % len(SERIES_MARKERS)],
+        )
+        for i, g in enumerate(groups)
+    ]
+
+
+def _variant_series(run: RunAnalysis) -> list[tuple[Group, str, str, str]]:
+    """(group, legend text, colour, marker) for each input variant at the main λ_g."""
+    groups = _variant_groups(run)
+    if len(groups) < 2:
+        raise FigureSkipped("needs predictions of at least two input variants at the main λ_g")
+    return [
+        (g, VARIANT_STYLE[g.variant][2] + _seeds_text(run, g), *VARIANT_STYLE[g.variant][:2])
+        for g in groups
+    ]
+
+
 def _lambda_text(lg: float) -> str:
     if lg > 0:
         k = math.log10(lg)
@@ -507,20 +534,11 @@ def fig09_sb_high_t(run: RunAnalysis) -> Figure:
 @_styled
 def fig11_sb_lambda(run: RunAnalysis) -> Figure:
     """Fig. 11: S_B(q) for each λ_g of the main input variant, all temperatures."""
-    groups = _lambda_groups(run)
-    if len(groups) < 2:
-        raise FigureSkipped("needs predictions of at least two λ_g values of the main variant")
-    series = [
-        (
-            g,
-            _lambda_text(g.lambda_global) + _seeds_text(run, g),
-            SERIES_COLORS[i % len(SERIES_COLORS)],
-            SERIES_MARKERS[i % len(SERIES_MARKERS)],
-        )
-        for i, g in enumerate(groups)
-    ]
+    series = _lambda_series(run)
     labels = [
-        t.label for t in run.temperatures if any(run.pearson(g, t.label, "node") for g in groups)
+        t.label
+        for t in run.temperatures
+        if any(run.pearson(g, t.label, "node") for g, *_ in series)
     ]
     return _sb_figure(run, labels, series)
 
@@ -528,15 +546,11 @@ def fig11_sb_lambda(run: RunAnalysis) -> Figure:
 @_styled
 def fig14_sb_ablation(run: RunAnalysis) -> Figure:
     """Fig. 14: S_B(q) from the IS+TS, IS and TS input variants, main-text temperatures."""
-    groups = _variant_groups(run)
-    if len(groups) < 2:
-        raise FigureSkipped("needs predictions of at least two input variants at the main λ_g")
-    series = [
-        (g, VARIANT_STYLE[g.variant][2] + _seeds_text(run, g), *VARIANT_STYLE[g.variant][:2])
-        for g in groups
-    ]
+    series = _variant_series(run)
     labels = [
-        label for label in _main_labels(run) if any(run.pearson(g, label, "node") for g in groups)
+        label
+        for label in _main_labels(run)
+        if any(run.pearson(g, label, "node") for g, *_ in series)
     ]
     return _sb_figure(run, labels, series)
 
@@ -612,7 +626,8 @@ def fig04_t_pred(run: RunAnalysis) -> Figure:
     return fig
 
 
-def _t_pred_groups(run: RunAnalysis, groups: list[Group], styles) -> Figure:
+def _t_pred_groups(run: RunAnalysis, series: list[tuple[Group, str, str, str]]) -> Figure:
+    """T_pred vs T_MD of each series (group, legend text, colour, marker), side by side."""
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
     ax = fig.add_subplot()
     handles = []
@@ -620,15 +635,15 @@ def _t_pred_groups(run: RunAnalysis, groups: list[Group], styles) -> Figure:
     # side-by-side symbols rather than on top of each other, well within the T spacing
     gaps = np.diff(sorted(temps))
     step = min(0.025 * ((max(temps) - min(temps)) or 1.0), 0.15 * (gaps.min() if gaps.size else 1))
-    for i, (g, (color, marker, text)) in enumerate(zip(groups, styles, strict=True)):
-        dx = (i - (len(groups) - 1) / 2) * step
+    for i, (g, text, color, marker) in enumerate(series):
+        dx = (i - (len(series) - 1) / 2) * step
         if _t_pred_series(run, ax, g, color, marker, None, dx=dx):
             handles.append(Line2D([], [], ls="", marker=marker, color=color, ms=5, label=text))
     handles += [
         Line2D([], [], ls="", marker="o", color="0.3", ms=5, label="trained"),
         Line2D([], [], ls="", marker="o", color="0.3", mfc="white", ms=5, label="untrained"),
     ]
-    offset = step * (len(groups) - 1) / 2
+    offset = step * (len(series) - 1) / 2
     handles.append(
         Line2D([], [], ls="", label=rf"(offset $\pm${offset:.2g} in $T_{{\mathrm{{MD}}}}$)")
     )
@@ -640,31 +655,13 @@ def _t_pred_groups(run: RunAnalysis, groups: list[Group], styles) -> Figure:
 @_styled
 def fig12_t_pred_lambda(run: RunAnalysis) -> Figure:
     """Fig. 12: T_pred vs T_MD for each λ_g of the main variant."""
-    groups = _lambda_groups(run)
-    if len(groups) < 2:
-        raise FigureSkipped("needs predictions of at least two λ_g values of the main variant")
-    styles = [
-        (
-            SERIES_COLORS[i % len(SERIES_COLORS)],
-            SERIES_MARKERS[i % len(SERIES_MARKERS)],
-            _lambda_text(g.lambda_global) + _seeds_text(run, g),
-        )
-        for i, g in enumerate(groups)
-    ]
-    return _t_pred_groups(run, groups, styles)
+    return _t_pred_groups(run, _lambda_series(run))
 
 
 @_styled
 def fig15_t_pred_ablation(run: RunAnalysis) -> Figure:
     """Fig. 15: T_pred vs T_MD from the IS+TS, IS and TS input variants."""
-    groups = _variant_groups(run)
-    if len(groups) < 2:
-        raise FigureSkipped("needs predictions of at least two input variants at the main λ_g")
-    styles = [
-        (*VARIANT_STYLE[g.variant][:2], VARIANT_STYLE[g.variant][2] + _seeds_text(run, g))
-        for g in groups
-    ]
-    return _t_pred_groups(run, groups, styles)
+    return _t_pred_groups(run, _variant_series(run))
 
 
 @_styled

@@ -5,6 +5,9 @@
    replicas, against the reference values published with the data.
 2. τα at T = 0.80 and 0.64 (N ≈ 1000): equilibrate, measure F_s(q, t), compare with the
    paper's Table I; equilibrium U/N and inherent-structure energies of the same runs.
+3. Optional and long: our own isoconfigurational replicas of a BOTAN configuration, run to
+   t = 4120 (the time of the stored replicas), against the authors' 32 replicas of the same
+   configuration (:func:`validate_botan_replicas`).
 
 Each check reports its numbers and a verdict; the results are meant to be recorded in
 docs/validation.md.
@@ -22,9 +25,11 @@ from tbotan import kalj, observables
 from tbotan.configuration import ConfigurationBatch
 from tbotan.md.protocols import (
     EquilibrationParameters,
+    IsoParameters,
     TauAlphaParameters,
     derive_seed,
     equilibrate,
+    isoconfigurational,
     measure_tau_alpha,
     quench,
 )
@@ -39,6 +44,9 @@ BOTAN_FILE1 = {
 }
 #: Table I of the paper.
 TABLE_I = {0.80: 3.42, 0.64: 16.5}
+#: Temperature and time (= Table I's τα(0.44)) of the stored BOTAN replicas.
+BOTAN_TEMPERATURE = 0.44
+BOTAN_TIME = 4120.0
 
 
 def botan_directory() -> Path | None:
@@ -85,6 +93,126 @@ def validate_real_data(engine, directory: Path) -> dict:
         "seconds": seconds,
     }
     return out
+
+
+def replica_statistics(
+    initial: np.ndarray, replicas: np.ndarray, types: np.ndarray, box: float, reference=None
+) -> dict:
+    """Per-replica dynamics of one configuration, A particles.
+
+    Args:
+        initial: (N, 3) positions at t = 0.
+        replicas: (R, N, 3) unwrapped positions at t.
+        types: (N,) 0 = A, 1 = B.
+        box: cubic edge L.
+        reference: (N,) propensity to correlate each replica's displacements with; None: the
+            mean over the *other* replicas of ``replicas`` (leave one out).
+
+    Returns:
+        dict of (R,) lists: ``fs`` (F_s(q = 7.25)), ``msd``, ``cb_mean`` (C_B of the replica
+        alone, mean over A) and ``pearson_propensity`` (Pearson over A of |Δr| with the
+        reference propensity).
+    """
+    a = types == 0
+    disp = np.linalg.norm(replicas - initial[None], axis=-1)  # (R, N)
+    r_count = len(replicas)
+    if reference is None and r_count < 2:
+        raise ValueError("leave-one-out propensity needs at least 2 replicas")
+    pearson = []
+    for r in range(r_count):
+        ref = reference
+        if ref is None:
+            ref = (disp.sum(axis=0) - disp[r]) / (r_count - 1)
+        pearson.append(float(np.corrcoef(disp[r, a], ref[a])[0, 1]))
+    per_replica_cb = observables.bond_breaking(initial, replicas, types, box).per_replica
+    return {
+        "fs": np.sinc(7.25 * disp[:, a] / np.pi).mean(axis=1).tolist(),
+        "msd": (disp[:, a] ** 2).mean(axis=1).tolist(),
+        "cb_mean": per_replica_cb[:, a].mean(axis=1).tolist(),
+        "pearson_propensity": pearson,
+    }
+
+
+def compare_replicas(theirs: dict, ours: dict, max_z: float = 3.0) -> dict:
+    """Each of our per-replica statistics as a z-score within the spread of the authors'.
+
+    Args:
+        theirs, ours: :func:`replica_statistics` results (lists per statistic).
+        max_z: a statistic passes when every one of our replicas lies within ``max_z``
+            standard deviations (ddof = 1) of the authors' replica mean.
+    """
+    comparison = {}
+    for name, values in theirs.items():
+        mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+        z = [(v - mean) / std for v in ours[name]]
+        comparison[name] = {
+            "authors_mean": mean,
+            "authors_std": std,
+            "authors_min": float(np.min(values)),
+            "authors_max": float(np.max(values)),
+            "ours": list(ours[name]),
+            "z": z,
+            "passed": bool(np.all(np.abs(z) <= max_z)),
+        }
+    return comparison
+
+
+def validate_botan_replicas(
+    engine,
+    directory: Path,
+    file_index: int = 1,
+    n_replicas: int = 1,
+    time_limit: float = BOTAN_TIME,
+    seed: int = 1,
+    checkpoint_dir: str | Path | None = None,
+    max_z: float = 3.0,
+) -> dict:
+    """Our replicas of a BOTAN configuration against the authors' 32 (same start, same t).
+
+    Runs ``n_replicas`` NVE replicas (Maxwell–Boltzmann velocities at T = 0.44, dt = 0.005,
+    the project's isoconfigurational protocol, checkpointed and resumable) from the stored
+    ``initial_positions`` to ``time_limit`` and compares each replica's F_s(q = 7.25), A-particle
+    MSD, C_B and Pearson(|Δr|, propensity) with the spread of the authors' single replicas
+    (their propensity taken leave-one-out for their own replicas, the 32-replica mean for ours).
+    A replica passes when every statistic lies within ``max_z`` standard deviations of the
+    authors' replica mean; the check is meaningful only at ``time_limit`` = 4120.
+    """
+    path = directory / f"isoconfig_N4096T0.44_{file_index}_tc07.npz"
+    with np.load(path) as data:
+        types, initial, theirs = data["types"], data["initial_positions"], data["positions"]
+    L = kalj.box_length(len(types))
+    params = IsoParameters(
+        temperature=BOTAN_TEMPERATURE,
+        tau_alpha=BOTAN_TIME,
+        tau_alpha_source="table",
+        label_time=time_limit,
+        extra_times=[],
+        n_replicas=n_replicas,
+        ensemble="nve",
+        dt=0.005,
+        thermostat_tau=0.5,
+        segment_time=time_limit / 100,
+        seed=derive_seed(seed, "validate-botan", file_index),
+    )
+    t0 = time.perf_counter()
+    thermal = ConfigurationBatch(initial[None], types[None], np.full((1, 3), L))
+    ours, _ = isoconfigurational(engine, thermal, np.array([0]), params, checkpoint_dir)
+    seconds = time.perf_counter() - t0
+    theirs_stats = replica_statistics(initial, theirs, types, L)
+    ours_stats = replica_statistics(
+        initial, ours[0], types, L, reference=observables.propensity(initial, theirs)
+    )
+    comparison = compare_replicas(theirs_stats, ours_stats, max_z)
+    return {
+        "file": path.name,
+        "time": time_limit,
+        "n_replicas": n_replicas,
+        "n_replicas_authors": int(theirs.shape[0]),
+        "max_z": max_z,
+        "statistics": comparison,
+        "passed": all(c["passed"] for c in comparison.values()),
+        "seconds": seconds,
+    }
 
 
 def validate_tau_alpha(
@@ -185,4 +313,15 @@ def markdown(result: dict) -> str:
             f"| e_IS/N at T = {t['temperature']} | {t['inherent_energy_mean']:.4f} ± "
             f"{t['inherent_energy_std']:.4f} | - | - |"
         )
+    botan = result.get("botan_replicas")
+    if botan:
+        for name, c in botan["statistics"].items():
+            ours = ", ".join(f"{v:.4g}" for v in c["ours"])
+            zs = ", ".join(f"{z:+.1f}" for z in c["z"])
+            lines.append(
+                f"| {botan['file']}, t = {botan['time']:g}: {name} (ours, {botan['n_replicas']} "
+                f"replicas) | {ours} | {c['authors_mean']:.4g} ± {c['authors_std']:.2g} "
+                f"(authors' {botan['n_replicas_authors']} replicas) | "
+                f"{'pass' if c['passed'] else 'FAIL'} (z {zs}) |"
+            )
     return "\n".join(lines) + "\n"
