@@ -23,12 +23,19 @@ def add_arguments(parser) -> None:
         default=[0.80, 0.64],
         help="τα checks to run (Table I temperatures 0.80, 0.64)",
     )
-    parser.add_argument("--n-particles", type=int, default=1000)
-    parser.add_argument("--n-systems", type=int, default=4)
-    parser.add_argument("--equilibration-tau-alpha", type=float, default=20.0)
+    parser.add_argument("--n-particles", type=int, default=1000, help="particles per τα system")
+    parser.add_argument("--n-systems", type=int, default=4, help="systems per temperature")
+    parser.add_argument(
+        "--equilibration-tau-alpha",
+        type=float,
+        default=20.0,
+        help="NVT equilibration before measuring, in Table I's τα",
+    )
     parser.add_argument("--engine", choices=["auto", "torch", "hoomd"], default="auto")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--skip-real-data", action="store_true")
+    parser.add_argument(
+        "--skip-real-data", action="store_true", help="skip the BOTAN file-1 reference checks"
+    )
     parser.add_argument(
         "--botan-replicas",
         type=int,
@@ -36,13 +43,23 @@ def add_arguments(parser) -> None:
         help="run this many of our own replicas of a BOTAN configuration to t = 4120 and "
         "compare them with the authors' (0: skip; ≈ 8×10^5 steps of N = 4096 per replica)",
     )
-    parser.add_argument("--botan-file", type=int, default=1, choices=[1, 2, 3, 4, 5])
+    parser.add_argument(
+        "--botan-file",
+        type=int,
+        default=1,
+        choices=[1, 2, 3, 4, 5],
+        help="which BOTAN configuration the replicas start from",
+    )
     parser.add_argument(
         "--checkpoint-dir",
         default="results/validation/checkpoints",
         help="checkpoints of the BOTAN replica run: a killed run resumes from here",
     )
-    parser.add_argument("--output", default="results/validation/validation.json")
+    parser.add_argument(
+        "--output",
+        default="results/validation/validation.json",
+        help="JSON of all results; a markdown table is written beside it (.md)",
+    )
 
 
 def run(args) -> int:
@@ -58,8 +75,8 @@ def run(args) -> int:
 
         engine = make_engine("hoomd" if hoomd_available() else "torch", device=args.device)
     result = {"engine": engine.describe()}
-    directory = None if args.skip_real_data else validation.botan_directory()
-    if directory is not None:
+    directory = validation.botan_directory()
+    if directory is not None and not args.skip_real_data:
         print(f"BOTAN reference values ({directory}) ...")
         result["real_data"] = validation.validate_real_data(engine, directory)
     elif not args.skip_real_data:
@@ -79,8 +96,8 @@ def run(args) -> int:
     if args.botan_replicas > 0:
         if directory is None:
             raise ValueError(
-                "--botan-replicas needs the BOTAN data: set TBOTAN_BOTAN_DATA (and do not "
-                "pass --skip-real-data)"
+                "--botan-replicas needs the BOTAN data: set TBOTAN_BOTAN_DATA to the folder "
+                "holding isoconfig_N4096T0.44_*_tc07.npz"
             )
         print(f"{args.botan_replicas} replica(s) of BOTAN file {args.botan_file} to t = 4120 ...")
         result["botan_replicas"] = validation.validate_botan_replicas(
