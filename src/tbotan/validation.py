@@ -23,6 +23,7 @@ import numpy as np
 
 from tbotan import kalj, observables
 from tbotan.configuration import ConfigurationBatch
+from tbotan.importer import read_botan_npz
 from tbotan.md.protocols import (
     EquilibrationParameters,
     IsoParameters,
@@ -44,6 +45,8 @@ BOTAN_FILE1 = {
 }
 #: Table I of the paper.
 TABLE_I = {0.80: 3.42, 0.64: 16.5}
+#: Wave number of F_s (first peak of S_AA(q), PHYSICS.md §2).
+Q_FS = 7.25
 #: Temperature and time (= Table I's τα(0.44)) of the stored BOTAN replicas.
 BOTAN_TEMPERATURE = 0.44
 BOTAN_TIME = 4120.0
@@ -63,8 +66,8 @@ def botan_directory() -> Path | None:
 
 def validate_real_data(engine, directory: Path) -> dict:
     """Engine and observables against the BOTAN reference values (file 1)."""
-    with np.load(directory / "isoconfig_N4096T0.44_1_tc07.npz") as data:
-        types, initial, final = data["types"], data["initial_positions"], data["positions"]
+    data = read_botan_npz(directory / "isoconfig_N4096T0.44_1_tc07.npz")
+    types, initial, final = data["types"], data["initial_positions"], data["positions"]
     L = kalj.box_length(4096)
     conf = ConfigurationBatch(initial, types, np.full(3, L))
     u = float(engine.evaluate(conf).potential_energy[0])
@@ -114,7 +117,8 @@ def replica_statistics(
         reference propensity).
     """
     a = types == 0
-    disp = np.linalg.norm(replicas - initial[None], axis=-1)  # (R, N)
+    displacement = replicas - initial[None]  # (R, N, 3)
+    disp = np.linalg.norm(displacement, axis=-1)  # (R, N)
     r_count = len(replicas)
     if reference is None and r_count < 2:
         raise ValueError("leave-one-out propensity needs at least 2 replicas")
@@ -126,7 +130,7 @@ def replica_statistics(
         pearson.append(float(np.corrcoef(disp[r, a], ref[a])[0, 1]))
     per_replica_cb = observables.bond_breaking(initial, replicas, types, box).per_replica
     return {
-        "fs": np.sinc(7.25 * disp[:, a] / np.pi).mean(axis=1).tolist(),
+        "fs": observables.self_intermediate_scattering(displacement[:, a], Q_FS).tolist(),
         "msd": (disp[:, a] ** 2).mean(axis=1).tolist(),
         "cb_mean": per_replica_cb[:, a].mean(axis=1).tolist(),
         "pearson_propensity": pearson,
@@ -178,8 +182,8 @@ def validate_botan_replicas(
     authors' replica mean; the check is meaningful only at ``time_limit`` = 4120.
     """
     path = directory / f"isoconfig_N4096T0.44_{file_index}_tc07.npz"
-    with np.load(path) as data:
-        types, initial, theirs = data["types"], data["initial_positions"], data["positions"]
+    data = read_botan_npz(path)
+    types, initial, theirs = data["types"], data["initial_positions"], data["positions"]
     L = kalj.box_length(len(types))
     params = IsoParameters(
         temperature=BOTAN_TEMPERATURE,
@@ -250,7 +254,7 @@ def validate_tau_alpha(
     ta = TauAlphaParameters(
         temperature=temperature,
         tau_alpha_estimate=tau,
-        q=7.25,
+        q=Q_FS,
         max_time=5 * tau,
         n_origins=n_origins,
         points_per_decade=10,
