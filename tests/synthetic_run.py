@@ -61,6 +61,7 @@ def synthetic_config(root: Path, n_particles: int, n_test: int, epochs: int) -> 
                 "ablations": ["is"],
                 "ablation_seeds": 1,
                 "lambda_global_sweep": [0.1],
+                "corr_distances": [1.0, 2.0, 3.0],  # ≤ L/2 (3.2 at N = 320)
             },
         }
     )

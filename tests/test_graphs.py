@@ -1,4 +1,4 @@
-"""Graphs and inputs of T-BOTAN (PHYSICS.md §6): edges, features, variants, augmentation."""
+"""Graphs and inputs of T-BOTAN (docs/physics.md §6): edges, features, variants, augmentation."""
 
 from __future__ import annotations
 

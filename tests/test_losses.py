@@ -106,6 +106,20 @@ def test_node_terms_match_numpy_float64():
     assert variance_loss(t64(pred), t64(y)).item() == pytest.approx(ref_var(pred, y), rel=1e-12)
 
 
+def test_mse_mean_weight_splits_the_error_of_the_configuration_mean():
+    """w = 1 is the paper's L_MSE; w = 0 the error of the deviations from each field's mean,
+    which a constant shift of the prediction does not change (as Pearson)."""
+    _, _, y, pred = tiny_system()
+    p, t = t64(pred), t64(y)
+    assert mse_loss(p, t, 1.0).item() == pytest.approx(ref_mse(pred, y), rel=1e-12)
+    centred = np.mean(((pred - pred.mean()) - (y - y.mean())) ** 2) / np.var(y)
+    assert mse_loss(p, t, 0.0).item() == pytest.approx(centred, rel=1e-12)
+    assert mse_loss(p + 0.3, t, 0.0).item() == pytest.approx(centred, rel=1e-10)
+    offset = (pred.mean() - y.mean()) ** 2 / np.var(y)
+    assert mse_loss(p, t, 0.25).item() == pytest.approx(centred + 0.25 * offset, rel=1e-12)
+    assert mse_loss(p, t, 0.999999).item() == pytest.approx(ref_mse(pred, y), rel=1e-5)
+
+
 def test_edge_and_global_terms_match_numpy_float64():
     rng = np.random.default_rng(3)
     y = rng.uniform(0.5, 0.9, 40)

@@ -43,6 +43,7 @@ SMALL = {
         "energy_records": 10,
     },
     "dataset": {"n_train": 3, "n_validation": 1, "n_test": 2},
+    "training": {"corr_distances": [1.0, 2.0, 2.5]},  # ≤ L/2 at N = 256
     "iso": {"n_replicas": 3, "configurations_per_chunk": 4, "segment_tau_alpha": 0.5},
     "tau_alpha": {"n_origins": 2, "max_time_tau_alpha": 4},
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,33 @@ def test_unknown_kernel_choice_is_rejected():
         from tbotan.md.torch_kernels import make_kernels
 
         make_kernels("native", torch.device("meta"), torch.float64, False)
+
+
+def test_build_key_follows_the_source_bytes_not_their_path(tmp_path):
+    sources = native.kernel_sources()
+    assert [p.name for p in sources] == ["kalj_cpu.cpp"]
+    flags, env = native.cflags(), native.build_environment()
+    key = native.build_key(sources, flags, native.LDFLAGS, env)
+    assert native.extension_name() == f"tbotan_kalj_cpu_{key}"
+    copy = tmp_path / "another checkout" / "native"
+    copy.mkdir(parents=True)
+    for path in sources:
+        shutil.copy(path, copy / path.name)
+    assert native.build_key(native.kernel_sources(copy), flags, native.LDFLAGS, env) == key
+    # any byte of a source, a new header, the flags or the torch build make another build
+    cpp = copy / "kalj_cpu.cpp"
+    data = bytearray(cpp.read_bytes())
+    data[len(data) // 2] ^= 1
+    cpp.write_bytes(bytes(data))
+    assert native.build_key(native.kernel_sources(copy), flags, native.LDFLAGS, env) != key
+    shutil.copy(sources[0], cpp)
+    (copy / "extra.h").write_text("#pragma once\n")
+    assert native.build_key(native.kernel_sources(copy), flags, native.LDFLAGS, env) != key
+    assert native.build_key(sources, [*flags, "-g"], native.LDFLAGS, env) != key
+    assert native.build_key(sources, flags, native.LDFLAGS, env | {"torch": "0.0"}) != key
+    assert native.build_key(sources, flags, native.LDFLAGS, env | {"cpu": "x86_64 sse2"}) != key
+
+
+def test_loading_leaves_the_build_key_unchanged(native_module):
+    # torch's builder appends to the flag lists it is given; the key must not follow
+    assert native_module.__name__ == native.extension_name()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 
 import pytest
 import yaml
 
-from workflow_helpers import snakemake
+from workflow_helpers import SMOKE_ARGS, snakemake
 
 pytest.importorskip(
     "snakemake", reason="the workflow extra is not installed (pip install .[workflow])"
@@ -99,6 +100,50 @@ def test_engine_hoomd_without_hoomd_is_rejected(tmp_path):
     proc = dry_run_with_overlay(tmp_path, {"engine": {"name": "hoomd"}})
     assert proc.returncode != 0
     assert "engine.name" in proc.stdout + proc.stderr and "--sdm conda" in proc.stdout + proc.stderr
+
+
+def shell_commands(out: str) -> list[str]:
+    return [
+        line.removeprefix("Shell command: ")
+        for line in out.splitlines()
+        if line.startswith("Shell command: ") and line != "Shell command: None"
+    ]
+
+
+def test_results_dir_with_a_space_is_quoted_in_every_command(tmp_path):
+    results = tmp_path / "with space"
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"tau_alpha": {"source": "measured"}}))  # --tau-alpha-json
+    out = snakemake(
+        "--dry-run", "--printshellcmds", *SMOKE_ARGS, overlay, "--config", f"results_dir={results}"
+    ).stdout
+    commands = shell_commands(out)
+    assert {c.split(" -m tbotan ")[1].split()[0] for c in commands} >= {
+        "equilibrate", "tau-alpha", "quench", "iso", "dataset", "train", "predict", "figures",
+    }  # fmt: skip
+    for command in commands:
+        words = shlex.split(command)  # the shell's reading of it
+        paths = [w for w in words if w.startswith(str(results))]
+        assert paths, command
+        run = f"{results}/smoke"
+        assert all(w == run or w.startswith(run + "/") for w in paths), command
+        assert not any(w.startswith("space/") for w in words), command
+    assert any(
+        w == f"{results}/smoke/tau_alpha/T1.20.json" for c in commands for w in shlex.split(c)
+    )
+
+
+@pytest.mark.parametrize("name, bad", [("runs;echo hi", ";"), ("a\nb", "\\n")])
+def test_unsafe_results_dir_is_refused_in_one_line(tmp_path, name, bad):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"results_dir": str(tmp_path / name)}))
+    proc = snakemake("--dry-run", *SMOKE_ARGS, overlay, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in text, text[-2000:]
+    [line] = [line for line in text.splitlines() if line.startswith("results_dir ")]
+    assert f"contains '{bad}'" in line and "use only letters" in line, line
+    assert not list(tmp_path.glob("**/config.yaml"))  # refused before the run folder is made
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Observables of the paper from predictions and MD labels (PHYSICS.md §9).
+"""Observables of the paper from predictions and MD labels (docs/physics.md §9).
 
 Building blocks, each a small pure function on arrays with documented shapes:
 
@@ -570,6 +570,9 @@ class RunAnalysis:
         results: {(model name, T label): ModelTemperature}.
         metrics: {model name: metrics.csv columns}.
         notes: what was missing or skipped while reading.
+        baselines: the structural baselines of :func:`tbotan.baselines.structural_baselines`
+            (ridge C_B from local structure, T from the energy), fitted on the run's training
+            split and evaluated on ``split``; None when they could not be computed (noted).
     """
 
     run_dir: Path
@@ -580,6 +583,7 @@ class RunAnalysis:
     results: dict[tuple[str, str], ModelTemperature]
     metrics: dict[str, dict[str, np.ndarray]]
     notes: list[str] = field(default_factory=list)
+    baselines: dict | None = None
 
     # ------------------------------------------------------------------ groups of seeds
     @property
@@ -674,6 +678,22 @@ class RunAnalysis:
     def trained(self, label: str) -> bool:
         return self.temperature(label).trained
 
+    # ------------------------------------------------------------------ baselines
+    def baseline_pearson(self, label: str) -> dict | None:
+        """Ridge C_B baseline at T: {mean, std_configurations, n_configurations} of the node
+        ρ (A particles), or None."""
+        if self.baselines is None:
+            return None
+        return self.baselines["cb"]["per_temperature"].get(label)
+
+    def baseline_t_pred(self, label: str, feature: str = "thermal_energy") -> dict | None:
+        """Energy-fit T baseline at T (``feature`` 'thermal_energy' for U/N of the thermal
+        configuration, 'inherent_energy' for e_IS/N): {mean, std_configurations, rmse,
+        n_configurations}, or None."""
+        if self.baselines is None:
+            return None
+        return self.baselines["t_pred"][feature]["per_temperature"].get(label)
+
 
 def _slab_bounds(config: dict, box_length: float) -> tuple[float, float]:
     """The configured slab (given for the paper's box) scaled to a box of ``box_length``."""
@@ -706,13 +726,18 @@ def find_models(run_dir: Path, notes: list[str]) -> list[ModelId]:
     return models
 
 
-def analyse_run(run_dir: str | os.PathLike, config: dict, split: str = "test") -> RunAnalysis:
-    """Read a run directory and compute every observable of PHYSICS.md §9.
+def analyse_run(
+    run_dir: str | os.PathLike, config: dict, split: str = "test", baselines: bool = True
+) -> RunAnalysis:
+    """Read a run directory and compute every observable of docs/physics.md §9.
 
     Reads ``datasets/T{T}_{split}.h5`` of every configured temperature,
     ``predictions/{model}/T{T}_{split}.h5`` of every model and ``models/{model}/metrics.csv``.
     Temperatures without a dataset, and models without predictions at some T, are noted in
-    :attr:`RunAnalysis.notes` and left out; damaged files raise.
+    :attr:`RunAnalysis.notes` and left out; damaged files raise.  With ``baselines`` the
+    structural baselines (:mod:`tbotan.baselines`) are fitted on ``datasets/T{T}_train.h5`` of
+    the training temperatures, their ridge penalty chosen on ``T{T}_validation.h5``, and
+    evaluated on the ``split`` files read here.
 
     Raises:
         DatasetError: no dataset of the split at all, or a damaged dataset/predictions file.
@@ -759,6 +784,11 @@ def analyse_run(run_dir: str | os.PathLike, config: dict, split: str = "test") -
             metrics[m.name] = read_metrics(path)
         else:
             notes.append(f"{m.name}: no training metrics {path.relative_to(run_dir)}")
+    baseline_result = (
+        run_baselines(run_dir, config, [t.label for t in temperatures], split, notes)
+        if baselines
+        else None
+    )
     return RunAnalysis(
         run_dir=run_dir,
         config=config,
@@ -768,7 +798,44 @@ def analyse_run(run_dir: str | os.PathLike, config: dict, split: str = "test") -
         results=results,
         metrics=metrics,
         notes=notes,
+        baselines=baseline_result,
     )
+
+
+def run_baselines(
+    run_dir: Path, config: dict, labels: Sequence[str], split: str, notes: list[str]
+) -> dict | None:
+    """The structural baselines of a run (:func:`tbotan.baselines.structural_baselines`).
+
+    Fitted on ``datasets/T{T}_train.h5`` of every training temperature, the ridge penalty
+    chosen on ``datasets/T{T}_validation.h5``, evaluated on ``datasets/T{T}_{split}.h5`` of
+    ``labels``.  Missing training or validation files are noted; with none at all the
+    baselines are None.
+    """
+    from tbotan import baselines
+
+    datasets = run_dir / "datasets"
+    trained = [temperature_label(e["T"]) for e in config["temperatures"] if e["train"]]
+    files = {}
+    for part in ("train", "validation"):
+        paths = [datasets / f"T{label}_{part}.h5" for label in sorted(trained, key=float)]
+        missing = [p for p in paths if not p.is_file()]
+        for p in missing:
+            notes.append(f"baselines: no {part} file {p.relative_to(run_dir)}")
+        files[part] = [p for p in paths if p.is_file()]
+    if not files["train"] or not files["validation"]:
+        notes.append("baselines: not computed (they need training and validation files)")
+        return None
+    if split != "test":
+        notes.append(f"baselines: evaluated on the {split} split, which they also fit or select on")
+    tests = {label: datasets / f"T{label}_{split}.h5" for label in labels}
+    result = baselines.structural_baselines(files["train"], files["validation"], tests)
+    log.info(
+        "baselines: ridge penalty %g, %d features",
+        result["cb"]["penalty"],
+        len(result["cb"]["features"]),
+    )
+    return result
 
 
 def _check_model_attrs(pred: Predictions, model: ModelId) -> None:
@@ -840,7 +907,13 @@ def summarise(run: RunAnalysis) -> dict:
     {pearson_node, pearson_edge, t_pred, t_pred_ratio}}}}), ``embedding_distance`` (per group:
     labels, seeds, D, per_seed), ``sb`` ({T: {q, n_vectors, md, md_std_configurations,
     prediction: {group: {mean, std_seeds}}}}), ``t_pred_distribution`` ({group: {T: {edges,
-    density}}}), ``notes``.
+    density}}}), ``baselines`` (:func:`tbotan.baselines.structural_baselines`: models,
+    features, penalty, fit split, per-temperature numbers; null when not computed),
+    ``notes``.  With baselines, every entry of ``temperatures`` and every per-temperature
+    entry of a group also carries ``baseline_pearson_cb`` ({mean, std_configurations,
+    n_configurations}: ridge C_B baseline), ``baseline_t_pred`` and
+    ``baseline_t_pred_inherent`` ({mean, std_configurations, rmse, n_configurations}: T fitted
+    on U/N of the thermal configuration, on e_IS/N).
     """
     out: dict = {
         "run_dir": str(run.run_dir),
@@ -863,8 +936,11 @@ def summarise(run: RunAnalysis) -> dict:
         "embedding_distance": {},
         "sb": {},
         "t_pred_distribution": {},
+        "baselines": run.baselines,
         "notes": list(run.notes),
     }
+    for entry in out["temperatures"]:
+        entry.update(_baseline_entries(run, entry["label"]))
     for group in run.groups():
         per_t = {}
         dists = {}
@@ -881,6 +957,7 @@ def summarise(run: RunAnalysis) -> dict:
                     "mean": tp.mean / t.T,
                     "std_configurations": tp.std_configurations / t.T,
                 },
+                **_baseline_entries(run, t.label),
             }
             dist = run.t_pred_distribution(group, t.label)
             dists[t.label] = {"edges": dist["edges"], "density": dist["density"]}
@@ -915,6 +992,17 @@ def summarise(run: RunAnalysis) -> dict:
     return _json_ready(out)
 
 
+def _baseline_entries(run: RunAnalysis, label: str) -> dict:
+    """The baseline numbers at T, keyed as in the summary (empty without baselines)."""
+    if run.baselines is None:
+        return {}
+    return {
+        "baseline_pearson_cb": run.baseline_pearson(label),
+        "baseline_t_pred": run.baseline_t_pred(label, "thermal_energy"),
+        "baseline_t_pred_inherent": run.baseline_t_pred(label, "inherent_energy"),
+    }
+
+
 def _json_ready(value):
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
@@ -941,6 +1029,60 @@ def _fmt(mean, *spreads, digits: int = 3) -> str:
     return text
 
 
+def _baseline_cells(entry: dict) -> list[str]:
+    """Ridge ρ, T_pred from U/N and from e_IS/N (mean ± std over configurations) of one
+    temperature entry of the summary; '–' where absent."""
+    cells = []
+    for key in ("baseline_pearson_cb", "baseline_t_pred", "baseline_t_pred_inherent"):
+        v = entry.get(key)
+        cells.append("–" if v is None else _fmt(v["mean"], v["std_configurations"]))
+    return cells
+
+
+def _baseline_markdown(summary: dict) -> list[str]:
+    """The baselines section of summary.md: what was fitted, then its numbers per T."""
+    b = summary.get("baselines")
+    if not b:
+        return []
+    cb, tp = b["cb"], b["t_pred"]
+    lines = [
+        "## Baselines (same split as the network)",
+        "",
+        f"- C_B: {cb['model']}; {len(cb['features'])} per-particle features (e_IS per particle, "
+        f"coordination numbers by neighbour species within r < {cb['radii']} σ_AA in IS and TS, "
+        f"own species), standardised on the training split; fitted on the `{cb['fit_split']}` "
+        f"split of T = {', '.join(cb['fit_temperatures'])} ({cb['n_fit_configurations']} "
+        f"configurations); ridge penalty λ = {cb['penalty']:g} chosen on the "
+        f"`{cb['validation_split']}` split from {', '.join(f'{x:g}' for x in cb['penalty_grid'])}.",
+    ]
+    for key, name in (("thermal_energy", "U/N"), ("inherent_energy", "e_IS/N")):
+        fit = tp[key]
+        coef = ", ".join(_fmt(c, digits=4) for c in fit["coefficients"])
+        lines.append(
+            f"- T from {name}: polynomial of degree {fit['degree']} (coefficients {coef}, "
+            f"ascending powers), least squares on the `{fit['fit_split']}` split "
+            f"({fit['n_fit_configurations']} configurations)."
+        )
+    lines += [
+        "",
+        "| T | ρ ridge | T_pred U/N (RMSE) | T_pred e_IS/N (RMSE) |",
+        "|---|---|---|---|",
+    ]
+    for t in summary["temperatures"]:
+        label = t["label"]
+        rho = cb["per_temperature"].get(label)
+        cells = ["–" if rho is None else _fmt(rho["mean"], rho["std_configurations"])]
+        for key in ("thermal_energy", "inherent_energy"):
+            v = tp[key]["per_temperature"].get(label)
+            cells.append(
+                "–"
+                if v is None
+                else f"{_fmt(v['mean'], v['std_configurations'])} ({_fmt(v['rmse'])})"
+            )
+        lines.append(f"| {label}{'' if t['trained'] else '*'} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def summary_markdown(summary: dict) -> str:
     """The headline numbers of :func:`summarise` as markdown tables."""
     lines = [f"# T-BOTAN analysis of `{summary['run_dir']}` ({summary['split']} split)", ""]
@@ -958,8 +1100,9 @@ def summary_markdown(summary: dict) -> str:
         lines += [
             f"## Main model `{main}` (seeds {g['seeds']})",
             "",
-            "| T | trained | C | ρ node (C_B, A) | ρ edge | T_pred | T_pred/T_MD |",
-            "|---|---|---|---|---|---|---|",
+            "| T | trained | C | ρ node (C_B, A) | ρ edge | T_pred | T_pred/T_MD "
+            "| ρ ridge baseline | T_pred fit U/N | T_pred fit e_IS/N |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for label, v in g["per_temperature"].items():
             t = temps[label]
@@ -970,7 +1113,9 @@ def summary_markdown(summary: dict) -> str:
                 f"{_fmt(pn['mean'], pn['std_seeds'], pn['std_configurations'])} | "
                 f"{_fmt(pe['mean'], pe['std_seeds'], pe['std_configurations'])} | "
                 f"{_fmt(tp['mean'], tp['std_seeds'], tp['std_configurations'])} | "
-                f"{_fmt(tr['mean'], tr['std_configurations'])} |"
+                f"{_fmt(tr['mean'], tr['std_configurations'])} | "
+                + " | ".join(_baseline_cells(t))
+                + " |"
             )
         lines.append("")
     else:
@@ -1007,7 +1152,18 @@ def summary_markdown(summary: dict) -> str:
                     else f"{_fmt(v['pearson_node']['mean'])} / {_fmt(v['t_pred']['mean'])}"
                 )
             lines.append(f"| `{name}` | {g['seeds']} | " + " | ".join(cells) + " |")
+        by_label = {t["label"]: t for t in summary["temperatures"]}
+        if any("baseline_pearson_cb" in t for t in by_label.values()):
+            cells = []
+            for label in temps:
+                rho = by_label[label].get("baseline_pearson_cb")
+                tp = by_label[label].get("baseline_t_pred")
+                cells.append(
+                    f"{_fmt(rho and rho['mean'])} / {_fmt(tp and tp['mean'])}" if rho or tp else "–"
+                )
+            lines.append("| ridge baseline / T(U/N) fit | – | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _baseline_markdown(summary)
     if summary["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
     return "\n".join(lines)

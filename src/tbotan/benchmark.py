@@ -1,9 +1,10 @@
 """Benchmarks: throughput of the MD engines (and, later, of training), measured side by side.
 
-``tbotan benchmark md`` prepares one KALJ liquid, then times every requested engine and batch
-size on exactly that liquid (NVT, Bussi, dt = 0.005) and reports replica-steps per second: one
-replica of N particles advanced by one step.  Ratios between engines are only meaningful when
-measured in the same run on the same machine, which is what this does.
+``tbotan benchmark md`` prepares one KALJ liquid, then times every requested engine (torch at
+each batch size; HOOMD-blue and LAMMPS, one system each) on exactly that liquid (NVT, Bussi,
+dt = 0.005) and reports replica-steps per second: one replica of N particles advanced by one
+step.  Ratios between engines are only meaningful when measured in the same run on the same
+machine, which is what this does.
 """
 
 from __future__ import annotations
@@ -122,13 +123,22 @@ def benchmark_md(
     precision: str = "float64",
     with_hoomd: bool | None = None,
     hoomd_steps: int | None = None,
+    with_lammps: bool = False,
+    lammps_steps: int | None = None,
+    lammps_threads: int | None = None,
     seed: int = 7,
     progress=print,
 ) -> dict:
-    """Measure the torch engine (and HOOMD-blue when available) on one KALJ liquid.
+    """Measure the torch engine (and HOOMD-blue, LAMMPS beside it) on one KALJ liquid.
+
+    Args:
+        with_hoomd: time HOOMD-blue too (None: when it imports).
+        with_lammps: time LAMMPS too, on ``lammps_threads`` OpenMP threads (default: as many
+            as torch uses, ``torch.get_num_threads()``).
+        hoomd_steps, lammps_steps: timed steps of those engines (default ``steps``).
 
     Returns a JSON-ready dictionary with the machine, every measurement and the
-    torch / HOOMD-blue throughput ratios.
+    torch / other-engine throughput ratios (``torch_batch{B}_over_{engine}``).
     """
     if n_particles < 250:
         raise ValueError(f"n_particles must be ≥ 250 (box larger than 2 r_list), got {n_particles}")
@@ -143,18 +153,26 @@ def benchmark_md(
         results.append(m)
     if with_hoomd is None:
         with_hoomd = hoomd_available()
-    ratios = {}
+    others = []
     if with_hoomd:
         hoomd_engine = make_engine("hoomd", device="cuda" if device == "cuda" else "cpu")
-        progress("HOOMD-blue, one system ...")
-        h = time_engine(hoomd_engine, liquid, 1, hoomd_steps or steps, kT, warmup)
+        others.append(("HOOMD-blue", hoomd_engine, hoomd_steps or steps))
+    if with_lammps:
+        import torch
+
+        threads = lammps_threads or torch.get_num_threads()
+        others.append(("LAMMPS", make_engine("lammps", threads=threads), lammps_steps or steps))
+    ratios = {}
+    torch_results = list(results)
+    for label, engine, n_steps in others:
+        progress(f"{label}, one system ...")
+        h = time_engine(engine, liquid, 1, n_steps, kT, warmup)
         progress(f"  {h.replica_steps_per_second:,.1f} replica-steps/s")
         results.append(h)
-        for m in results:
-            if m.engine == "torch":
-                ratios[f"torch_batch{m.batch_size}_over_hoomd"] = (
-                    m.replica_steps_per_second / h.replica_steps_per_second
-                )
+        for m in torch_results:
+            ratios[f"torch_batch{m.batch_size}_over_{h.engine}"] = (
+                m.replica_steps_per_second / h.replica_steps_per_second
+            )
     return {
         "benchmark": "md",
         "workload": {
@@ -174,12 +192,12 @@ def benchmark_md(
 
 
 def write_json(result: dict, path: str | os.PathLike) -> None:
-    """Write a benchmark result as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write a benchmark result as JSON (atomically; nothing left on failure)."""
+    from tbotan.io_utils import atomic_path
+
+    text = json.dumps(result, indent=2) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def format_md(result: dict) -> str:
@@ -324,7 +342,7 @@ def benchmark_train(
     seed: int = 0,
     progress=print,
 ) -> dict:
-    """Time T-BOTAN training on N-particle graphs (PERFORMANCE.md, "Learning").
+    """Time T-BOTAN training on N-particle graphs (docs/benchmarks.md, "Learning").
 
     Measures, on one device: (1) the training step (forward, all loss terms with the warm-up
     over, backward, clip, Adam) on one graph, split into forward / loss / backward+update, and
@@ -387,6 +405,11 @@ def benchmark_train(
     if f.n_configurations < 2:
         raise ValueError(f"{source}: the benchmark needs at least 2 configurations")
     epoch_configurations = min(epoch_configurations, f.n_configurations - 1)
+    # the paper's L_Corr distances where the box holds them; scaled to fit L/2 in smaller boxes
+    distances = config["training"]["corr_distances"]
+    if max(distances) > 0.5 * f.box_length:
+        shrink = 0.5 * f.box_length / max(distances)
+        config["training"]["corr_distances"] = [d * shrink for d in distances]
     # training and validation files for the epoch measurement (read one configuration at a time)
     from tbotan.dataset import DatasetContent, Graph
 

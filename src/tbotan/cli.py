@@ -8,6 +8,7 @@ exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -46,7 +47,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tbotan.config import ConfigError
     from tbotan.configuration import ConfigurationError
     from tbotan.dataset import DatasetError
+    from tbotan.io_utils import OutputError
     from tbotan.md import SimulationError
+    from tbotan.md.checkpoint import CheckpointMismatch
     from tbotan.predictions import PredictionsError
     from tbotan.training import TrainingError
 
@@ -58,9 +61,56 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ConfigurationError,
         DatasetError,
         SimulationError,
+        CheckpointMismatch,
+        OutputError,
         FileNotFoundError,
         ValueError,
     )
+
+
+#: errno values of OSErrors that are the environment's fault (space, permissions), not a bug.
+ENVIRONMENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.EIO,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+    }
+)
+
+
+def one_line(message: str) -> str:
+    """A message on one line: continuation lines joined with '; '."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    head, rest = lines[0], "; ".join(lines[1:])
+    return f"{head} {rest}" if head.endswith(":") else f"{head}; {rest}"
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """The one-line message of an expected failure, or None for a bug (traceback)."""
+    if isinstance(exc, user_errors()):
+        return one_line(str(exc))
+    if isinstance(exc, MemoryError):
+        return (
+            "out of memory"
+            + (f" ({one_line(str(exc))})" if str(exc) else "")
+            + ": reduce system.n_particles or the batch sizes (equilibration.n_systems, "
+            "quench.batch_size, iso.configurations_per_chunk, iso.n_replicas), or run on a "
+            "machine with more memory"
+        )
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        from tbotan.io_utils import output_error
+
+        return one_line(str(output_error(exc, exc.filename or "a file")))
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     module = _modules()[args.command]
     try:
         return module.run(args)
-    except user_errors() as exc:
-        print(f"tbotan {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = describe_error(exc)
+        if message is None:
+            raise
+        print(f"tbotan {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -94,6 +94,7 @@ def validate(config: dict, check_engine: bool = True) -> dict:
         ConfigError: naming every offending key.
     """
     config = copy.deepcopy(config)
+    check_finite(config)
     validator = _validator_with_defaults(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -130,8 +131,35 @@ def load(
     return validate(config, check_engine)
 
 
+def _non_finite(value, path: str):
+    """(key path, value) of every non-finite number in a nested configuration."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{path}[{i}]")
+
+
+def check_finite(config: dict) -> None:
+    """Refuse NaN and infinite numbers anywhere (YAML ``.nan``, ``.inf``), naming the keys.
+
+    JSON Schema bounds do not catch them (every comparison with NaN is false, and ``.inf``
+    passes a lower bound), yet one would poison a temperature, time step or τα silently.
+    """
+    bad = list(_non_finite(config, ""))
+    if bad:
+        shown = ", ".join(f"{path} = {value}" for path, value in bad)
+        raise ConfigError(
+            f"{shown}: every number in the configuration must be finite; give a real value"
+        )
+
+
 def check_semantics(config: dict, check_engine: bool = True) -> None:
     """Checks the schema cannot express; raise ConfigError naming the key."""
+    check_finite(config)
     temps = [entry["T"] for entry in config["temperatures"]]
     labels = [temperature_label(t) for t in temps]
     if len(set(labels)) != len(labels):
@@ -159,12 +187,110 @@ def check_semantics(config: dict, check_engine: bool = True) -> None:
             f"training.warmup_epochs ({training['warmup_epochs']}) exceeds training.epochs "
             f"({training['epochs']})"
         )
+    from tbotan.kalj import box_length
+
+    box = box_length(config["system"]["n_particles"], config["system"]["density"])
+    check_corr_distances(training["corr_distances"], box, "training.corr_distances")
     if config["engine"]["name"] == "hoomd" and check_engine:
         if not _hoomd_importable():
             raise ConfigError(
                 "engine.name: 'hoomd' was chosen but HOOMD-blue does not import here; run the "
                 "workflow with `--sdm conda` (environment envs/hoomd.yaml) or choose 'torch'/'auto'"
             )
+
+
+def check_corr_distances(distances, box_length: float, where: str) -> None:
+    """Refuse L_Corr distances d > L/2 (ConfigError naming ``where``).
+
+    F(X, d) of the paper's Eq. (9) weighs pairs at minimum-image distance ≈ d; beyond half the
+    box edge there are (almost) no such pairs, and what F measures there is an artefact of the
+    periodic, mean-subtracted field.  The paper's d = 2, 4, 6 need L ≥ 12 (N = 4096 at ρ = 1.2
+    has L = 15.06); smaller boxes need smaller distances (e.g. 1, 2, 3 at N = 400, L = 6.93).
+    """
+    limit = 0.5 * float(box_length)
+    too_far = [float(d) for d in distances if float(d) > limit]
+    if too_far:
+        raise ConfigError(
+            f"{where}: distances {too_far} exceed half the box edge (L/2 = {limit:.3f} σ_AA): "
+            "the spatial-correlation loss L_Corr is not defined there; use distances ≤ L/2 "
+            "(e.g. [1, 2, 3] for N = 400)"
+        )
+
+
+def _neighbour_capacity(density: float, skin: float) -> float:
+    """Mean neighbours within r_c + skin of the most crowded particle type (KALJ)."""
+    from tbotan import kalj
+
+    frac = (kalj.FRACTION_A, 1.0 - kalj.FRACTION_A)
+    r = kalj.R_CUT
+    return max(
+        sum(
+            density * frac[tj] * 4.0 / 3.0 * math.pi * (float(r[ti, tj]) + skin) ** 3
+            for tj in (0, 1)
+        )
+        for ti in (0, 1)
+    )
+
+
+def md_memory_bytes(
+    n_particles: int, n_systems: int, density: float, skin: float = 0.3, stored: int = 0
+) -> int:
+    """A lower bound on the memory of MD on ``n_systems`` systems of N particles, in bytes.
+
+    What any engine must hold: a neighbour list (int64 flat indices, one row per particle with
+    every neighbour within r_c + skin) and a dozen float64 vectors per particle (positions,
+    velocities, forces, images, list reference, integrator state), plus ``stored``
+    configurations kept on the host (positions, velocities, images).  Real use is higher
+    (temporaries, the gathered pair displacements of the force kernel).
+    """
+    neighbours = _neighbour_capacity(density, skin)
+    per_particle = 8 * neighbours + 12 * 3 * 8
+    per_stored = 3 * 3 * 8
+    return int(n_particles * (n_systems * per_particle + stored * per_stored))
+
+
+def memory_estimate(
+    config: dict, stage: str, n_systems: int | None = None, n_particles: int | None = None
+) -> dict:
+    """A lower bound on the memory a pipeline stage needs: {'bytes', 'systems', 'keys'}.
+
+    ``stage`` is ``equilibrate``, ``tau-alpha``, ``quench``, ``iso`` or ``import-botan``;
+    ``n_systems`` and ``n_particles`` override what the configuration implies (e.g. the
+    number and size of the inputs of ``import-botan``).  ``keys`` names the configuration keys
+    that set the size, for messages.
+    """
+    n = int(config["system"]["n_particles"] if n_particles is None else n_particles)
+    density = float(config["system"]["density"])
+    skin = float(config["engine"].get("skin", 0.3))
+    eq, iso = config["equilibration"], config["iso"]
+    stored = 0
+    if stage == "equilibrate":
+        systems = int(eq["n_systems"])
+        stored = max(configurations_needed(config, t) for t in temperature_labels(config))
+        keys = ["system.n_particles", "equilibration.n_systems"]
+    elif stage == "tau-alpha":
+        systems = int(eq["n_systems"])
+        keys = ["system.n_particles", "equilibration.n_systems"]
+    elif stage == "quench":
+        stored = max(configurations_needed(config, t) for t in temperature_labels(config))
+        systems = min(int(config["quench"]["batch_size"]), stored)
+        keys = ["system.n_particles", "quench.batch_size"]
+    elif stage == "iso":
+        systems = int(iso["configurations_per_chunk"]) * int(iso["n_replicas"])
+        keys = ["system.n_particles", "iso.configurations_per_chunk", "iso.n_replicas"]
+    elif stage == "import-botan":
+        systems = 1
+        keys = ["the number of input files"]
+    else:
+        raise ValueError(f"no memory estimate for stage {stage!r}")
+    if n_systems is not None:
+        systems = int(n_systems)
+    return {
+        "bytes": md_memory_bytes(n, systems, density, skin, stored),
+        "systems": systems,
+        "n_particles": n,
+        "keys": keys,
+    }
 
 
 def _hoomd_importable() -> bool:

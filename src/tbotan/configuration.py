@@ -305,9 +305,10 @@ def write_gsd(
     ``velocity``, ``typeid``) are written for HOOMD-blue, OVITO and freud; since that schema is
     float32, exact float64 positions, velocities and box are stored beside them as the log
     chunks :data:`EXACT_POSITION_KEY`, :data:`EXACT_VELOCITY_KEY` and :data:`EXACT_BOX_KEY`,
-    which :func:`read_gsd` prefers.  With ``mode='w'`` the file is
-    written atomically (temporary name, then rename), so an interrupted write never leaves a
-    file that looks complete.
+    which :func:`read_gsd` prefers.  With ``mode='w'`` the file is written atomically
+    (temporary name, then rename): an interrupted or failed write (disk full, read-only folder)
+    leaves no file that looks complete, and no temporary file either
+    (:class:`tbotan.io_utils.OutputError` names the file).
 
     Args:
         path: output file.
@@ -315,111 +316,284 @@ def write_gsd(
         logs: optional per-system dictionaries stored as GSD ``log/...`` chunks (arrays).
         mode: ``'w'`` (atomic create/overwrite) or ``'a'`` (append frames).
     """
+    from tbotan.io_utils import atomic_path, check_space, output_error
+
     hoomd_gsd = _gsd()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if logs is not None and len(logs) != batch.n_systems:
         raise ValueError(f"got {len(logs)} log dictionaries for {batch.n_systems} systems")
-    if mode == "w":
-        target = path.with_name(path.name + ".tmp")
-    elif mode == "a":
-        target = path
-    else:
+    if mode not in ("w", "a"):
         raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
-    with hoomd_gsd.open(name=str(target), mode="a" if mode == "a" else "w") as traj:
-        for b in range(batch.n_systems):
-            traj.append(_frame_from_system(batch, b, None if logs is None else logs[b]))
+
+    def write(target: Path, gsd_mode: str) -> None:
+        with hoomd_gsd.open(name=str(target), mode=gsd_mode) as traj:
+            for b in range(batch.n_systems):
+                traj.append(_frame_from_system(batch, b, None if logs is None else logs[b]))
+
+    # about 100 bytes per particle and frame (float32 schema chunks and float64 logs)
+    check_space(path, batch.n_systems * (100 * batch.n_particles + 4096))
     if mode == "w":
-        os.replace(target, path)
+        with atomic_path(path) as tmp:
+            write(tmp, "w")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path, "a")
+    except OSError as exc:
+        raise output_error(exc, path) from exc
 
 
-def gsd_frame_count(path: str | os.PathLike) -> int:
-    """Number of frames in a GSD file."""
-    hoomd_gsd = _gsd()
-    with hoomd_gsd.open(name=str(path), mode="r") as traj:
-        return len(traj)
+_DAMAGED = "rerun the stage that wrote it"
 
 
-def read_gsd(
-    path: str | os.PathLike, frames: Sequence[int] | slice | None = None
-) -> ConfigurationBatch:
-    """Read GSD frames as a batch (one system per frame).
-
-    Args:
-        path: a GSD file written by :func:`write_gsd`, HOOMD-blue or any tool that writes
-            KALJ frames with types ``A`` and ``B``.
-        frames: frame indices or a slice; all frames by default.
-
-    Raises:
-        ConfigurationError: the file is missing, unreadable, has no frames, frames of
-            different N, unknown type names, or a triclinic box.
-    """
+def _open_gsd(path: str | os.PathLike):
+    """An open GSD trajectory, or ConfigurationError naming the file and what to do."""
     hoomd_gsd = _gsd()
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"GSD file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ConfigurationError(
+            f"GSD file {path} is empty (0 bytes): its writer was interrupted; {_DAMAGED}"
+        )
     try:
-        traj = hoomd_gsd.open(name=str(path), mode="r")
+        return hoomd_gsd.open(name=str(path), mode="r")
     except Exception as exc:  # gsd raises RuntimeError/OSError on damaged files
-        raise ConfigurationError(f"cannot read GSD file {path}: {exc}") from exc
-    with traj:
-        n_frames = len(traj)
-        if n_frames == 0:
-            raise ConfigurationError(f"GSD file {path} has no frames")
-        if frames is None:
-            indices = list(range(n_frames))
-        elif isinstance(frames, slice):
-            indices = list(range(n_frames))[frames]
-        else:
-            indices = [int(i) for i in frames]
-        batches = []
-        for i in indices:
-            if not -n_frames <= i < n_frames:
-                raise ConfigurationError(f"{path} has {n_frames} frames; frame {i} does not exist")
-            frame = traj[i]
-            batches.append(_system_from_frame(frame, f"{path} frame {i}"))
-    return ConfigurationBatch.concatenate(batches)
+        reason = " ".join(str(exc).split())
+        raise ConfigurationError(
+            f"cannot read GSD file {path} ({reason}): it is truncated, damaged or not a GSD "
+            f"file; {_DAMAGED}"
+        ) from exc
 
 
-def _system_from_frame(frame, where: str) -> ConfigurationBatch:
+def _frame_indices(path: Path, frames, n_frames: int) -> list[int]:
+    if n_frames == 0:
+        raise ConfigurationError(f"GSD file {path} has no frames; {_DAMAGED}")
+    if frames is None:
+        return list(range(n_frames))
+    if isinstance(frames, slice):
+        return list(range(n_frames))[frames]
+    out = []
+    for i in frames:
+        i = int(i)
+        if not -n_frames <= i < n_frames:
+            raise ConfigurationError(f"{path} has {n_frames} frames; frame {i} does not exist")
+        out.append(i % n_frames)
+    return out
+
+
+def gsd_frame_count(path: str | os.PathLike) -> int:
+    """Number of frames in a GSD file (ConfigurationError if it is missing or damaged)."""
+    with _open_gsd(path) as traj:
+        return len(traj)
+
+
+def read_gsd(
+    path: str | os.PathLike,
+    frames: Sequence[int] | slice | None = None,
+    cubic: bool = True,
+) -> ConfigurationBatch:
+    """Read GSD frames as a batch (one system per frame).
+
+    Every frame is checked on its own: GSD hands a frame that lacks a chunk the value of frame
+    0, so a frame without the exact-position log that frame 0 carries (frames appended by
+    another tool) is refused rather than read with frame 0's positions.
+
+    Args:
+        path: a GSD file written by :func:`write_gsd`, HOOMD-blue or any tool that writes
+            3-d KALJ frames with types ``A`` and ``B``.
+        frames: frame indices or a slice; all frames by default.
+        cubic: refuse boxes that are not cubic (the pipeline assumes L × L × L).
+
+    Raises:
+        ConfigurationError: naming the file and frame: the file is missing, empty, truncated
+            or damaged, has no frames, frames of different N, unknown type names or type ids,
+            a triclinic, non-cubic or non-positive box, non-finite coordinates, or frames that
+            do not all carry tbotan's logs.
+    """
+    path = Path(path)
+    with _open_gsd(path) as traj:
+        indices = _frame_indices(path, frames, len(traj))
+        batches = [_system_from_frame(traj, i, f"{path} frame {i}", cubic) for i in indices]
+    try:
+        return ConfigurationBatch.concatenate(batches)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
+
+
+def _system_from_frame(traj, i: int, where: str, cubic: bool) -> ConfigurationBatch:
+    try:
+        frame = traj[i]
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigurationError(f"{where} cannot be read ({reason}); {_DAMAGED}") from exc
+    log = frame.log or {}
+    inherited = sorted(
+        k for k in log if k.startswith("tbotan/") and not traj.file.chunk_exists(i, "log/" + k)
+    )
+    if inherited:
+        raise ConfigurationError(
+            f"{where} lacks the log chunks {['log/' + k for k in inherited]} that frame 0 "
+            "carries (frames appended by another tool?): GSD would give it frame 0's values; "
+            "rewrite the file with tbotan alone"
+        )
+    if int(frame.configuration.dimensions) != 3:
+        raise ConfigurationError(
+            f"{where}: a {int(frame.configuration.dimensions)}-d frame; KALJ systems are 3-d"
+        )
     box = np.asarray(frame.configuration.box, dtype=np.float64)
     if np.any(box[3:] != 0):
-        raise ConfigurationError(f"{where}: triclinic boxes are not supported (tilts {box[3:]})")
-    names = list(frame.particles.types)
-    try:
-        mapping = np.array([kalj.TYPE_NAMES.index(t) for t in names], dtype=np.int8)
-    except ValueError as exc:
         raise ConfigurationError(
-            f"{where}: particle types {names} are not KALJ types A, B"
-        ) from exc
-    typeid = np.asarray(frame.particles.typeid)
-    log = frame.log or {}
+            f"{where}: triclinic boxes are not supported (tilts {box[3:].tolist()}); give an "
+            "orthogonal cubic box"
+        )
+    names = [str(t) for t in frame.particles.types]
+    unknown = [t for t in names if t not in kalj.TYPE_NAMES]
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: particle types {names} are not the KALJ types A, B (unknown: {unknown}); "
+            "rename the types to A (large) and B (small)"
+        )
+    mapping = np.array([kalj.TYPE_NAMES.index(t) for t in names], dtype=np.int8)
     n = int(frame.particles.N)
+    if n == 0:
+        raise ConfigurationError(f"{where} holds no particles")
+    typeid = np.asarray(frame.particles.typeid)
+    if typeid.shape != (n,):
+        raise ConfigurationError(f"{where}: typeid has shape {typeid.shape}, expected ({n},)")
+    if typeid.max() >= len(names):
+        bad = int(np.argmax(typeid >= len(names)))
+        raise ConfigurationError(
+            f"{where}: particle {bad} has typeid {int(typeid[bad])} but the frame names only "
+            f"{len(names)} types {names}; the file is damaged"
+        )
+
+    def exact(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        value = np.asarray(log[key])
+        if value.size != int(np.prod(shape)) or not np.issubdtype(value.dtype, np.number):
+            raise ConfigurationError(
+                f"{where}: log/{key} holds {value.size} values of {value.dtype}, expected "
+                f"{shape} numbers; the file is damaged"
+            )
+        return value.astype(np.float64).reshape(shape)
+
     if EXACT_BOX_KEY in log:
-        box[:3] = np.asarray(log[EXACT_BOX_KEY], dtype=np.float64).reshape(3)
+        box[:3] = exact(EXACT_BOX_KEY, (3,))
+    edges = box[:3]
+    if not (np.all(np.isfinite(edges)) and np.all(edges > 0)):
+        raise ConfigurationError(f"{where}: box edges {edges.tolist()} must be positive and finite")
+    if cubic and not np.allclose(edges, edges[0], rtol=1e-6, atol=0.0):
+        raise ConfigurationError(
+            f"{where}: the box {edges.tolist()} is not cubic; tbotan assumes a cubic box "
+            "(L, L, L): give a cubic configuration"
+        )
     if EXACT_POSITION_KEY in log:
-        positions = np.asarray(log[EXACT_POSITION_KEY], dtype=np.float64).reshape(n, 3)
+        positions = exact(EXACT_POSITION_KEY, (n, 3))
     else:  # a file from HOOMD-blue or another tool: float32, centred on the origin
-        positions = np.asarray(frame.particles.position, dtype=np.float64) + box[:3] / 2.0
+        positions = np.asarray(frame.particles.position, dtype=np.float64)
+        if positions.shape != (n, 3):
+            raise ConfigurationError(
+                f"{where}: particles/position has shape {positions.shape}, expected ({n}, 3)"
+            )
+        positions = positions + edges / 2.0
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise ConfigurationError(
+            f"{where}: particle {j} has a non-finite position {positions[j].tolist()} "
+            f"({int(bad.sum())} particles in all); the configuration is broken"
+        )
     images = np.asarray(frame.particles.image, dtype=np.int64)
+    if images.shape != (n, 3):
+        raise ConfigurationError(f"{where}: particles/image has shape {images.shape}")
     velocities = None
     if EXACT_VELOCITY_KEY in log:
-        velocities = np.asarray(log[EXACT_VELOCITY_KEY], dtype=np.float64).reshape(n, 3)
+        velocities = exact(EXACT_VELOCITY_KEY, (n, 3))
     elif frame.particles.velocity is not None and np.any(frame.particles.velocity != 0):
         velocities = np.asarray(frame.particles.velocity, dtype=np.float64)
-    return ConfigurationBatch(
-        positions=positions,
-        types=mapping[typeid],
-        box=box[:3],
-        images=images,
-        velocities=velocities,
-        timestep=np.array([int(frame.configuration.step)]),
-    )
+    if velocities is not None and not np.all(np.isfinite(velocities)):
+        j = int(np.argmax(~np.isfinite(velocities).all(axis=1)))
+        raise ConfigurationError(f"{where}: particle {j} has a non-finite velocity")
+    try:
+        return ConfigurationBatch(
+            positions=positions,
+            types=mapping[typeid],
+            box=edges,
+            images=images,
+            velocities=velocities,
+            timestep=np.array([int(frame.configuration.step)]),
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from exc
 
 
-def read_gsd_logs(path: str | os.PathLike, key: str) -> np.ndarray:
-    """The logged quantity ``key`` of every frame, stacked (frames, ...)."""
-    hoomd_gsd = _gsd()
-    with hoomd_gsd.open(name=str(path), mode="r") as traj:
-        values = [np.asarray(frame.log[key]) for frame in traj]
+def gsd_log_present(path: str | os.PathLike, key: str) -> np.ndarray:
+    """(frames,) bool: which frames of ``path`` carry the log chunk ``log/<key>`` themselves."""
+    with _open_gsd(path) as traj:
+        return np.array(
+            [traj.file.chunk_exists(i, "log/" + key) for i in range(len(traj))], dtype=bool
+        )
+
+
+def read_gsd_logs(
+    path: str | os.PathLike, key: str, frames: Sequence[int] | slice | None = None
+) -> np.ndarray:
+    """The logged quantity ``key`` of every frame (or of ``frames``), stacked (frames, ...).
+
+    Raises:
+        ConfigurationError: a frame does not carry ``log/<key>`` itself (GSD would hand it
+            frame 0's value), or the values differ in shape.
+    """
+    path = Path(path)
+    name = "log/" + key
+    with _open_gsd(path) as traj:
+        indices = _frame_indices(path, frames, len(traj))
+        values = []
+        for i in indices:
+            if not traj.file.chunk_exists(i, name):
+                raise ConfigurationError(
+                    f"{path} frame {i} has no log chunk {name} (was it written by tbotan?); "
+                    f"{_DAMAGED} with tbotan"
+                )
+            try:
+                values.append(np.asarray(traj.file.read_chunk(frame=i, name=name)))
+            except Exception as exc:
+                reason = " ".join(str(exc).split())
+                raise ConfigurationError(
+                    f"{path} frame {i}: cannot read {name} ({reason}); {_DAMAGED}"
+                ) from exc
+    if len({v.shape for v in values}) > 1:
+        raise ConfigurationError(f"{path}: {name} differs in shape between frames")
     return np.stack(values)
+
+
+def read_provenance(
+    path: str | os.PathLike, frames: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(system, sample) of ``frames`` of an equilibrium file, and a note when they are guessed.
+
+    Files of ``tbotan equilibrate`` (and ``tbotan quench``) carry ``log/tbotan/system`` and
+    ``log/tbotan/sample`` in every frame.  A file written by another tool carries neither: then
+    frame c is taken as sample 0 of an independent system c, and the note says so.  A file
+    where only some frames carry them is refused (ConfigurationError).
+    """
+    frames = np.asarray(list(frames), dtype=np.int64)
+    have = {key: gsd_log_present(path, key) for key in ("tbotan/system", "tbotan/sample")}
+    if all(h.all() for h in have.values()):
+        system = read_gsd_logs(path, "tbotan/system", frames).ravel().astype(np.int64)
+        sample = read_gsd_logs(path, "tbotan/sample", frames).ravel().astype(np.int64)
+        if system.shape != frames.shape or sample.shape != frames.shape:
+            raise ConfigurationError(f"{path}: log/tbotan/system or log/tbotan/sample is damaged")
+        return system, sample, None
+    if not any(h.any() for h in have.values()):
+        note = (
+            f"{path} carries no log/tbotan/system, log/tbotan/sample (not written by "
+            "`tbotan equilibrate`): every frame is taken as sample 0 of its own independent system"
+        )
+        return frames.copy(), np.zeros_like(frames), note
+    partial = [k for k, h in have.items() if not h.all()]
+    frame = int(np.argmin(have[partial[0]]))
+    raise ConfigurationError(
+        f"{path} frame {frame} lacks log/{partial[0]} that other frames carry (frames appended "
+        "by another tool?); rewrite the file with tbotan alone"
+    )

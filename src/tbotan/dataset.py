@@ -13,6 +13,7 @@ message naming the file and what is wrong.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,12 +153,10 @@ def git_commit() -> str | None:
 
 def write_dataset(path: str | os.PathLike, content: DatasetContent) -> None:
     """Validate ``content`` and write it atomically to ``path``."""
-    import h5py
+
+    from tbotan.io_utils import write_hdf5
 
     _check_content(content, str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     attrs = dict(content.attrs)
     attrs.update(
         schema_version=SCHEMA_VERSION,
@@ -165,7 +164,8 @@ def write_dataset(path: str | os.PathLike, content: DatasetContent) -> None:
         n_configurations=content.n_configurations,
         n_particles=content.n_particles,
     )
-    with h5py.File(tmp, "w") as f:
+
+    def fill(f) -> None:
         for key, value in attrs.items():
             if key == "complete":
                 continue
@@ -187,7 +187,8 @@ def write_dataset(path: str | os.PathLike, content: DatasetContent) -> None:
             f.create_dataset("labels/cb_extra", data=content.cb_extra.astype(np.float32))
             f.create_dataset("labels/extra_times", data=np.asarray(content.extra_times, float))
         f.attrs["complete"] = True  # last: a file without it was interrupted
-    os.replace(tmp, path)
+
+    write_hdf5(path, fill)
 
 
 def _check_content(c: DatasetContent, where: str) -> None:
@@ -205,7 +206,13 @@ def _check_content(c: DatasetContent, where: str) -> None:
             raise DatasetError(f"{where}: {key} has shape {array.shape}, expected {shape}")
         if not np.all(np.isfinite(array)):
             raise DatasetError(f"{where}: {key} contains NaN or infinite values")
-    box = float(c.attrs.get("box_length", np.nan))
+    for attr in ("box_length", "temperature", "tau_alpha", "label_time"):
+        value = c.attrs.get(attr)
+        if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+            raise DatasetError(f"{where}: attribute {attr} = {value!r} is not a positive number")
+    box = float(c.attrs["box_length"])
+    if c.types.size and (c.types.min() < 0 or c.types.max() > 1):
+        raise DatasetError(f"{where}: types must be 0 (A) or 1 (B)")
     for key in ("thermal/positions", "inherent/positions"):
         pos = expect[key][0]
         if pos.size and (pos.min() < 0 or pos.max() >= box):
@@ -245,6 +252,55 @@ def _check_graph(graph: Graph, n_conf: int, n: int, where: str) -> None:
         raise DatasetError(f"{where}: edge labels contain NaN or infinite values")
 
 
+#: Edges checked at once when a file is opened (bounds the memory of validation).
+_EDGE_BLOCK = 1 << 22
+
+
+def _validate_graph_file(f, name: str, label_key: str, n: int, where: str) -> None:
+    """The graph invariants of docs/formats.md, read block by block from an open file."""
+    offsets_key, index_key = f"{name}/edge_offsets", f"{name}/edge_index"
+    offsets = f[offsets_key][...]
+    if offsets[0] != 0:
+        raise DatasetError(f"{where}: '{offsets_key}' starts at {offsets[0]}, not 0")
+    if np.any(np.diff(offsets) < 0):
+        c = int(np.argmax(np.diff(offsets) < 0))
+        raise DatasetError(
+            f"{where}: '{offsets_key}' decreases at configuration {c}; offsets must never decrease"
+        )
+    for key in (index_key, label_key):
+        if key not in f:
+            raise DatasetError(f"{where}: dataset '{key}' is missing")
+    index, labels = f[index_key], f[label_key]
+    if index.ndim != 2 or index.shape[0] != 2:
+        raise DatasetError(f"{where}: '{index_key}' has shape {index.shape}, expected (2, E)")
+    n_edges = index.shape[1]
+    if offsets[-1] != n_edges:
+        raise DatasetError(
+            f"{where}: '{offsets_key}' ends at {offsets[-1]} but '{index_key}' holds {n_edges} "
+            "edges; they must agree"
+        )
+    if labels.shape != (n_edges,):
+        raise DatasetError(
+            f"{where}: '{label_key}' has shape {labels.shape}, expected ({n_edges},)"
+        )
+    if not np.issubdtype(index.dtype, np.integer):
+        raise DatasetError(f"{where}: '{index_key}' has dtype {index.dtype}, expected integers")
+    if not np.issubdtype(labels.dtype, np.floating):
+        raise DatasetError(f"{where}: '{label_key}' has dtype {labels.dtype}, expected floats")
+    for lo in range(0, n_edges, _EDGE_BLOCK):
+        hi = min(lo + _EDGE_BLOCK, n_edges)
+        block = index[:, lo:hi]
+        if block.min() < 0 or block.max() >= n:
+            raise DatasetError(
+                f"{where}: '{index_key}' holds particle indices in [{block.min()}, {block.max()}], "
+                f"outside [0, N = {n})"
+            )
+        if np.any(block[0] == block[1]):
+            raise DatasetError(f"{where}: '{index_key}' contains self-loops")
+        if not np.all(np.isfinite(labels[lo:hi])):
+            raise DatasetError(f"{where}: '{label_key}' contains NaN or infinite values")
+
+
 class DatasetFile:
     """A validated, lazily read dataset file.
 
@@ -266,7 +322,11 @@ class DatasetFile:
         except DatasetError:
             raise
         except Exception as exc:  # truncated or corrupted HDF5 file
-            raise DatasetError(f"cannot read dataset file {self.path}: {exc}") from exc
+            reason = " ".join(str(exc).split())
+            raise DatasetError(
+                f"cannot read dataset file {self.path} ({reason}): it is truncated or damaged; "
+                "rerun the stage that wrote it"
+            ) from exc
 
     def _validate(self, f) -> None:
         where = str(self.path)
@@ -304,18 +364,39 @@ class DatasetFile:
                 raise DatasetError(f"{where}: '{key}' has shape {f[key].shape}, expected {shape}")
             if not np.issubdtype(f[key].dtype, kind):
                 raise DatasetError(f"{where}: '{key}' has dtype {f[key].dtype}")
-        for name, label_key in (("graph", "labels/edge"), ("graph_ts", "labels/edge_ts")):
-            n_edges = int(f[f"{name}/edge_offsets"][-1])
-            for key, shape in ((f"{name}/edge_index", (2, n_edges)), (label_key, (n_edges,))):
-                if key not in f:
-                    raise DatasetError(f"{where}: dataset '{key}' is missing")
-                if f[key].shape != shape:
-                    raise DatasetError(
-                        f"{where}: '{key}' has shape {f[key].shape}, expected {shape}"
-                    )
+        box = self.attrs.get("box_length")
+        if not (isinstance(box, (int, float)) and math.isfinite(box) and box > 0):
+            raise DatasetError(f"{where}: attribute box_length = {box!r} is not a positive number")
+        for attr in ("temperature", "tau_alpha", "label_time"):
+            value = self.attrs.get(attr)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise DatasetError(
+                    f"{where}: attribute {attr} = {value!r} is not a positive number"
+                )
+        types = f["types"][...]
+        if types.size and (types.min() < 0 or types.max() > 1):
+            raise DatasetError(
+                f"{where}: 'types' holds values in [{types.min()}, {types.max()}]; only 0 (A) and "
+                "1 (B) are allowed"
+            )
+        for key in ("thermal/positions", "inherent/positions"):
+            pos = f[key][...]
+            if not np.all(np.isfinite(pos)):
+                raise DatasetError(f"{where}: '{key}' contains NaN or infinite values")
+            if pos.size and (pos.min() < 0 or pos.max() >= box):
+                raise DatasetError(
+                    f"{where}: '{key}' holds values in [{pos.min():g}, {pos.max():g}], outside "
+                    f"[0, box_length = {box:g})"
+                )
         for key in ("labels/cb", "labels/propensity", "inherent/energy"):
             if not np.all(np.isfinite(f[key][...])):
                 raise DatasetError(f"{where}: '{key}' contains NaN or infinite values")
+        for name, label_key in (("graph", "labels/edge"), ("graph_ts", "labels/edge_ts")):
+            _validate_graph_file(f, name, label_key, n, where)
+        if "meta/origin" in f and f["meta/origin"].shape != (n_conf, 2):
+            raise DatasetError(
+                f"{where}: 'meta/origin' has shape {f['meta/origin'].shape}, expected ({n_conf}, 2)"
+            )
 
     # ---------------------------------------------------------------- access
     @property

@@ -102,6 +102,10 @@ VARIANT_STYLE = {  # colour, marker, label
     "is": ("tab:green", "s", "IS"),
     "ts": ("tab:purple", "^", "TS"),
 }
+BASELINE_COLOR = "0.45"  # the structural baselines, grey and dashed
+BASELINE_MARKER = "D"
+BASELINE_CB_TEXT = "ridge baseline (structure)"
+BASELINE_T_TEXT = r"energy-fit baseline, $T(U/N)$"
 SERIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
 SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -602,10 +606,54 @@ def _t_pred_series(
     return drawn
 
 
+#: (feature, colour, marker, line style, legend text) of the energy-fit T baselines.
+BASELINE_T_SERIES = (
+    ("thermal_energy", BASELINE_COLOR, BASELINE_MARKER, "-.", BASELINE_T_TEXT),
+    ("inherent_energy", "tab:olive", "v", ":", r"energy-fit baseline, $T(e_{IS}/N)$"),
+)
+
+
+def _baseline_t_pred_series(run: RunAnalysis, ax) -> list[Line2D]:
+    """The energy-fit T baselines (mean ± std over configurations per T, drawn just right of
+    T_MD so as not to hide the network's symbols); their legend handles."""
+    temps = [t.T for t in run.temperatures]
+    dx = 0.02 * ((max(temps) - min(temps)) or 1.0)
+    handles = []
+    for k, (feature, color, marker, ls, text) in enumerate(BASELINE_T_SERIES, start=1):
+        points = [(t, run.baseline_t_pred(t.label, feature)) for t in run.temperatures]
+        points = [(t, b) for t, b in points if b is not None and b["mean"] is not None]
+        if not points:
+            continue
+        for t, b in points:
+            ax.errorbar(
+                t.T + k * dx,
+                b["mean"],
+                yerr=b["std_configurations"] or 0.0,
+                fmt=marker,
+                color=color,
+                mec=color,
+                mfc=color if t.trained else "white",
+                ms=3.5,
+                mew=0.8,
+                elinewidth=0.7,
+            )
+        ax.plot(
+            [t.T + k * dx for t, _ in points],
+            [b["mean"] for _, b in points],
+            ls,
+            color=color,
+            lw=0.8,
+            zorder=0,
+        )
+        handles.append(Line2D([], [], ls=ls, marker=marker, color=color, ms=3.5, label=text))
+    return handles
+
+
 @_styled
 def fig04_t_pred(run: RunAnalysis) -> Figure:
     """Fig. 4: T_pred vs T_MD, mean over configurations and seeds, error bars the standard
-    deviation over configurations; trained black (filled), untrained red (open)."""
+    deviation over configurations; trained black (filled), untrained red (open).  Beside
+    them the energy-fit baselines T(U/N) and T(e_IS/N) of :mod:`tbotan.baselines`."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
     ax = fig.add_subplot()
@@ -621,7 +669,8 @@ def fig04_t_pred(run: RunAnalysis) -> Figure:
             [], [], ls="--", color="0.4", lw=0.8, label=r"$T_{\mathrm{pred}} = T_{\mathrm{MD}}$"
         ),
     ]
-    ax.legend(handles=handles, loc="upper left")
+    baselines = _baseline_t_pred_series(run, ax)
+    ax.legend(handles=handles + baselines, loc="upper left", fontsize=6 if baselines else None)
     _t_pred_axes(ax)
     return fig
 
@@ -769,10 +818,41 @@ def fig05_embedding_distance(run: RunAnalysis) -> Figure:
 # ============================================================================ Pearson
 
 
+def _baseline_pearson_series(run: RunAnalysis, ax) -> bool:
+    """The ridge C_B baseline's node ρ vs T (dashed, ± std over configurations); filled
+    trained, open untrained.  False when the run has no baselines."""
+    points = [(t, run.baseline_pearson(t.label)) for t in run.temperatures]
+    points = [(t, b) for t, b in points if b is not None and b["mean"] is not None]
+    for t, b in points:
+        ax.errorbar(
+            t.T,
+            b["mean"],
+            yerr=b["std_configurations"] or 0.0,
+            fmt=BASELINE_MARKER,
+            color=BASELINE_COLOR,
+            mfc=BASELINE_COLOR if t.trained else "white",
+            mec=BASELINE_COLOR,
+            ms=4,
+            mew=0.9,
+            elinewidth=0.8,
+        )
+    if points:
+        ax.plot(
+            [t.T for t, _ in points],
+            [b["mean"] for _, b in points],
+            "--",
+            color=BASELINE_COLOR,
+            lw=0.8,
+            zorder=0,
+        )
+    return bool(points)
+
+
 @_styled
 def fig07_pearson(run: RunAnalysis) -> Figure:
     """Fig. 7: Pearson ρ of node (C_B, A particles) and edge outputs vs T; filled trained,
-    open untrained; error bars the standard deviation over configurations."""
+    open untrained; error bars the standard deviation over configurations.  Dashed: the
+    ridge baseline on local structure (:mod:`tbotan.baselines`), same split, same ρ."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.75))
     ax = fig.add_subplot()
@@ -804,6 +884,18 @@ def fig07_pearson(run: RunAnalysis) -> Figure:
     handles = [
         Line2D([], [], ls="", marker=m, color=c, ms=5, label=text) for _, c, m, text in kinds
     ]
+    if _baseline_pearson_series(run, ax):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="--",
+                marker=BASELINE_MARKER,
+                color=BASELINE_COLOR,
+                ms=4,
+                label=BASELINE_CB_TEXT,
+            )
+        )
     handles += [
         Line2D([], [], ls="", marker="o", color="0.3", ms=5, label="trained"),
         Line2D([], [], ls="", marker="o", color="0.3", mfc="white", ms=5, label="untrained"),

@@ -1,4 +1,4 @@
-"""Graphs of configurations for T-BOTAN (PHYSICS.md §6) and a lazy dataset over many files.
+"""Graphs of configurations for T-BOTAN (docs/physics.md §6) and a lazy dataset over many files.
 
 One configuration becomes one PyTorch Geometric :class:`~torch_geometric.data.Data`:
 

@@ -76,11 +76,52 @@ def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedM
     return TrainedModel(model=model, meta=meta, device=dev)
 
 
+class NotApplicable(ValueError):
+    """A configuration unlike the model's training data (density, composition or N)."""
+
+
+#: Relative density difference and absolute A-fraction difference tolerated by
+#: :func:`check_applicable`.
+DENSITY_TOLERANCE = 0.01
+FRACTION_TOLERANCE = 0.01
+
+
+def check_applicable(
+    trained: TrainedModel, n_particles: int, box_length: float, fraction_a: float, where: str
+) -> None:
+    """Refuse (:class:`NotApplicable`) a system unlike the model's training data.
+
+    A model learns the local structure of one liquid at one density and composition, and its
+    global head averages over systems of the training size: a configuration at another density
+    (beyond ±1 %), composition (A fraction beyond ±0.01) or N is outside what it was trained on.
+    Models written before the training data were recorded are not checked.
+    """
+    data = trained.meta.get("training_data")
+    if not data:
+        return
+    density = n_particles / float(box_length) ** 3
+    lo, hi = data["density"]
+    problems = []
+    if not lo * (1 - DENSITY_TOLERANCE) <= density <= hi * (1 + DENSITY_TOLERANCE):
+        problems.append(f"density {density:.4g} (trained on {lo:.4g}–{hi:.4g})")
+    flo, fhi = data["fraction_a"]
+    if not flo - FRACTION_TOLERANCE <= fraction_a <= fhi + FRACTION_TOLERANCE:
+        problems.append(f"A fraction {fraction_a:.4g} (trained on {flo:.4g}–{fhi:.4g})")
+    if int(n_particles) not in data["n_particles"]:
+        problems.append(f"N = {n_particles} (trained on N = {data['n_particles']})")
+    if problems:
+        raise NotApplicable(
+            f"{where}: {'; '.join(problems)}: outside the training data of {trained.meta['path']}; "
+            "pass --allow-extrapolation to predict anyway"
+        )
+
+
 @torch.no_grad()
 def predict_graph(trained: TrainedModel, data) -> dict[str, np.ndarray]:
     """Predictions for one graph: ``cb`` (N,), ``edge`` (E,), ``t_pred`` (), ``embedding`` (H,)."""
-    data = data.to(trained.device)
-    out = trained.model(data.x, data.edge_index, data.edge_attr)
+    dev = trained.device
+    # tensors moved one by one: ``Data.to`` would move the caller's graph in place
+    out = trained.model(data.x.to(dev), data.edge_index.to(dev), data.edge_attr.to(dev))
     return {name: getattr(out, name).float().cpu().numpy() for name in out._fields}
 
 
@@ -89,6 +130,7 @@ def predict_dataset(
     dataset_path: str | os.PathLike,
     out_path: str | os.PathLike,
     progress: Callable[[int, int], None] | None = None,
+    allow_extrapolation: bool = False,
 ) -> dict:
     """Predict every configuration of a dataset file and write a predictions file.
 
@@ -103,6 +145,15 @@ def predict_dataset(
     from tbotan.training import pearson
 
     dataset = DatasetFile(dataset_path)
+    if not allow_extrapolation:
+        types = dataset.configuration(0, graphs=())["types"]
+        check_applicable(
+            trained,
+            dataset.n_particles,
+            dataset.box_length,
+            float(np.mean(types == 0)),
+            str(dataset.path),
+        )
     cbs, edges, t_preds, embeddings, pearsons = [], [], [], [], []
     for c in range(dataset.n_configurations):
         data = graph_from_dataset(dataset, c, trained.variant)
@@ -244,6 +295,7 @@ def predict_configuration(
     temperature: float | None = None,
     engine=None,
     fire=None,
+    allow_extrapolation: bool = False,
 ) -> dict[str, np.ndarray]:
     """Predict one user configuration and write a predictions file (C = 1).
 
@@ -254,9 +306,18 @@ def predict_configuration(
         out_path: the predictions file.
         temperature: a label stored in the output (never an input; NaN when not given).
         engine, fire: the MD engine and FIRE parameters of the quench.
+        allow_extrapolation: skip :func:`check_applicable` (density, composition, N).
     """
     from tbotan.predictions import write_predictions
 
+    if not allow_extrapolation:
+        check_applicable(
+            trained,
+            len(conf.types),
+            float(conf.box[0]),
+            float(np.mean(conf.types == 0)),
+            conf.source,
+        )
     attrs_extra: dict = {}
     inherent = conf.inherent_positions
     if inherent is None and trained.variant != "ts":

@@ -7,13 +7,23 @@ train / validation / test files.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan.configuration import gsd_frame_count, read_gsd, read_gsd_logs
+from tbotan.configuration import (
+    ConfigurationBatch,
+    ConfigurationError,
+    gsd_frame_count,
+    gsd_log_present,
+    read_gsd,
+    read_gsd_logs,
+    read_provenance,
+)
 from tbotan.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
 from tbotan.labels import configuration_labels
 from tbotan.md.protocols import IsoParameters, isoconfigurational, tau_alpha_for_labels
@@ -26,6 +36,82 @@ def chunk_configurations(config: dict, T: float, chunk: int) -> np.ndarray:
     return np.arange(chunk * per, min((chunk + 1) * per, needed))
 
 
+@dataclass
+class ChunkInputs:
+    """The checked inputs of one chunk (read before any MD): see :func:`check_chunk_inputs`."""
+
+    ids: np.ndarray
+    thermal: ConfigurationBatch
+    inherent: ConfigurationBatch
+    system: np.ndarray
+    sample: np.ndarray
+    energy: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def check_chunk_inputs(
+    config: dict,
+    T: float,
+    chunk: int,
+    equilibrium_gsd: str | os.PathLike,
+    inherent_gsd: str | os.PathLike,
+    tau_alpha_json: str | os.PathLike | None,
+) -> ChunkInputs:
+    """Read and check everything a chunk needs, so that bad input fails before any MD.
+
+    The equilibrium and inherent-structure files must hold the chunk's frames, with the same
+    types and box frame by frame; the inherent file must carry ``log/tbotan/energy`` (written by
+    ``tbotan quench``); equilibrium files without provenance logs fall back to frame = system
+    (with a note); a measured τα must be a positive number.
+    """
+    from tbotan.io_utils import read_json
+
+    ids = chunk_configurations(config, T, chunk)
+    if ids.size == 0:
+        raise ValueError(f"chunk {chunk} of T = {T:g} holds no configurations")
+    for path in (equilibrium_gsd, inherent_gsd):
+        if gsd_frame_count(path) <= ids[-1]:
+            raise ValueError(f"{path} has too few frames for chunk {chunk} (needs {ids[-1] + 1})")
+    thermal = read_gsd(equilibrium_gsd, frames=ids).with_velocities(None)
+    inherent = read_gsd(inherent_gsd, frames=ids)
+    present = gsd_log_present(inherent_gsd, "tbotan/energy")
+    if not present[ids].all():
+        frame = int(ids[np.argmin(present[ids])])
+        raise ConfigurationError(
+            f"{inherent_gsd} frame {frame} has no log/tbotan/energy (e_IS/N): it was not written "
+            "by `tbotan quench`; run `tbotan quench` on the equilibrium file"
+        )
+    if inherent.n_particles != thermal.n_particles:
+        raise ConfigurationError(
+            f"{inherent_gsd} holds N = {inherent.n_particles}, {equilibrium_gsd} N = "
+            f"{thermal.n_particles}: they are not the same configurations"
+        )
+    for c, frame in enumerate(ids):
+        if not np.array_equal(inherent.types[c], thermal.types[c]) or not np.allclose(
+            inherent.box[c], thermal.box[c], rtol=1e-6, atol=0
+        ):
+            raise ConfigurationError(
+                f"{inherent_gsd} frame {frame}: types or box differ from {equilibrium_gsd} frame "
+                f"{frame}; it is not the inherent structure of that configuration (rerun "
+                "`tbotan quench`)"
+            )
+    energy = read_gsd_logs(inherent_gsd, "tbotan/energy", ids).ravel().astype(np.float64)
+    if energy.shape != ids.shape or not np.all(np.isfinite(energy)):
+        raise ConfigurationError(f"{inherent_gsd}: log/tbotan/energy is damaged or not finite")
+    system, sample, note = read_provenance(equilibrium_gsd, ids)
+    if config["tau_alpha"]["source"] == "measured" and tau_alpha_json is not None:
+        data = read_json(tau_alpha_json)
+        value = data.get("tau_alpha_measured") if isinstance(data, dict) else None
+        if value is not None and not (
+            isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+        ):
+            raise ValueError(
+                f"{tau_alpha_json}: tau_alpha_measured = {value!r} is not a positive number; "
+                "rerun `tbotan tau-alpha`"
+            )
+    return ChunkInputs(ids, thermal, inherent, system, sample, energy, [note] if note else [])
+
+
 def label_chunk(
     config: dict,
     T: float,
@@ -35,16 +121,15 @@ def label_chunk(
     tau_alpha_json: str | os.PathLike | None,
     engine,
     checkpoint_dir: str | os.PathLike | None = None,
+    inputs: ChunkInputs | None = None,
 ) -> DatasetContent:
-    """Replicas and labels of one chunk, as dataset content (split ``chunk``)."""
-    ids = chunk_configurations(config, T, chunk)
-    if ids.size == 0:
-        raise ValueError(f"chunk {chunk} of T = {T:g} holds no configurations")
-    for path in (equilibrium_gsd, inherent_gsd):
-        if gsd_frame_count(path) <= ids[-1]:
-            raise ValueError(f"{path} has too few frames for chunk {chunk} (needs {ids[-1] + 1})")
-    thermal = read_gsd(equilibrium_gsd, frames=ids).with_velocities(None)
-    inherent = read_gsd(inherent_gsd, frames=ids)
+    """Replicas and labels of one chunk, as dataset content (split ``chunk``).
+
+    ``inputs`` are the result of :func:`check_chunk_inputs` (read here when not given).
+    """
+    if inputs is None:
+        inputs = check_chunk_inputs(config, T, chunk, equilibrium_gsd, inherent_gsd, tau_alpha_json)
+    ids, thermal, inherent = inputs.ids, inputs.thermal, inputs.inherent
     tau_alpha, source = tau_alpha_for_labels(config, T, tau_alpha_json)
     params = IsoParameters.from_config(config, T, tau_alpha, source)
     final, extra = isoconfigurational(engine, thermal, ids, params, checkpoint_dir)
@@ -66,9 +151,7 @@ def label_chunk(
         labels.append(lab)
         graphs.append((lab.graph_is, lab.edge_is))
         graphs_ts.append((lab.graph_ts, lab.edge_ts))
-    system = read_gsd_logs(equilibrium_gsd, "tbotan/system").ravel()[ids]
-    sample = read_gsd_logs(equilibrium_gsd, "tbotan/sample").ravel()[ids]
-    energy = read_gsd_logs(inherent_gsd, "tbotan/energy").ravel()[ids]
+    system, sample, energy = inputs.system, inputs.sample, inputs.energy
     attrs = dict(
         temperature=float(T),
         tau_alpha=float(tau_alpha),
@@ -129,6 +212,17 @@ def assemble_splits(config: dict, T: float, chunk_files: Sequence[str | os.PathL
     for p in parts:
         if abs(p.temperature - T) > 1e-9:
             raise ValueError(f"{p.path} holds T = {p.temperature}, not {T}")
+        ids = p.attrs.get("configurations")
+        if not isinstance(p.attrs.get("chunk"), int) or not isinstance(ids, list):
+            raise ValueError(
+                f"{p.path} is not a label chunk of `tbotan iso` (no chunk and configurations "
+                "attributes)"
+            )
+        if len(ids) != p.n_configurations:
+            raise ValueError(
+                f"{p.path}: attribute configurations lists {len(ids)} indices for "
+                f"{p.n_configurations} configurations"
+            )
     contents = sorted((p.load() for p in parts), key=lambda c: c.attrs["chunk"])
     ids = np.concatenate([c.attrs["configurations"] for c in contents])
     needed = cfgmod.configurations_needed(config, T)

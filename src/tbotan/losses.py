@@ -1,4 +1,4 @@
-"""Losses of T-BOTAN (PHYSICS.md §8; paper Eq. 6–9), per configuration.
+"""Losses of T-BOTAN (docs/physics.md §8; paper Eq. 6–9), per configuration.
 
 ``L_all = λ_n L_node + λ_e L_edge + λ_g L_global`` with ``L_node = L_MSE + w_v L_Var + w_c
 L_Corr`` and, for predicted ŷ and true y = C_B (MD) of one configuration,
@@ -12,6 +12,13 @@ L_Corr`` and, for predicted ŷ and true y = C_B (MD) of one configuration,
   (r = 0) are included, as the formula is written;
 * ``L_edge = mean_{jk} (Ê_jk − E_jk)² / Var(y)`` (normalised by the node-label variance);
 * ``L_global = (T_pred − T)²``.
+
+With standardised targets (``training.normalize_targets``, :class:`TargetScales`), L_edge is
+divided by the training-set variance of E_jk instead of Var(y), and L_global by the variance
+of T over the training configurations: each term is then ≈ 1 for the constant predictor, so the
+weights λ compare like with like (the paper's L_edge outweighs L_MSE by Var(E)/Var(C_B) ≈ 10).
+L_MSE, L_Var and L_Corr are invariant under an affine change of units and stay as they are.
+L_Corr refuses distances beyond half the box edge (:func:`check_box`).
 
 Var is the population variance (1/N Σ (x − x̄)²).  F needs all N_A² pairs (N_A = 3277: 10.7 M):
 they are computed on the device in blocks of rows, never stored, and the gradient is exact
@@ -35,9 +42,19 @@ def variance(x: torch.Tensor) -> torch.Tensor:
     return x.var(correction=0)
 
 
-def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``L_MSE = mean (pred − target)² / Var(target)`` for (N,) tensors."""
-    return (pred - target).square().mean() / variance(target)
+def mse_loss(pred: torch.Tensor, target: torch.Tensor, mean_weight: float = 1.0) -> torch.Tensor:
+    """``L_MSE = mean (pred − target)² / Var(target)`` for (N,) tensors.
+
+    The squared error splits into the error of the configuration's mean and that of the
+    deviations from it, ``mean (δpred − δtarget)² + (mean pred − mean target)²``; with
+    ``mean_weight`` w ≠ 1 the second part is weighted by w (``training.mse_mean_weight``; the
+    Pearson ρ of a configuration sees only the first).  w = 1 is the paper's L_MSE.
+    """
+    if mean_weight == 1.0:
+        return (pred - target).square().mean() / variance(target)
+    offset = pred.mean() - target.mean()
+    deviation = (pred - target) - offset
+    return (deviation.square().mean() + mean_weight * offset.square()) / variance(target)
 
 
 def variance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -176,6 +193,32 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class TargetScales:
+    """Training-set scales of the standardised loss terms (``training.normalize_targets``).
+
+    Attributes:
+        edge: standard deviation of the edge labels E_jk over the training set (σ_AA).
+        temperature: standard deviation of T over the training configurations (1.0 when they
+            share one temperature: L_global is then the paper's).
+    """
+
+    edge: float
+    temperature: float
+
+
+def check_box(distances: Sequence[float], box_length: float, where: str = "") -> None:
+    """ValueError if a distance of L_Corr exceeds half the (cubic) box edge ``box_length``."""
+    half = 0.5 * float(box_length)
+    beyond = [float(d) for d in distances if float(d) > half]
+    if beyond:
+        place = f"{where}: " if where else ""
+        raise ValueError(
+            f"{place}L_Corr distances {beyond} exceed half the box edge (L/2 = {half:.3f} σ_AA); "
+            "set training.corr_distances to values ≤ L/2"
+        )
+
+
+@dataclass(frozen=True)
 class LossWeights:
     """Weights of the loss terms at one epoch."""
 
@@ -190,9 +233,9 @@ def loss_weights(training: dict, epoch: int, lambda_global: float | None = None)
     """The weights of 1-based ``epoch`` from the configuration's ``training`` section.
 
     ``w_v = w_c = 0`` during the first ``warmup_epochs`` epochs, then ``w_var`` and ``w_corr``.
-    ``λ_g`` (``lambda_global`` unless overridden) applies from the first epoch (PHYSICS.md §8);
-    with ``global_after_warmup: true`` it is also 0 during the warm-up (the paper's Fig. 6
-    caption).
+    ``λ_g`` (``lambda_global`` unless overridden) applies from the first epoch
+    (docs/physics.md §8.2); with ``global_after_warmup: true`` it is also 0 during the warm-up
+    (the paper's Fig. 6 caption).
     """
     warm = epoch <= training["warmup_epochs"]
     lg = training["lambda_global"] if lambda_global is None else lambda_global
@@ -213,6 +256,8 @@ def tbotan_losses(
     weights: LossWeights,
     distances: Sequence[float] = (2.0, 4.0, 6.0),
     block_rows: int = 1024,
+    scales: TargetScales | None = None,
+    mse_mean_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Every loss term of one configuration.
 
@@ -221,7 +266,10 @@ def tbotan_losses(
         data: the configuration's graph (:mod:`tbotan.graphs`: ``y``, ``y_edge``,
             ``temperature``, ``a_mask``, ``corr_positions``, ``box``).
         weights: the epoch's :class:`LossWeights`.
-        distances, block_rows: of L_Corr.
+        distances, block_rows: of L_Corr (check them with :func:`check_box` once per dataset).
+        scales: standardised L_edge and L_global (:class:`TargetScales`), or None for the
+            paper's.
+        mse_mean_weight: weight of the configuration-mean part of L_MSE (:func:`mse_loss`).
 
     Returns:
         ``{name: scalar tensor}`` for every name of :data:`TERMS`; ``loss`` is L_all.  L_Corr is
@@ -230,11 +278,14 @@ def tbotan_losses(
     cb, edge, t_pred = (_at_least_float32(t) for t in (output.cb, output.edge, output.t_pred))
     y = data.y
     terms = {
-        "loss_mse": mse_loss(cb, y),
+        "loss_mse": mse_loss(cb, y, mse_mean_weight),
         "loss_var": variance_loss(cb, y),
         "loss_edge": edge_loss(edge, data.y_edge, y),
         "loss_global": global_loss(t_pred, data.temperature[0]),
     }
+    if scales is not None:
+        terms["loss_edge"] = (edge - data.y_edge).square().mean() / scales.edge**2
+        terms["loss_global"] = terms["loss_global"] / scales.temperature**2
     with torch.set_grad_enabled(torch.is_grad_enabled() and weights.w_corr > 0):
         a = data.a_mask
         terms["loss_corr"] = correlation_loss(

@@ -1,4 +1,4 @@
-"""T-BOTAN: BOTAN's interaction network with a global branch (PHYSICS.md §7, paper Sec. II B).
+"""T-BOTAN: BOTAN's interaction network with a global branch (docs/physics.md §7, paper Sec. II B).
 
 Encode–process–decode on one configuration's graph (N nodes, E directed edges), hidden size H:
 
@@ -14,6 +14,26 @@ Encode–process–decode on one configuration's graph (N nodes, E directed edge
 
 * three separate decoders: node → C_B, edge → E_jk, global → T_pred (paper Eq. 4).  ``g^M``
   (before its decoder) is the global embedding of the paper's Fig. 5.
+
+Two additions of ours, both off in the paper's exact form (docs/physics.md §7):
+
+* **Standardisation** (buffers, stored with the weights): edge inputs enter as
+  ``(edge_attr − edge_shift) / edge_scale`` and every decoder output is ``shift + scale · raw``
+  for its target (C_B, E_jk, T), with shifts/scales from the training set
+  (:meth:`TBotan.set_standardization`).  With shift 0 and scale 1 (the default) this is the
+  paper's network; with training statistics the decoders start at the target means and the
+  losses see targets of unit size.  It is a reparameterisation: the same functions are
+  reachable either way (tested).
+* **Global readout** (``global_readout``): ``"paper"`` feeds ``(1/N) Σ_v h_v^m`` to MLP_g as
+  written; ``"standardized"`` first standardises the pooled vector of each step per feature,
+  ``p̃^m = (p^m − μ^m) / σ^m``, with running means and variances over training graphs
+  (exponential moving average, momentum ``global_momentum``, initialised from data by
+  :meth:`TBotan.calibrate_global`).  The temperature-dependent part of ``p^m`` is a fraction of
+  a percent of its size, so the paper's readout starts blind to it; the standardised one sees
+  it at unit size, as a linear probe on centred features does.
+
+Several graphs are processed at once with a PyG-style ``batch`` vector (node → graph index):
+pooling is per graph, and the outputs ``t_pred`` and ``embedding`` gain a leading graph axis.
 
 Every MLP has ``mlp_layers`` hidden layers of width H with ReLU (BOTAN's MLPs, paper: "two
 hidden layers, where each consists of 64 units"); encoders and update MLPs output their last
@@ -102,19 +122,27 @@ class MLP(nn.Module):
 
 
 class TBotanOutput(NamedTuple):
-    """Predictions for one configuration.
+    """Predictions for one configuration (or a batch of B graphs).
 
     Attributes:
-        cb: (N,) predicted C_B.
+        cb: (N,) predicted C_B (all nodes of the batch).
         edge: (E,) predicted edge labels E_jk (σ_AA).
-        t_pred: () predicted temperature.
-        embedding: (H,) global embedding g^M (before the global decoder).
+        t_pred: () predicted temperature; (B,) for a batch.
+        embedding: (H,) global embedding g^M (before the global decoder); (B, H) for a batch.
     """
 
     cb: torch.Tensor
     edge: torch.Tensor
     t_pred: torch.Tensor
     embedding: torch.Tensor
+
+
+#: Global readouts (``model.global_readout``): the paper's Eq. (3) as written, or with the pooled
+#: vector standardised by running statistics (see the module documentation).
+GLOBAL_READOUTS = ("paper", "standardized")
+
+#: Order of the targets in the ``target_shift`` / ``target_scale`` buffers.
+TARGETS = ("cb", "edge", "t")
 
 
 class TBotan(nn.Module):
@@ -126,6 +154,8 @@ class TBotan(nn.Module):
         hidden: H, width of every latent vector and hidden layer (64).
         mlp_layers: hidden layers per MLP (2).
         message_passing_steps: M (7).
+        global_readout: ``"paper"`` or ``"standardized"`` (:data:`GLOBAL_READOUTS`).
+        global_momentum: momentum of the running pooled-vector statistics (``standardized``).
 
     Example::
 
@@ -141,17 +171,27 @@ class TBotan(nn.Module):
         hidden: int = 64,
         mlp_layers: int = 2,
         message_passing_steps: int = 7,
+        global_readout: str = "paper",
+        global_momentum: float = 0.01,
     ) -> None:
         super().__init__()
+        if global_readout not in GLOBAL_READOUTS:
+            raise ValueError(
+                f"unknown global readout {global_readout!r}; choose one of {GLOBAL_READOUTS}"
+            )
         self.hparams = dict(
             edge_features=int(edge_features),
             node_features=int(node_features),
             hidden=int(hidden),
             mlp_layers=int(mlp_layers),
             message_passing_steps=int(message_passing_steps),
+            global_readout=str(global_readout),
+            global_momentum=float(global_momentum),
         )
         H, L = hidden, mlp_layers
         self.steps = message_passing_steps
+        self.global_readout = global_readout
+        self.global_momentum = float(global_momentum)
         self.node_encoder = MLP(node_features, H, L)
         self.edge_encoder = MLP(edge_features, H, L)
         self.edge_mlp = MLP((H, H, H, H), H, L)  # [h_src, h_dst, e, e_enc]
@@ -160,6 +200,13 @@ class TBotan(nn.Module):
         self.node_decoder = MLP(H, H, L, out=1)
         self.edge_decoder = MLP(H, H, L, out=1)
         self.global_decoder = MLP(H, H, L, out=1)
+        self.register_buffer("edge_shift", torch.zeros(edge_features))
+        self.register_buffer("edge_scale", torch.ones(edge_features))
+        self.register_buffer("target_shift", torch.zeros(len(TARGETS)))
+        self.register_buffer("target_scale", torch.ones(len(TARGETS)))
+        if global_readout == "standardized":
+            self.register_buffer("pool_mean", torch.zeros(message_passing_steps, H))
+            self.register_buffer("pool_var", torch.ones(message_passing_steps, H))
 
     @classmethod
     def from_config(cls, config: dict, variant: str | None = None) -> TBotan:
@@ -174,30 +221,144 @@ class TBotan(nn.Module):
             hidden=m["hidden"],
             mlp_layers=m["mlp_layers"],
             message_passing_steps=m["message_passing_steps"],
+            global_readout=m.get("global_readout", "paper"),
+            global_momentum=m.get("global_momentum", 0.01),
         )
 
+    # ------------------------------------------------------------ standardisation
+    @torch.no_grad()
+    def set_standardization(
+        self,
+        edge_shift: Sequence[float] | torch.Tensor,
+        edge_scale: Sequence[float] | torch.Tensor,
+        target_shift: Sequence[float] | torch.Tensor,
+        target_scale: Sequence[float] | torch.Tensor,
+    ) -> None:
+        """Set the input and target standardisation (see the module documentation).
+
+        Args:
+            edge_shift, edge_scale: (F,) per edge feature (scales > 0).
+            target_shift, target_scale: (3,) for C_B, E_jk and T (:data:`TARGETS`; scales > 0).
+        """
+        for name, value in (
+            ("edge_shift", edge_shift),
+            ("edge_scale", edge_scale),
+            ("target_shift", target_shift),
+            ("target_scale", target_scale),
+        ):
+            buffer = getattr(self, name)
+            value = torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device)
+            if value.shape != buffer.shape:
+                raise ValueError(
+                    f"{name} has shape {tuple(value.shape)}, expected {tuple(buffer.shape)}"
+                )
+            if not torch.all(torch.isfinite(value)):
+                raise ValueError(f"{name} is not finite: {value.tolist()}")
+            if name.endswith("scale") and not torch.all(value > 0):
+                raise ValueError(f"{name} must be positive: {value.tolist()}")
+            buffer.copy_(value)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`; files written before the standardisation
+        buffers existed load with the identity standardisation (the paper's network)."""
+        state_dict = dict(state_dict)
+        for name in ("edge_shift", "edge_scale", "target_shift", "target_scale"):
+            state_dict.setdefault(name, getattr(self, name).detach().clone())
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @torch.no_grad()
+    def calibrate_global(self, graphs) -> None:
+        """Initialise the running pooled-vector statistics from graphs (``standardized``).
+
+        Args:
+            graphs: iterable of ``(x, edge_index, edge_attr)`` of training configurations; the
+                pooled vectors of every step are collected with the current weights and their
+                mean and variance over graphs become the running statistics.
+        """
+        if self.global_readout != "standardized":
+            return
+        was_training = self.training
+        self.eval()
+        pooled = []
+        for x, edge_index, edge_attr in graphs:
+            pooled.append(self._trunk(x, edge_index, edge_attr, None, 1, collect=True))
+        self.train(was_training)
+        if not pooled:
+            raise ValueError("calibrate_global needs at least one graph")
+        p = torch.cat(pooled, dim=1)  # (M, G, H)
+        self.pool_mean.copy_(p.mean(dim=1))
+        self.pool_var.copy_(
+            p.var(dim=1, correction=0) if p.shape[1] > 1 else torch.ones_like(self.pool_mean)
+        )
+
+    def _readout_input(self, pooled: torch.Tensor, step: int) -> torch.Tensor:
+        """The pooled vector (B, H) as MLP_g sees it at message-passing step ``step``."""
+        if self.global_readout == "paper":
+            return pooled
+        if self.training:
+            with torch.no_grad():
+                m = self.global_momentum
+                batch_mean = pooled.detach().mean(dim=0)
+                self.pool_mean[step].lerp_(batch_mean, m)
+                deviation = (pooled.detach() - self.pool_mean[step]).square().mean(dim=0)
+                self.pool_var[step].lerp_(deviation, m)
+        return (pooled - self.pool_mean[step]) * torch.rsqrt(self.pool_var[step] + 1e-12)
+
+    # ------------------------------------------------------------ forward
     def forward(
-        self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        batch: torch.Tensor | None = None,
+        num_graphs: int | None = None,
     ) -> TBotanOutput:
-        """Predictions for one graph.
+        """Predictions for one graph, or for a batch of graphs.
 
         Args:
             x: (N, node_features) node inputs (one-hot species).
             edge_index: (2, E) int64 edges (source j, target k).
-            edge_attr: (E, edge_features) edge inputs.
+            edge_attr: (E, edge_features) edge inputs, in physical units.
+            batch: (N,) int64 graph index of every node (sorted or not), or None for one graph.
+            num_graphs: B, the number of graphs of ``batch`` (default ``batch.max() + 1``).
+
+        Returns:
+            :class:`TBotanOutput` in physical units; ``t_pred`` () and ``embedding`` (H,) for
+            one graph, (B,) and (B, H) with ``batch``.
         """
+        if batch is not None and num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        h, e, g = self._trunk(x, edge_index, edge_attr, batch, num_graphs or 1)
+        shift, scale = self.target_shift, self.target_scale
+        t_pred = _decode(self.global_decoder, g) * scale[2] + shift[2]
+        return TBotanOutput(
+            cb=_decode(self.node_decoder, h) * scale[0] + shift[0],
+            edge=_decode(self.edge_decoder, e) * scale[1] + shift[1],
+            t_pred=t_pred.reshape(()) if batch is None else t_pred,
+            embedding=g.reshape(-1) if batch is None else g,
+        )
+
+    def _trunk(self, x, edge_index, edge_attr, batch, num_graphs, collect: bool = False):
+        """Encoders and the M steps: (h (N, H), e (E, H), g (B, H)), or with ``collect`` the
+        pooled vectors of every step, (M, B, H)."""
         src, dst = edge_index[0], edge_index[1]
         n_nodes = x.shape[0]
+        edge_attr = (edge_attr - self.edge_shift.to(edge_attr.dtype)) / self.edge_scale.to(
+            edge_attr.dtype
+        )
 
         h = h_enc = self.node_encoder(x)
         e = e_enc = self.edge_encoder(edge_attr)
-        g = h.new_zeros(1, h.shape[1])  # g⁰ = 0
+        g = h.new_zeros(num_graphs, h.shape[1])  # g⁰ = 0
+        if batch is not None:
+            counts = torch.bincount(batch, minlength=num_graphs).clamp_(min=1).to(h.dtype)
+        collected = []
 
         # Terms of the encoded inputs in the first layers: the same at every step.
         edge_const = self.edge_mlp.project(e_enc, 3) + self.edge_mlp.bias
         node_const = self.node_mlp.project(h_enc, 1) + self.node_mlp.bias
 
-        for _ in range(self.steps):
+        for step in range(self.steps):
             # e_jk ← MLP_e([h_j, h_k, e_jk, e_enc,jk])
             pre = self.edge_mlp.project(e, 2, add=edge_const)
             pre += self.edge_mlp.project(h, 0).index_select(0, src)  # W_src h, gathered
@@ -210,15 +371,27 @@ class TBotan(nn.Module):
             pre = self.node_mlp.project(h, 0, add=node_const)
             pre = self.node_mlp.project(incoming, 2, add=pre)
             h = self.node_mlp.finish(pre)
-            # g^m = MLP_g([g^{m−1}, (1/N) Σ_v h_v^m])  (never fed back)
-            g = self.global_mlp(g, h.mean(dim=0, keepdim=True))
+            # g^m = MLP_g([g^{m−1}, (1/N) Σ_v h_v^m])  (never fed back), per graph
+            if batch is None:
+                pooled = h.mean(dim=0, keepdim=True)
+            else:
+                pooled = h.new_zeros(num_graphs, h.shape[1]).index_add_(0, batch, h)
+                pooled = pooled / counts[:, None]
+            if collect:
+                collected.append(pooled)
+            g = self.global_mlp(g, self._readout_input(pooled, step))
+        if collect:
+            return torch.stack(collected)
+        return h, e, g
 
-        return TBotanOutput(
-            cb=self.node_decoder(h).squeeze(-1),
-            edge=self.edge_decoder(e).squeeze(-1),
-            t_pred=self.global_decoder(g).reshape(()),
-            embedding=g.reshape(-1),
-        )
+
+def _decode(decoder: MLP, z: torch.Tensor) -> torch.Tensor:
+    """A decoder's (...,) output, in float32 also under bf16/fp16 autocast (a bf16 C_B would
+    be quantised to ≈ 0.004, a tenth of its spread)."""
+    if z.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(z.device.type):
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return decoder(z.float()).squeeze(-1)
+    return decoder(z).squeeze(-1)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,7 +5,7 @@ t = 0 and (R, N, 3) for R isoconfigurational replicas at time t; positions may b
 unwrapped where only minimum-image *distances* are needed (C_B, edge labels), and must be
 unwrapped where *displacements* are needed (propensity, F_s).
 
-Definitions (PHYSICS.md §2, §5; paper Eq. 5):
+Definitions (docs/physics.md §2, §5; paper Eq. 5):
 
 - bonds of j at t = 0: the particles k with ``r_jk(0) < bond_in σ_jk`` (n_j of them);
 - ``C_B^j(t) = ⟨ n_j(t|0) / n_j ⟩_iso``, n_j(t|0) = how many of those bonds have
@@ -127,6 +127,7 @@ def tau_alpha_from_fs(times: np.ndarray, fs: np.ndarray, level: float = np.exp(-
     Args:
         times: (K,) increasing times > 0.
         fs: (K,) F_s values.
+        level: the F_s value that defines τα (default 1/e).
 
     Raises:
         ValueError: F_s never reaches the level on this grid (run longer).

@@ -34,7 +34,7 @@ PREDICTION_ATTRS = (
     "edge_graph",
 )
 
-#: Input variants of T-BOTAN (PHYSICS.md §6) and the graph each one predicts edges on.
+#: Input variants of T-BOTAN (docs/physics.md §6) and the graph each one predicts edges on.
 VARIANTS = ("is+ts", "is", "ts")
 VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
 
@@ -97,7 +97,6 @@ def write_predictions(
     Raises:
         PredictionsError: a missing attribute, inconsistent shapes or non-finite values.
     """
-    import h5py
 
     path = Path(path)
     arrays = {
@@ -112,9 +111,9 @@ def write_predictions(
         raise PredictionsError(f"{path}: predictions need the attributes {missing}")
     if attrs["edge_graph"] not in GRAPHS:
         raise PredictionsError(f"{path}: edge_graph must be one of {GRAPHS}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    from tbotan.io_utils import write_hdf5
+
+    def fill(f) -> None:
         for key, value in attrs.items():
             if key in ("schema_version", "kind", "complete"):
                 continue
@@ -126,7 +125,8 @@ def write_predictions(
         for name, array in (inputs or {}).items():
             f.create_dataset(f"input/{name}", data=np.asarray(array))
         f.attrs["complete"] = True  # last: a file without it was interrupted
-    os.replace(tmp, path)
+
+    write_hdf5(path, fill)
 
 
 def _check_prediction_arrays(arrays: dict, where: str) -> None:

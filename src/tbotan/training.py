@@ -1,19 +1,29 @@
-"""Training of T-BOTAN on mixed temperatures (PHYSICS.md §8), with checkpoints and exact resume.
+"""T-BOTAN training on mixed temperatures (docs/physics.md §8), with checkpoints and exact resume.
 
-One optimiser step per configuration: every epoch visits all training configurations of all
-training files (any mix of temperatures) once, in an order shuffled by ``(seed, epoch)``; the
-octahedral augmentation of step s is drawn from ``(seed, epoch, s)``.  Adam (``learning_rate``),
-global gradient-norm clip (``grad_clip``), loss weights from :func:`tbotan.losses.loss_weights`
-(warm-up of L_Var and L_Corr).  After each epoch the model is evaluated on the validation files
-(Pearson of predicted vs true C_B over type-A particles and mean T_pred, per temperature, and
-every loss term) and one row is appended to ``metrics.csv``.
+Every epoch visits all training configurations of all training files (any mix of
+temperatures) once, in an order shuffled by ``(seed, epoch)``, ``batch_size`` configurations
+per optimiser step (1, the paper's setting, by default; the loss of a step is the mean of its
+configurations' losses, pooling is per graph).  The octahedral augmentation of configuration k
+of step s is drawn from ``(seed, epoch, s)`` (batch 1) or ``(seed, epoch, s, k)``.  Adam with
+the learning rate of ``lr_schedule`` (constant, or warm-up then cosine decay, a pure function
+of the step, so resuming needs no scheduler state), global gradient-norm clip (``grad_clip``),
+loss weights from :func:`tbotan.losses.loss_weights` (warm-up of L_Var and L_Corr).
+
+Before the first step (``normalize_targets``), the targets and edge inputs are standardised
+with training-set statistics (:func:`standardization_from_data`, stored in the model's
+buffers), and the running statistics of a standardised global readout are initialised from
+training graphs.  After each epoch the model is evaluated on the validation files (Pearson of
+predicted vs true C_B over type-A particles, mean T_pred and its RMSE, per temperature, and every
+loss term) and one row is appended to ``metrics.csv``; ``select_model: val_objective`` keeps
+the weights of the epoch with the lowest validation objective for ``model.pt``.
 
 Output folder (docs/formats.md): ``metrics.csv``; ``checkpoint.pt`` every
 ``checkpoint_every`` epochs and at the end (model, optimiser, epoch, RNG states, configuration,
-variant, λ_g, seed; written atomically); ``model.pt`` at the end (configuration, variant and
-weights: all that ``tbotan predict`` needs).  ``resume=True`` continues from ``checkpoint.pt``;
-on the CPU the result is bit-identical to an uninterrupted run (tested).  On CUDA, scatter
-sums use atomics, so runs agree only to rounding.
+variant, λ_g, seed, the metrics so far and the best epoch's weights; written atomically);
+``model.pt`` at the end (configuration, variant and weights: all that ``tbotan predict``
+needs).  ``resume=True`` continues from ``checkpoint.pt``; on the CPU the result is
+bit-identical to an uninterrupted run (tested).  On CUDA, scatter sums use atomics, so runs
+agree only to rounding.
 
 A non-finite loss or gradient stops training with :class:`TrainingError` naming the epoch,
 the step, the file and the configuration.
@@ -21,6 +31,7 @@ the step, the file and the configuration.
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import math
@@ -37,7 +48,7 @@ import torch
 
 from tbotan import config as cfgmod
 from tbotan.graphs import GraphDataset, check_variant, octahedral_augment, octahedral_operation
-from tbotan.losses import TERMS, loss_weights, tbotan_losses
+from tbotan.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
 from tbotan.model import TBotan
 
 log = logging.getLogger(__name__)
@@ -153,7 +164,9 @@ def set_rng_states(states: dict) -> None:
     )
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        # a checkpoint written with more GPUs than this machine has restores the ones present
+        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
 
 
 def _as_tuple(x):
@@ -161,12 +174,16 @@ def _as_tuple(x):
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary name, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to memory, then written to a temporary name and renamed
+    (:func:`tbotan.io_utils.atomic_path`: no ``.tmp`` is left when the disk is full)."""
+    import io
+
+    from tbotan.io_utils import atomic_path
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def load_file(path: str | os.PathLike, kind: str) -> dict:
@@ -196,6 +213,83 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((dx * dy).sum()) / denominator if denominator > 0 else float("nan")
 
 
+def training_data_summary(dataset: GraphDataset) -> dict:
+    """What the model was trained on, for ``tbotan predict``'s applicability check.
+
+    Returns:
+        ``n_particles`` (sorted distinct N), ``density`` (min, max of N/L³) and ``fraction_a``
+        (min, max of the fraction of type-A particles) over the training files.
+    """
+    sizes, densities, fractions = set(), [], []
+    for f in dataset.files:
+        n = f.n_particles
+        sizes.add(int(n))
+        densities.append(n / f.box_length**3)
+        types = f.configuration(0, graphs=())["types"]
+        fractions.append(float(np.mean(types == 0)))
+    return {
+        "n_particles": sorted(sizes),
+        "density": [float(min(densities)), float(max(densities))],
+        "fraction_a": [float(min(fractions)), float(max(fractions))],
+    }
+
+
+def standardization_from_data(dataset: GraphDataset) -> dict:
+    """Shifts and scales of the edge inputs and targets over a training set.
+
+    Edge inputs: the relative vectors (features 0–2) get shift 0 and one common scale, their
+    root-mean-square component, so that standardisation commutes with the octahedral
+    augmentation; any further feature (the thermal distance of ``is+ts``) its mean and
+    standard deviation.  Targets: mean and standard deviation of C_B over every particle, of
+    E_jk over every edge, and of T over the configurations (scale 1 when all share one T).
+    Accumulated in float64.
+
+    Returns:
+        Keyword arguments of :meth:`tbotan.model.TBotan.set_standardization`.
+    """
+    n_features = None
+    moments = {}
+
+    def add(name, values):
+        v = values.detach().double().reshape(values.shape[0], -1)
+        s = moments.setdefault(name, [0, torch.zeros(v.shape[1], dtype=torch.float64), None])
+        s[0] += v.shape[0]
+        s[1] += v.sum(0)
+        s[2] = v.square().sum(0) if s[2] is None else s[2] + v.square().sum(0)
+
+    for i in range(len(dataset)):
+        data = dataset[i]
+        n_features = data.edge_attr.shape[1]
+        add("edge_attr", data.edge_attr)
+        add("cb", data.y[:, None])
+        add("edge", data.y_edge[:, None])
+        add("t", data.temperature[:1, None])
+
+    def mean_std(name):
+        n, s1, s2 = moments[name]
+        mean = s1 / n
+        return mean, (s2 / n - mean.square()).clamp(min=0).sqrt()
+
+    f_mean, f_std = mean_std("edge_attr")
+    _, s2 = moments["edge_attr"][1], moments["edge_attr"][2]
+    vector_rms = float((s2[:3].sum() / (3 * moments["edge_attr"][0])).sqrt())
+    edge_shift = torch.zeros(n_features, dtype=torch.float64)
+    edge_scale = torch.full((n_features,), vector_rms, dtype=torch.float64)
+    edge_shift[3:], edge_scale[3:] = f_mean[3:], f_std[3:]
+    target_shift, target_scale = [], []
+    for name in ("cb", "edge", "t"):
+        mean, std = mean_std(name)
+        target_shift.append(float(mean[0]))
+        target_scale.append(float(std[0]) if float(std[0]) > 1e-6 else 1.0)
+    edge_scale = torch.where(edge_scale > 1e-12, edge_scale, torch.ones_like(edge_scale))
+    return dict(
+        edge_shift=edge_shift,
+        edge_scale=edge_scale,
+        target_shift=target_shift,
+        target_scale=target_scale,
+    )
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -217,6 +311,7 @@ def metrics_columns(temperature_labels: Sequence[str]) -> list[str]:
         columns += [f"val_pearson_T{label}", f"val_t_pred_T{label}"]
     columns += ["elapsed_s", "lambda_global", "grad_norm"]
     columns += [f"val_{term}" for term in TERMS]
+    columns += ["val_pearson", "val_t_rmse", "val_objective"]
     for label in temperature_labels:
         columns += [f"val_pearson_edge_T{label}"]
         columns += [f"val_{term}_T{label}" for term in TERMS]
@@ -255,7 +350,7 @@ class Trainer:
             tune_cpu_allocator()
         self.train_files = [str(Path(p).resolve()) for p in train_files]
         self.validation_files = [str(Path(p).resolve()) for p in validation_files]
-        cache = self.training["cache_graphs"] != "none"
+        cache = self._cache_mode() != "none"
         self.train_set = GraphDataset(self.train_files, self.variant, cache=cache)
         self.val_set = (
             GraphDataset(self.validation_files, self.variant, cache=cache)
@@ -268,9 +363,32 @@ class Trainer:
             else []
         )
         self.columns = metrics_columns(self.val_labels)
+        for ds in [self.train_set] + ([self.val_set] if self.val_set else []):
+            for f in ds.files:
+                try:
+                    check_box(self.training["corr_distances"], f.box_length, str(f.path))
+                except ValueError as exc:
+                    raise TrainingError(str(exc)) from None
 
+        self._device_cache: dict[tuple[int, int], object] = {}
         seed_everything(self.seed)
         self.model = TBotan.from_config(config, self.variant).to(self.device)
+        self.normalize = bool(self.training["normalize_targets"])
+        if self.normalize:
+            self.model.set_standardization(**standardization_from_data(self.train_set))
+        if self.model.global_readout == "standardized":
+            calibration = [
+                self._sample(self.train_set, i) for i in range(min(len(self.train_set), 64))
+            ]
+            self.model.calibrate_global((d.x, d.edge_index, d.edge_attr) for d in calibration)
+        self.scales = self._target_scales()
+        self.select = self.training["select_model"]
+        if self.select != "last" and self.val_set is None:
+            log.warning(
+                "select_model %r needs validation files; keeping the last epoch", self.select
+            )
+            self.select = "last"
+        self.best: dict = {}
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=self.training["learning_rate"]
         )
@@ -283,7 +401,13 @@ class Trainer:
         self.epoch = 0
         self.elapsed = 0.0
         self.metrics: list[dict] = []
-        self._device_cache: dict[int, object] = {}
+
+    def _target_scales(self) -> TargetScales | None:
+        """The loss scales of the standardised targets (None: the paper's losses)."""
+        if not self.normalize:
+            return None
+        scale = self.model.target_scale.detach().cpu()
+        return TargetScales(edge=float(scale[1]), temperature=float(scale[2]))
 
     # ------------------------------------------------------------ checkpoints
     @property
@@ -317,6 +441,8 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "rng": rng_states(),
+                "metrics": self.metrics,
+                "best": self.best,
             },
             self.checkpoint_path,
         )
@@ -325,14 +451,18 @@ class Trainer:
         from tbotan.dataset import git_commit, package_versions
 
         path = self.out_dir / MODEL_NAME
+        chosen = self.best if self.select != "last" and self.best else None
         atomic_save(
             {
                 "format": MODEL_FORMAT,
                 "version": FILE_VERSION,
                 **self._identity(),
-                "epoch": self.epoch,
+                "epoch": int(chosen["epoch"]) if chosen else self.epoch,
+                "epochs_trained": self.epoch,
+                "select_model": self.select,
                 "training_temperatures": self.train_set.temperatures(),
-                "state_dict": self.model.state_dict(),
+                "training_data": training_data_summary(self.train_set),
+                "state_dict": chosen["state_dict"] if chosen else self.model.state_dict(),
                 "git_commit": git_commit() or "",
                 "package_versions": package_versions(),
             },
@@ -344,15 +474,23 @@ class Trainer:
         """Continue from ``checkpoint.pt`` if there is one; returns whether it did."""
         if not self.checkpoint_path.is_file():
             return False
-        ckpt = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
+        try:
+            ckpt = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
+        except TrainingError as exc:  # garbage or foreign file: not a resumable training
+            raise IncompatibleCheckpoint(str(exc)) from None
         where = str(self.checkpoint_path)
+        missing = {"variant", "config", "model", "optimizer", "rng", "epoch"} - set(ckpt)
+        if missing:
+            raise IncompatibleCheckpoint(
+                f"{where}: not a complete checkpoint (no {sorted(missing)})"
+            )
         for key in ("variant", "lambda_global", "seed", "train_files", "validation_files"):
             if ckpt[key] != getattr(self, key):
                 raise IncompatibleCheckpoint(
                     f"{where}: cannot resume, {key} differs (checkpoint {ckpt[key]!r}, "
                     f"now {getattr(self, key)!r}); use another output folder or drop --resume"
                 )
-        differing = _config_differences(ckpt["config"], self.config)
+        differing = _config_differences(ckpt["config"], self.config, self._resumable_keys())
         if differing:
             raise IncompatibleCheckpoint(
                 f"{where}: cannot resume, the configuration differs in {', '.join(differing)}"
@@ -362,25 +500,54 @@ class Trainer:
         set_rng_states(ckpt["rng"])
         self.epoch = int(ckpt["epoch"])
         self.elapsed = float(ckpt["elapsed_s"])
-        self.metrics = [
-            row for row in _read_metrics(self.metrics_path) if row["epoch"] <= self.epoch
-        ]
+        self.scales = self._target_scales()
+        self.best = ckpt.get("best", {})
+        history = ckpt["metrics"] if "metrics" in ckpt else _read_metrics(self.metrics_path)
+        self.metrics = [row for row in history if row["epoch"] <= self.epoch]
         _write_metrics(self.metrics_path, self.columns, self.metrics)
         log.info("resumed %s from epoch %d", self.model_id, self.epoch)
         return True
 
+    def _resumable_keys(self) -> set[str]:
+        """Training keys a resumption may change (``epochs`` only with a constant rate: the
+        cosine schedule depends on it)."""
+        if self.training["lr_schedule"] == "constant":
+            return RESUMABLE_KEYS
+        return RESUMABLE_KEYS - {"epochs"}
+
+    def learning_rate(self, epoch: int, step: int, steps: int) -> float:
+        """Rate of optimiser step ``step`` (0-based) of ``steps`` in 1-based ``epoch``."""
+        base = float(self.training["learning_rate"])
+        if self.training["lr_schedule"] == "constant":
+            return base
+        t = (epoch - 1) + (step + 1) / steps  # epochs done after this step
+        warm = float(self.training["lr_warmup_epochs"])
+        if t <= warm:
+            return base * t / warm
+        final = float(self.training["lr_final_factor"])
+        x = min(max((t - warm) / max(self.training["epochs"] - warm, 1e-12), 0.0), 1.0)
+        return base * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * x)))
+
     # ------------------------------------------------------------ one epoch
     def _sample(self, dataset: GraphDataset, i: int):
-        if self.training["cache_graphs"] == "device":
+        if self._cache_mode() == "device":
             key = (id(dataset), i)
             if key not in self._device_cache:
-                self._device_cache[key] = dataset[i].to(self.device)
+                self._device_cache[key] = _moved(dataset[i], self.device)
             return self._device_cache[key]
-        return dataset[i].to(self.device, non_blocking=True)
+        return _moved(dataset[i], self.device)
+
+    def _cache_mode(self) -> str:
+        """``cache_graphs`` with ``auto`` resolved: on the device for CUDA (HDF5 reads would
+        dominate a GPU step), none on the CPU."""
+        mode = self.training["cache_graphs"]
+        if mode == "auto":
+            return "device" if self.device.type == "cuda" else "none"
+        return mode
 
     def _loader(self, dataset: GraphDataset, order: Sequence[int]):
         workers = self.training["num_workers"]
-        if workers == 0 or self.training["cache_graphs"] != "none":
+        if workers == 0 or self._cache_mode() != "none":
             return (self._sample(dataset, int(i)) for i in order)
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -389,7 +556,7 @@ class Trainer:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
         )
-        return (data.to(self.device, non_blocking=True) for data in loader)
+        return (_moved(data, self.device) for data in loader)
 
     def _losses(self, data, weights):
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
@@ -400,24 +567,76 @@ class Trainer:
             weights,
             distances=self.training["corr_distances"],
             block_rows=self.training["corr_block_rows"],
+            scales=self.scales,
+            mse_mean_weight=self.training["mse_mean_weight"],
         )
         return out, terms
+
+    def batch_losses(self, graphs: Sequence, weights, batched: bool | None = None):
+        """Loss terms of one optimiser step: the mean over ``graphs`` of each graph's terms.
+
+        One graph goes through the model alone (the paper's step); several (or ``batched``)
+        as one PyG batch, with per-graph pooling, and each graph's terms computed on its own
+        slice of the outputs.  Returns ``(outputs per graph, terms)``.
+        """
+        if len(graphs) == 1 and not batched:
+            out, terms = self._losses(graphs[0], weights)
+            return [out], terms
+        from torch_geometric.data import Batch
+
+        from tbotan.model import TBotanOutput
+
+        batch = Batch.from_data_list(list(graphs))
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
+            out = self.forward(
+                batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs
+            )
+        outputs, per_graph = [], []
+        n0 = e0 = 0
+        for k, data in enumerate(graphs):
+            n1, e1 = n0 + data.num_nodes, e0 + data.edge_index.shape[1]
+            o = TBotanOutput(out.cb[n0:n1], out.edge[e0:e1], out.t_pred[k], out.embedding[k])
+            outputs.append(o)
+            per_graph.append(
+                tbotan_losses(
+                    o,
+                    data,
+                    weights,
+                    distances=self.training["corr_distances"],
+                    block_rows=self.training["corr_block_rows"],
+                    scales=self.scales,
+                    mse_mean_weight=self.training["mse_mean_weight"],
+                )
+            )
+            n0, e0 = n1, e1
+        terms = {t: torch.stack([p[t] for p in per_graph]).mean() for t in TERMS}
+        return outputs, terms
 
     def train_epoch(self, bar=None) -> dict:
         epoch = self.epoch + 1
         weights = loss_weights(self.training, epoch, self.lambda_global)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_set))
         self.model.train()
+        size = int(self.training["batch_size"])
+        steps = max(math.ceil(len(order) / size), 1)
         sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
-        for step, data in enumerate(self._loader(self.train_set, order)):
+        graphs_in = self._loader(self.train_set, order)
+        for step in range(steps):
+            items = order[step * size : (step + 1) * size]
+            graphs = [next(graphs_in) for _ in items]
             if self.training["augment"]:
-                op = octahedral_operation(np.random.default_rng([self.seed, epoch, step]))
-                data = octahedral_augment(data, *op)
-            _, terms = self._losses(data, weights)
+                for k, data in enumerate(graphs):
+                    key = [self.seed, epoch, step] if size == 1 else [self.seed, epoch, step, k]
+                    op = octahedral_operation(np.random.default_rng(key))
+                    graphs[k] = octahedral_augment(data, *op)
+            lr = self.learning_rate(epoch, step, steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            _, terms = self.batch_losses(graphs, weights)
             values = torch.stack([terms[t].detach().double() for t in TERMS]).cpu()
             if not torch.all(torch.isfinite(values)):
                 self._fail(
-                    epoch, step, order[step], "loss", dict(zip(TERMS, values.tolist(), strict=True))
+                    epoch, step, items, "loss", dict(zip(TERMS, values.tolist(), strict=True))
                 )
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
@@ -426,14 +645,13 @@ class Trainer:
             )
             norm = float(norm)
             if not math.isfinite(norm):
-                self._fail(epoch, step, order[step], "gradient norm", {"grad_norm": norm})
+                self._fail(epoch, step, items, "gradient norm", {"grad_norm": norm})
             self.optimizer.step()
             sums += torch.cat([values, torch.tensor([norm], dtype=torch.float64)])
             if bar is not None:
-                bar.update(1)
+                bar.update(len(items))
                 bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.4g}", refresh=False)
-        n = max(len(order), 1)
-        means = (sums / n).tolist()
+        means = (sums / steps).tolist()
         row = dict(zip(TERMS, means[:-1], strict=True))
         row["grad_norm"] = means[-1]
         for p_name, p in self.model.named_parameters():
@@ -449,12 +667,14 @@ class Trainer:
         )
         return row
 
-    def _fail(self, epoch: int, step: int, item: int, what: str, values: dict) -> None:
-        path, c = self.train_set.locate(int(item))
+    def _fail(self, epoch: int, step: int, items, what: str, values: dict) -> None:
+        where = "; ".join(
+            "file {}, configuration {}".format(*self.train_set.locate(int(i))) for i in items
+        )
         shown = ", ".join(f"{k} = {v:.6g}" for k, v in values.items())
         raise TrainingError(
-            f"non-finite {what} at epoch {epoch}, step {step}: file {path}, configuration {c} "
-            f"({shown}); training stopped (check the labels of that configuration, or lower "
+            f"non-finite {what} at epoch {epoch}, step {step}: {where} ({shown}); training "
+            "stopped (check the labels of that configuration, or lower "
             "training.learning_rate); the last checkpoint is intact"
         )
 
@@ -474,6 +694,7 @@ class Trainer:
             rec["pearson"].append(pearson(out.cb[a], data.y[a]))
             rec["pearson_edge"].append(pearson(out.edge, data.y_edge))
             rec["t_pred"].append(float(out.t_pred))
+            rec.setdefault("t_true", []).append(float(data.temperature[0]))
             for t in TERMS:
                 rec.setdefault(t, []).append(float(terms[t]))
         row: dict = {}
@@ -485,6 +706,19 @@ class Trainer:
                 row[f"val_{t}_T{label}"] = float(np.mean(rec[t]))
         for t in TERMS:
             row[f"val_{t}"] = float(np.mean([v for rec in per_t.values() for v in rec[t]]))
+        errors = [
+            p - t
+            for rec in per_t.values()
+            for p, t in zip(rec["t_pred"], rec["t_true"], strict=True)
+        ]
+        row["val_t_rmse"] = float(np.sqrt(np.mean(np.square(errors))))
+        row["val_pearson"] = float(np.mean([row[f"val_pearson_T{k}"] for k in per_t]))
+        tr = self.training
+        row["val_objective"] = (
+            tr["lambda_node"] * row["val_loss_mse"]
+            + tr["lambda_edge"] * row["val_loss_edge"]
+            + self.lambda_global * row["val_loss_global"]
+        )
         return row
 
     # ------------------------------------------------------------ the loop
@@ -511,6 +745,16 @@ class Trainer:
                 seconds = time.perf_counter() - start
                 self.elapsed += seconds
                 row.update(epoch=self.epoch, time_s=seconds, elapsed_s=self.elapsed)
+                if self.select != "last" and (
+                    not self.best or row["val_objective"] < self.best["score"]
+                ):
+                    self.best = {
+                        "epoch": self.epoch,
+                        "score": float(row["val_objective"]),
+                        "state_dict": {
+                            k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                        },
+                    }
                 self.metrics.append(row)
                 _append_metrics(self.metrics_path, self.columns, row)
                 if self.epoch % self.training["checkpoint_every"] == 0 or self.epoch == total:
@@ -585,12 +829,20 @@ def train(
 # ---------------------------------------------------------------------------- helpers
 
 
-def _config_differences(old: dict, new: dict) -> list[str]:
+def _moved(data, device: torch.device):
+    """``data`` on ``device`` without touching the caller's graph (``Data.to`` moves in place:
+    a host cache would silently become a device cache)."""
+    if all(t.device == device for t in (data.x, data.edge_index)):
+        return data
+    return copy.copy(data).to(device, non_blocking=True)
+
+
+def _config_differences(old: dict, new: dict, resumable: set[str] = RESUMABLE_KEYS) -> list[str]:
     out = []
     for section in ("model", "training", "graph"):
         a, b = old.get(section, {}), new.get(section, {})
         for key in sorted(set(a) | set(b)):
-            if section == "training" and key in RESUMABLE_KEYS:
+            if section == "training" and key in resumable:
                 continue
             if a.get(key) != b.get(key):
                 out.append(f"{section}.{key} ({a.get(key)!r} → {b.get(key)!r})")
@@ -598,14 +850,13 @@ def _config_differences(old: dict, new: dict) -> list[str]:
 
 
 def _write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    from tbotan.io_utils import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
-    os.replace(tmp, path)
 
 
 def _append_metrics(path: Path, columns: list[str], row: dict) -> None:

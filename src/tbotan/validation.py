@@ -35,7 +35,8 @@ from tbotan.md.protocols import (
     quench,
 )
 
-#: Reference values of the BOTAN files (shared/data/botan-T0.44/README.md), file 1.
+#: Reference values of BOTAN file 1, from the README published with the BOTAN data (quoted in
+#: docs/validation.md).
 BOTAN_FILE1 = {
     "u": -6.18434,
     "e_is": -6.83792,
@@ -45,7 +46,7 @@ BOTAN_FILE1 = {
 }
 #: Table I of the paper.
 TABLE_I = {0.80: 3.42, 0.64: 16.5}
-#: Wave number of F_s (first peak of S_AA(q), PHYSICS.md §2).
+#: Wave number of F_s (first peak of S_AA(q), docs/physics.md §2).
 Q_FS = 7.25
 #: Temperature and time (= Table I's τα(0.44)) of the stored BOTAN replicas.
 BOTAN_TEMPERATURE = 0.44

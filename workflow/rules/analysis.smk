@@ -30,4 +30,4 @@ rule figures:
     conda:
         env("envs/analysis.yaml")
     shell:
-        "{params.tbotan} figures --run-dir {params.run} --config {params.config} --out {params.analysis} > {log} 2>&1"
+        "{params.tbotan} figures --run-dir {params.run:q} --config {params.config:q} --out {params.analysis:q} > {log:q} 2>&1"

@@ -1,5 +1,7 @@
 # Helpers shared by all rule files; the validated configuration, paths, model ids, inputs.
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +30,36 @@ except tbotan_config.ConfigError as exc:
 config.clear()
 config.update(_validated)
 validate(config, schema=str(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+
+# results_dir and run_name end up in every job's command line.  The rules quote them ({...:q}),
+# so spaces work; characters that are unsafe anyway (quotes, `;`, `$`, backticks, newlines,
+# `{}` which Snakemake reads as wildcards, `%` which sbatch reads as a pattern...) are refused
+# here, before any job: letters, digits, spaces and / . _ - + , = @ : only, no leading `-` (it
+# would read as an option) and no leading or trailing whitespace.
+_SAFE_PATH = re.compile(r"[\w /.+,=@:-]*")
+
+
+def unsafe_path_setting(key):
+    """Why config[key] cannot be used in the rules' paths, as one line, or None."""
+    value = config[key]
+    bad = sorted({ch for ch in value if not _SAFE_PATH.fullmatch(ch)})
+    if bad:
+        reason = "contains " + " ".join(repr(ch) for ch in bad)
+    elif value != value.strip():
+        reason = "starts or ends with whitespace"
+    elif value.startswith("-"):
+        reason = "starts with '-'"
+    else:
+        return None
+    return (
+        f"{key} {value!r} {reason}; it is used in shell commands, so use only letters, "
+        "digits, spaces and / . _ - + , = @ : (no leading '-' or surrounding spaces)"
+    )
+
+
+for _key in ("results_dir", "run_name"):
+    if unsafe_path_setting(_key):
+        raise WorkflowError(unsafe_path_setting(_key))
 
 # profiles/slurm takes the account and partitions from the environment; an unset variable
 # would reach sbatch as a literal "$TBOTAN_SLURM_..." string, so name it before any submission
@@ -72,7 +104,11 @@ if not RESOLVED.is_file() or RESOLVED.read_text() != _text:
 # How rules call the package: from this checkout, so no environment needs it installed; with
 # the interpreter that runs Snakemake, or with each rule's conda environment (--sdm conda).
 PYTHON = "python" if _uses_conda() else sys.executable
-TBOTAN = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {PYTHON} -m tbotan"
+# (a command, inserted unquoted as {params.tbotan}: its paths are quoted here)
+TBOTAN = (
+    f"PYTHONPATH={shlex.quote(str(SRC))}${{PYTHONPATH:+:$PYTHONPATH}} "
+    f"{shlex.quote(PYTHON)} -m tbotan"
+)
 
 
 def section(*names, T=None):
@@ -120,7 +156,8 @@ def iso_inputs(w):
 
 
 def tau_alpha_option(w, input):
-    return f"--tau-alpha-json {input.tau_alpha}" if "tau_alpha" in input.keys() else ""
+    """The --tau-alpha-json option as a list, so that {params.tau:q} quotes its path."""
+    return ["--tau-alpha-json", input.tau_alpha] if "tau_alpha" in input.keys() else []
 
 
 def label_chunks(w):
@@ -129,6 +166,14 @@ def label_chunks(w):
 
 def figure_inputs(w):
     tests = expand(RUN / "datasets" / "T{T}_test.h5", T=TEMPERATURES)
+    # the structural baselines are fitted on the training split and select on the validation
+    # split of the training temperatures
+    tests += [
+        RUN / "datasets" / f"T{T}_{split}.h5"
+        for T in TRAINED
+        for split in ("train", "validation")
+        if tbotan_config.split_sizes(config, T)[split]
+    ]
     preds = expand(
         RUN / "predictions" / "{model}" / "T{T}_test.h5", model=ALL_MODELS, T=TEMPERATURES
     )

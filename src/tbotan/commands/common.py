@@ -49,3 +49,168 @@ def progress_bar(total: int, description: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+
+
+# ---------------------------------------------------------------------------- pre-flight checks
+# Each stage calls these before any MD, so that bad input fails in seconds, not after hours.
+
+
+def add_restart_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restart-if-incompatible",
+        action="store_true",
+        help="a checkpoint (<output>.ckpt/) that cannot be resumed, made with other parameters "
+        "or damaged, is moved to <output>.ckpt.stale/ and the run starts afresh (what the "
+        "workflow does); without it, such a checkpoint is an error",
+    )
+
+
+def available_memory(device: str) -> tuple[int | None, str]:
+    """(bytes available, where) on ``device`` ('cpu', 'cuda', 'cuda:1'); None when unknown."""
+    if str(device).startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                free, _ = torch.cuda.mem_get_info(torch.device(device))
+                return int(free), f"free on {device}"
+        except Exception:  # no usable CUDA here: the engine will say so itself
+            return None, device
+        return None, device
+    candidates = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # a cgroup (v2) limit, as in batch jobs and containers
+        from pathlib import Path
+
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            candidates.append(max(int(limit) - int(used), 0))
+    except (OSError, ValueError):
+        pass
+    return (min(candidates), "available on this host") if candidates else (None, "host")
+
+
+def check_memory(
+    config: dict,
+    stage: str,
+    engine=None,
+    n_systems: int | None = None,
+    n_particles: int | None = None,
+) -> None:
+    """Refuse a stage whose lower-bound memory need exceeds what is available (UserError)."""
+    from tbotan import config as cfgmod
+    from tbotan.cli import UserError
+
+    estimate = cfgmod.memory_estimate(config, stage, n_systems, n_particles)
+    device = "cpu"
+    if engine is not None:
+        device = str(engine.describe().get("device", "cpu"))
+    available, where = available_memory(device)
+    if available is None or estimate["bytes"] <= available:
+        return
+    gib = 1024.0**3
+    raise UserError(
+        f"{stage} needs at least {estimate['bytes'] / gib:.1f} GiB for {estimate['systems']} "
+        f"systems of N = {estimate['n_particles']} (neighbour lists and particle arrays), but "
+        f"only {available / gib:.1f} GiB is {where}: reduce {' or '.join(estimate['keys'])}, or "
+        "run where more memory is available"
+    )
+
+
+def checkpoint_problem(directory) -> str | None:
+    """Why the checkpoint folder ``directory`` cannot be resumed, or None (absent or sound)."""
+    import json
+    from pathlib import Path
+
+    from tbotan.configuration import ConfigurationError, gsd_frame_count
+
+    directory = Path(directory)
+    pointer = directory / "latest"
+    if not pointer.exists():
+        return None
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"checkpoint pointer {pointer} cannot be read ({exc})"
+    folder = directory / name
+    if not name or "/" in name or not folder.is_dir():
+        return f"checkpoint pointer {pointer} names {name[:40]!r}, which is not a checkpoint here"
+    record = folder / "record.json"
+    try:
+        payload = json.loads(record.read_text())
+    except FileNotFoundError:
+        return f"checkpoint record {record} is missing"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"checkpoint record {record} is damaged ({' '.join(str(exc).split())})"
+    index = payload.get("index") if isinstance(payload, dict) else None
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("fingerprint"), str)
+        or not isinstance(index, int)
+        or isinstance(index, bool)
+        or index < 0
+        or not isinstance(payload.get("record"), dict)
+    ):
+        return f"checkpoint record {record} is damaged (no fingerprint, index and record)"
+    for part in ("state.gsd", "collected.gsd"):
+        path = folder / part
+        if part == "state.gsd" or path.exists():
+            try:
+                gsd_frame_count(path)
+            except ConfigurationError as exc:
+                return f"checkpoint {folder}: {exc}"
+    return None
+
+
+def move_checkpoint_aside(directory, reason: str) -> None:
+    """Move ``directory`` to ``<directory>.stale`` (replacing an older one), with a note."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    directory = Path(directory)
+    stale = directory.with_name(directory.name + ".stale")
+    shutil.rmtree(stale, ignore_errors=True)
+    os.replace(directory, stale)
+    print(f"note: {reason}; moved it to {stale} and starting afresh", file=sys.stderr)
+
+
+def run_resumable(protocol, checkpoint_dir, restart: bool):
+    """``protocol()`` with the checkpoint folder checked first.
+
+    A damaged checkpoint, or one made with other parameters (``CheckpointMismatch``: the
+    configuration changed after the run was killed), is a one-line UserError naming the folder,
+    or with ``restart`` (``--restart-if-incompatible``) is moved aside and the run starts afresh.
+    """
+    from tbotan.cli import UserError
+    from tbotan.md.checkpoint import CheckpointMismatch
+
+    flag = "--restart-if-incompatible"
+    problem = checkpoint_problem(checkpoint_dir)
+    if problem is not None:
+        if not restart:
+            raise UserError(
+                f"{problem}: delete {checkpoint_dir} to start over, or pass {flag} to move it aside"
+            )
+        move_checkpoint_aside(checkpoint_dir, problem)
+    try:
+        return protocol()
+    except CheckpointMismatch as exc:
+        if not restart:
+            raise UserError(
+                f"{one_line_text(exc)} (the configuration changed since the run was "
+                f"interrupted); or pass {flag} to move it aside"
+            ) from exc
+        move_checkpoint_aside(checkpoint_dir, one_line_text(exc))
+        return protocol()
+
+
+def one_line_text(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -31,25 +31,34 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan.dataset import write_dataset
+    from tbotan.io_utils import check_writable, remove_quietly
     from tbotan.labelling import assemble_splits, split_file_names
 
     config = load_config(args, check_engine=False)
     T = float(args.temperature)
-    splits = assemble_splits(config, T, args.chunks)
     names = split_file_names(config, T)
     if args.split is not None:
         if args.output is None:
             raise ValueError("--split needs --output")
-        if args.split not in splits:
+        if args.split not in names:
             raise ValueError(f"T = {T:g} has no {args.split} split (it is not trained on)")
         targets = {args.split: Path(args.output)}
     elif args.output_dir is not None:
-        targets = {s: Path(args.output_dir) / names[s] for s in splits}
+        targets = {s: Path(args.output_dir) / name for s, name in names.items()}
     else:
         raise ValueError("give --split with --output, or --output-dir")
+    check_writable(*targets.values())
+    splits = assemble_splits(config, T, args.chunks)
+    written = []
     for split, path in targets.items():
         content = splits[split]
-        write_dataset(path, content)
+        try:
+            write_dataset(path, content)
+        except BaseException:
+            for done in written:  # every split of T, or none
+                remove_quietly(done)
+            raise
+        written.append(path)
         a = content.types == 0
         print(
             f"wrote {path}: {content.n_configurations} configurations, mean C_B(A) = "

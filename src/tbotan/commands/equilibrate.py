@@ -1,4 +1,4 @@
-"""Equilibrium configurations at one temperature (PHYSICS.md §3).
+"""Equilibrium configurations at one temperature (docs/physics.md §3).
 
 Independent systems run side by side in one batch: random start, melt, NVT at T for
 ``equilibration_tau_alpha`` τα, then samples every ``sample_interval_tau_alpha`` τα.  The run
@@ -10,7 +10,14 @@ half of the equilibration, A-particle MSD between samples) unless
 
 from __future__ import annotations
 
-from tbotan.commands.common import add_config_argument, load_config, make_engine_from_config
+from tbotan.commands.common import (
+    add_config_argument,
+    add_restart_argument,
+    check_memory,
+    load_config,
+    make_engine_from_config,
+    run_resumable,
+)
 
 NAME = "equilibrate"
 HELP = "equilibrium configurations at one temperature (GSD + checks report)"
@@ -21,6 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", required=True, help="T, as in the configuration")
     parser.add_argument("--output", required=True, help="GSD file of the samples")
     parser.add_argument("--report", default=None, help="JSON report (default: <output>.json)")
+    add_restart_argument(parser)
 
 
 def run(args) -> int:
@@ -30,23 +38,29 @@ def run(args) -> int:
 
     from tbotan.cli import UserError
     from tbotan.configuration import write_gsd
-    from tbotan.io_utils import write_json
+    from tbotan.io_utils import check_writable, remove_quietly, write_json
     from tbotan.md.checkpoint import Checkpointer
     from tbotan.md.protocols import EquilibrationError, EquilibrationParameters, equilibrate
 
     config = load_config(args)
     params = EquilibrationParameters.from_config(config, float(args.temperature))
-    engine = make_engine_from_config(config)
     output = Path(args.output)
+    report_path = args.report or output.with_suffix(".json")
+    check_writable(output, report_path)
+    engine = make_engine_from_config(config)
+    check_memory(config, "equilibrate", engine)
     ckpt_dir = output.with_name(output.name + ".ckpt")
     print(
         f"equilibrating {params.n_systems} systems of N = {params.n_particles} at "
         f"T = {params.temperature:g} ({engine.name} engine): {params.equilibration_time:g} time "
         f"units, then {params.samples_per_system} samples {params.sample_interval:g} apart"
     )
-    report_path = args.report or output.with_suffix(".json")
     try:
-        result = equilibrate(engine, params, checkpoint_dir=ckpt_dir)
+        result = run_resumable(
+            lambda: equilibrate(engine, params, checkpoint_dir=ckpt_dir),
+            ckpt_dir,
+            args.restart_if_incompatible,
+        )
     except EquilibrationError as exc:
         write_json(report_path, {**exc.args[1].report, "engine": engine.describe()})
         raise UserError(f"{exc} (report: {report_path}; checkpoints kept in {ckpt_dir})") from exc
@@ -56,7 +70,11 @@ def run(args) -> int:
         for s, k in zip(result.system, result.sample, strict=True)
     ]
     write_gsd(output, result.samples, logs=logs)
-    write_json(report_path, result.report)
+    try:
+        write_json(report_path, result.report)
+    except BaseException:
+        remove_quietly(output)  # the pair is complete or absent (checkpoints are kept)
+        raise
     Checkpointer(ckpt_dir, "").clear()
     report = result.report
     status = "passed" if report["passed"] else "FAILED (allowed): " + "; ".join(report["failures"])

@@ -2,8 +2,12 @@
 
 Reads ``<run>/datasets/T{T}_{split}.h5``, ``<run>/predictions/{model}/T{T}_{split}.h5`` and
 ``<run>/models/{model}/metrics.csv``; writes ``<out>/figures/figNN_<name>.{png,pdf}``,
-``<out>/summary.json`` and ``<out>/summary.md``.  Prints one line per figure, written or
-skipped with the reason; exits 0 when at least one figure was written.
+``<out>/summary.json`` and ``<out>/summary.md``.  Beside the network's numbers it puts the
+structural baselines of :mod:`tbotan.baselines` (ridge C_B from local structure, T from the
+energy), fitted on ``<run>/datasets/T{T}_train.h5`` of the training temperatures, the ridge
+penalty chosen on ``T{T}_validation.h5``, evaluated on the same split as the network
+(``--no-baselines`` leaves them out).  Prints one line per figure, written or skipped with the
+reason; exits 0 when at least one figure was written.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ def add_arguments(parser) -> None:
         default="test",
         choices=["test", "validation", "train"],
         help="dataset split to evaluate (default: test)",
+    )
+    parser.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="leave out the structural baselines (ridge C_B, energy-fit T) fitted on the "
+        "run's train/validation datasets",
     )
     parser.add_argument(
         "--formats",
@@ -45,9 +55,17 @@ def run(args) -> int:
         raise UserError(f"run folder not found: {run_dir}")
     config = analysis.load_run_config(args.config or run_dir / "config.yaml")
     out = Path(args.out) if args.out else run_dir / "analysis"
-    result = analysis.analyse_run(run_dir, config, split=args.split)
+    result = analysis.analyse_run(
+        run_dir, config, split=args.split, baselines=not args.no_baselines
+    )
     for note in result.notes:
         print(f"note: {note}")
+    if result.baselines is not None:
+        cb = result.baselines["cb"]
+        print(
+            f"baselines: ridge C_B on {len(cb['features'])} structural features "
+            f"(penalty {cb['penalty']:g}, chosen on the validation split), T from U/N and e_IS/N"
+        )
     outcomes = figures.report(result, out, args.formats)
     for o in outcomes:
         if o.skipped:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from tbotan.commands.common import (
     add_config_argument,
+    check_memory,
     load_config,
     make_engine_from_config,
     progress_bar,
@@ -54,26 +55,31 @@ def run(args) -> int:
     from tbotan import config as cfgmod
     from tbotan.dataset import write_dataset
     from tbotan.importer import import_botan
+    from tbotan.io_utils import check_writable
 
     config = load_config(args)
+    check_writable(args.output)
     engine = make_engine_from_config(config, args.engine, args.device)
     print(f"quenching {len(args.inputs)} configurations with FIRE ({engine.name} engine) ...")
     bar = progress_bar(len(args.inputs), "labelling")
-    content = import_botan(
-        args.inputs,
-        box=args.box,
-        temperature=args.temperature,
-        engine=engine,
-        tau_alpha=args.tau_alpha,
-        label_time=args.label_time,
-        split=args.split,
-        bond_in=config["iso"]["bond_in"],
-        bond_out=config["iso"]["bond_out"],
-        graph_cutoff=config["graph"]["cutoff"],
-        fire=cfgmod.fire_parameters(config),
-        progress=lambda done, total: bar.update(1),
-    )
-    bar.close()
+    try:
+        content = import_botan(
+            args.inputs,
+            box=args.box,
+            temperature=args.temperature,
+            engine=engine,
+            tau_alpha=args.tau_alpha,
+            label_time=args.label_time,
+            split=args.split,
+            bond_in=config["iso"]["bond_in"],
+            bond_out=config["iso"]["bond_out"],
+            graph_cutoff=config["graph"]["cutoff"],
+            fire=cfgmod.fire_parameters(config),
+            progress=lambda done, total: bar.update(1),
+            before_md=lambda systems, n: check_memory(config, "import-botan", engine, systems, n),
+        )
+    finally:
+        bar.close()
     write_dataset(args.output, content)
     a = content.types == 0
     print(

@@ -1,4 +1,4 @@
-"""Isoconfigurational runs and labels for one chunk of configurations (PHYSICS.md §5).
+"""Isoconfigurational runs and labels for one chunk of configurations (docs/physics.md §5).
 
 For the configurations ``[k·c, (k+1)·c)`` of the equilibrium file (c =
 ``iso.configurations_per_chunk``), runs ``iso.n_replicas`` replicas each with independent
@@ -9,7 +9,14 @@ graphs.  The chunk checkpoints to ``<output>.ckpt/`` and resumes with the same r
 
 from __future__ import annotations
 
-from tbotan.commands.common import add_config_argument, load_config, make_engine_from_config
+from tbotan.commands.common import (
+    add_config_argument,
+    add_restart_argument,
+    check_memory,
+    load_config,
+    make_engine_from_config,
+    run_resumable,
+)
 
 NAME = "iso"
 HELP = "isoconfigurational replicas and labels for one chunk of configurations"
@@ -27,13 +34,15 @@ def add_arguments(parser) -> None:
         help="output of `tbotan tau-alpha` (needed when tau_alpha.source is measured)",
     )
     parser.add_argument("--output", required=True, help="HDF5 file of the chunk's labels")
+    add_restart_argument(parser)
 
 
 def run(args) -> int:
     from pathlib import Path
 
     from tbotan import config as cfgmod
-    from tbotan.labelling import label_chunk
+    from tbotan.io_utils import check_writable
+    from tbotan.labelling import check_chunk_inputs, label_chunk
     from tbotan.md.checkpoint import Checkpointer
 
     config = load_config(args)
@@ -41,18 +50,31 @@ def run(args) -> int:
     n_chunks = cfgmod.n_chunks(config, T)
     if not 0 <= args.chunk < n_chunks:
         raise ValueError(f"--chunk {args.chunk} out of range: T = {T:g} has {n_chunks} chunks")
-    engine = make_engine_from_config(config)
     output = Path(args.output)
+    check_writable(output)
+    # every input check before any MD
+    inputs = check_chunk_inputs(
+        config, T, args.chunk, args.equilibrium, args.inherent, args.tau_alpha_json
+    )
+    for note in inputs.notes:
+        print(f"note: {note}")
+    engine = make_engine_from_config(config)
+    check_memory(config, "iso", engine, n_particles=inputs.thermal.n_particles)
     ckpt_dir = output.with_name(output.name + ".ckpt")
-    content = label_chunk(
-        config,
-        T,
-        args.chunk,
-        args.equilibrium,
-        args.inherent,
-        args.tau_alpha_json,
-        engine,
-        checkpoint_dir=ckpt_dir,
+    content = run_resumable(
+        lambda: label_chunk(
+            config,
+            T,
+            args.chunk,
+            args.equilibrium,
+            args.inherent,
+            args.tau_alpha_json,
+            engine,
+            checkpoint_dir=ckpt_dir,
+            inputs=inputs,
+        ),
+        ckpt_dir,
+        args.restart_if_incompatible,
     )
     from tbotan.dataset import write_dataset
 

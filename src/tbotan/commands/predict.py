@@ -39,6 +39,12 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument(
+        "--allow-extrapolation",
+        action="store_true",
+        help="predict also for a density, composition or N unlike the model's training data "
+        "(refused by default)",
+    )
+    parser.add_argument(
         "--engine",
         choices=["auto", "torch", "hoomd"],
         default=None,
@@ -50,22 +56,38 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tbotan import config as cfgmod
     from tbotan.cli import UserError
+    from tbotan.configuration import read_gsd
+    from tbotan.dataset import DatasetFile
+    from tbotan.importer import check_user_npz
     from tbotan.inference import (
         load_model,
         predict_configuration,
         predict_dataset,
         read_user_configuration,
     )
+    from tbotan.io_utils import check_writable
 
     n_inputs = len(args.dataset) if args.dataset else 1
     if len(args.out) != n_inputs:
         raise UserError(f"give one --out per input: {n_inputs} inputs, {len(args.out)} outputs")
+    check_writable(*args.out)
+    # every input is checked before the model is loaded, anything is quenched or written
+    if args.npz:
+        check_user_npz(args.npz, args.box)
+    if args.gsd:
+        read_gsd(args.gsd, frames=[args.frame])
+        if args.inherent_gsd:
+            read_gsd(args.inherent_gsd, frames=[args.frame])
+    for dataset in args.dataset or []:
+        DatasetFile(dataset)
     trained = load_model(args.model, args.device)
     if args.dataset:
         if args.temperature is not None:
             print("note: --temperature is ignored for a dataset file (it carries its own)")
         for dataset, out in zip(args.dataset, args.out, strict=True):
-            summary = predict_dataset(trained, dataset, out)
+            summary = predict_dataset(
+                trained, dataset, out, allow_extrapolation=args.allow_extrapolation
+            )
             r = summary["pearson"]
             print(
                 f"{dataset}: {len(r)} configurations; Pearson(C_B) over A particles: mean "
@@ -87,7 +109,13 @@ def run(args) -> int:
         fire = cfgmod.fire_parameters(config)
         print(f"quenching {conf.source} to its inherent structure ({engine.name} engine)")
     pred = predict_configuration(
-        trained, conf, out, temperature=args.temperature, engine=engine, fire=fire
+        trained,
+        conf,
+        out,
+        temperature=args.temperature,
+        engine=engine,
+        fire=fire,
+        allow_extrapolation=args.allow_extrapolation,
     )
     print(f"T_pred = {float(pred['t_pred']):.4f}; mean predicted C_B = {pred['cb'].mean():.4f}")
     print(f"written: {out}")

@@ -1,4 +1,4 @@
-"""Inherent structures: FIRE minimisation of the equilibrium configurations (PHYSICS.md §4).
+"""Inherent structures: FIRE minimisation of the equilibrium configurations (docs/physics.md §4).
 
 Quenches the first configurations the dataset needs (all splits) in batches, to mean |F| below
 ``quench.force_tolerance``; a configuration that does not converge stops the stage with an
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tbotan.commands.common import (
     add_config_argument,
+    check_memory,
     load_config,
     make_engine_from_config,
     progress_bar,
@@ -29,18 +30,25 @@ def run(args) -> int:
     import numpy as np
 
     from tbotan import config as cfgmod
-    from tbotan.configuration import gsd_frame_count, read_gsd, read_gsd_logs, write_gsd
+    from tbotan.configuration import gsd_frame_count, read_gsd, read_provenance, write_gsd
+    from tbotan.io_utils import check_writable
     from tbotan.md.protocols import quench
 
     config = load_config(args)
     needed = cfgmod.configurations_needed(config, float(args.temperature))
+    check_writable(args.output)
+    # every input check before any MD
     available = gsd_frame_count(args.equilibrium)
     if available < needed:
         raise ValueError(
             f"{args.equilibrium} holds {available} configurations but the dataset needs {needed}"
         )
     thermal = read_gsd(args.equilibrium, frames=range(needed)).with_velocities(None)
+    system, sample, note = read_provenance(args.equilibrium, range(needed))
+    if note:
+        print(f"note: {note}")
     engine = make_engine_from_config(config)
+    check_memory(config, "quench", engine, n_particles=thermal.n_particles)
     bar = progress_bar(needed, f"quench T={args.temperature}")
     inherent, energy, steps, mean_force = quench(
         engine,
@@ -50,8 +58,6 @@ def run(args) -> int:
         progress=bar.update,
     )
     bar.close()
-    system = read_gsd_logs(args.equilibrium, "tbotan/system").ravel()[:needed]
-    sample = read_gsd_logs(args.equilibrium, "tbotan/sample").ravel()[:needed]
     logs = [
         {
             "tbotan/system": np.array([system[c]]),

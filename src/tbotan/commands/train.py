@@ -54,10 +54,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from tbotan import config as cfgmod
+    from tbotan.io_utils import check_writable
     from tbotan.training import train
 
     config = load_config(args, check_engine=False)
+    check_writable(Path(args.out) / "metrics.csv")
     if args.epochs is not None:
         overlay = {"training": {"epochs": args.epochs}}
         if config["training"]["warmup_epochs"] > args.epochs:

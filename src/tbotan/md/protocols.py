@@ -2,12 +2,12 @@
 
 - :func:`equilibrate`: independent systems per temperature, side by side in one batch: random
   start, melt, NVT at T for ``equilibration_tau_alpha`` τα, then samples every
-  ``sample_interval_tau_alpha`` τα; with equilibration checks (PHYSICS.md §3).
+  ``sample_interval_tau_alpha`` τα; with equilibration checks (docs/physics.md §3).
 - :func:`measure_tau_alpha`: F_s(q, t) of A particles from several time origins on a log grid,
-  τα where F_s = 1/e (PHYSICS.md §2).
-- :func:`quench`: FIRE to inherent structures (PHYSICS.md §4).
+  τα where F_s = 1/e (docs/physics.md §2).
+- :func:`quench`: FIRE to inherent structures (docs/physics.md §4).
 - :func:`isoconfigurational`: replicas with independent Maxwell–Boltzmann velocities, run to
-  the label time, labels per configuration (PHYSICS.md §5).
+  the label time, labels per configuration (docs/physics.md §5).
 
 Every long protocol is a fixed list of *segments* (run n steps with an integrator, then act:
 record energies, take a sample, ...), fixed in advance by the parameters.  Each segment starts a

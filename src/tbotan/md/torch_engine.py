@@ -9,7 +9,7 @@ temperature and random stream; a system gives the same trajectory alone and insi
 Example::
 
     from tbotan.md import Integrator, make_engine
-    engine = make_engine("torch", device="cpu", compile=True)
+    engine = make_engine("torch", device="cpu", kernels="native")
     sim = engine.simulation(batch, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=1))
     sim.run(10_000)
     print(sim.thermo().potential_energy)
