@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
-from workflow_helpers import SMOKE_ARGS, snakemake
+from tbotan import config as cfg
+from workflow_helpers import ROOT, SMOKE_ARGS, snakemake
 
 pytest.importorskip(
     "snakemake", reason="the workflow extra is not installed (pip install .[workflow])"
@@ -24,6 +27,24 @@ def job_counts(*args) -> dict[str, int]:
         if m and m.group(1) != "total":
             counts[m.group(1)] = int(m.group(2))
     return counts
+
+
+def test_demo_configuration_is_valid_for_its_box():
+    """The demo overlay passes the schema, its L_Corr distances fit its box (d ≤ L/2) and its
+    labels are defined (bond thresholds, a label time beyond τα)."""
+    from tbotan import kalj
+
+    config = cfg.load([ROOT / "config.yaml", ROOT / "config" / "demo.yaml"])
+    box = kalj.box_length(config["system"]["n_particles"], config["system"]["density"])
+    assert max(config["training"]["corr_distances"]) <= box / 2
+    assert config["iso"]["bond_in"] < config["iso"]["bond_out"] < box / 2
+    assert config["graph"]["cutoff"] < box / 2
+    assert config["iso"]["label_time_tau_alpha"] >= 1.0
+    trained = [e for e in config["temperatures"] if e["train"]]
+    untrained = [e["T"] for e in config["temperatures"] if not e["train"]]
+    t_lo, t_hi = min(e["T"] for e in trained), max(e["T"] for e in trained)
+    assert len([t for t in untrained if t_lo < t < t_hi]) >= 2  # interpolation between trained
+    assert max(e["T"] for e in config["temperatures"]) <= 1.0  # at and below the onset
 
 
 def test_paper_dag_has_the_right_jobs_per_rule(tmp_path):
@@ -166,6 +187,12 @@ def test_smoke_pipeline_produces_every_figure_and_the_report(smoke_run, tmp_path
     }
     assert expected <= figures, sorted(expected - figures)
     assert (run / "analysis" / "summary.json").stat().st_size > 100
+    # every network number comes with its baselines, measured on the same split
+    summary = json.loads((run / "analysis" / "summary.json").read_text())
+    assert summary["baselines"]["cb"]["fit_split"] == "train"
+    for entry in summary["temperatures"]:
+        assert np.isfinite(entry["baseline_pearson_cb"]["mean"]), entry
+        assert np.isfinite(entry["baseline_t_pred"]["mean"]), entry
     report = tmp_path / "report.html"
     snakemake(*args, "--report", report)
     assert report.stat().st_size > 10_000
