@@ -716,3 +716,64 @@ def test_garbage_tau_alpha_json_is_refused_before_the_replicas(
     tau.write_text('{"tau_alpha_meas')
     code, _, err = run_cli(capsys, *argv, "--output", out)
     assert_refused(code, err, tau, "not valid JSON", outputs=[out])
+
+
+# ---------------------------------------------------------------------------- model files
+
+
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory):
+    """A trained (one epoch) model file and the synthetic dataset it was trained on."""
+    import torch
+
+    from learning_helpers import small_config, write_synthetic
+    from tbotan.training import train
+
+    folder = tmp_path_factory.mktemp("model")
+    data = write_synthetic(folder / "T0.80_train.h5", seeds=(0,), temperature=0.8)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(small_config(epochs=1, warmup_epochs=0), [data], [], folder / "m", progress=False)
+    finally:
+        torch.set_num_threads(previous)
+    return folder / "m" / "model.pt", data
+
+
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (lambda m: m["hparams"].update(hidden=8), ["do not fit its hyper-parameters"]),
+        (lambda m: m.update(variant="ts"), ["variant 'ts' takes 3 edge features", "built for 4"]),
+        (lambda m: m.update(variant="is+ts+x"), ["unknown input variant"]),
+        (lambda m: m.pop("state_dict"), ["not a complete model file"]),
+        (lambda m: m["hparams"].update(colour="blue"), ["do not fit its hyper-parameters"]),
+    ],
+    ids=["hidden", "variant-features", "variant-unknown", "no-weights", "unknown-hparam"],
+)
+def test_predict_refuses_a_model_whose_parts_disagree(
+    small_model_file, tmp_path, capsys, tamper, words
+):
+    import torch
+
+    model, data = small_model_file
+    meta = torch.load(model, weights_only=True)
+    tamper(meta)
+    bad = tmp_path / "bad.pt"
+    torch.save(meta, bad)
+    out = tmp_path / "p.h5"
+    code, _, err = run_cli(capsys, "predict", "--model", bad, "--dataset", data, "--out", out)
+    assert_refused(code, err, bad, *words, outputs=[out])
+
+
+def test_predict_refuses_a_dataset_with_another_graph_cutoff(small_model_file, tmp_path, capsys):
+    from learning_helpers import synthetic_content
+
+    model, _ = small_model_file
+    content = synthetic_content(250, (3,), 0.8)
+    content.attrs["graph_cutoff"] = 2.5
+    data = tmp_path / "cut25.h5"
+    write_dataset(data, content)
+    out = tmp_path / "p.h5"
+    code, _, err = run_cli(capsys, "predict", "--model", model, "--dataset", data, "--out", out)
+    assert_refused(code, err, data, "cut-off 2.5", "cut-off 2", outputs=[out])

@@ -66,10 +66,31 @@ class TrainedModel:
 
 def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedModel:
     """Load ``model.pt`` (format checked) onto ``device`` (``'auto'``, ``'cpu'``, ``'cuda'``)."""
+    from tbotan.graphs import EDGE_FEATURES
+    from tbotan.training import TrainingError
+
     meta = load_file(path, MODEL_FORMAT)
-    check_variant(meta["variant"])
-    model = TBotan(**meta["hparams"])
-    model.load_state_dict(meta.pop("state_dict"))
+    missing = {"variant", "hparams", "state_dict", "config", "model_id", "seed"} - set(meta)
+    if missing:
+        raise TrainingError(f"{path}: not a complete model file (no {sorted(missing)})")
+    try:
+        check_variant(meta["variant"])
+    except ValueError as exc:
+        raise TrainingError(f"{path}: {exc}") from None
+    hparams = meta["hparams"]
+    if hparams.get("edge_features") != EDGE_FEATURES[meta["variant"]]:
+        raise TrainingError(
+            f"{path}: variant {meta['variant']!r} takes {EDGE_FEATURES[meta['variant']]} edge "
+            f"features, but the model was built for {hparams.get('edge_features')}"
+        )
+    try:
+        model = TBotan(**hparams)
+        model.load_state_dict(meta.pop("state_dict"))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(
+            f"{path}: its weights do not fit its hyper-parameters {hparams} ({first})"
+        ) from None
     dev = resolve_device(device)
     model.to(dev).eval()
     meta["path"] = str(path)
@@ -145,6 +166,14 @@ def predict_dataset(
     from tbotan.training import pearson
 
     dataset = DatasetFile(dataset_path)
+    cutoff = float(trained.config["graph"]["cutoff"])
+    stored = float(dataset.attrs.get("graph_cutoff", cutoff))
+    if abs(stored - cutoff) > 1e-9:
+        raise NotApplicable(
+            f"{dataset.path}: its graphs have cut-off {stored:g} σ_AA, the model "
+            f"{trained.meta['path']} was trained on cut-off {cutoff:g}; rebuild the dataset "
+            "with the model's graph.cutoff"
+        )
     if not allow_extrapolation:
         types = dataset.configuration(0, graphs=())["types"]
         check_applicable(
