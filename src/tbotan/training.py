@@ -561,7 +561,11 @@ class Trainer:
     def _losses(self, data, weights):
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(data.x, data.edge_index, data.edge_attr)
-        terms = tbotan_losses(
+        return out, self._terms(out, data, weights)
+
+    def _terms(self, out, data, weights) -> dict[str, torch.Tensor]:
+        """The loss terms of one graph's outputs, with this training's settings."""
+        return tbotan_losses(
             out,
             data,
             weights,
@@ -570,7 +574,6 @@ class Trainer:
             scales=self.scales,
             mse_mean_weight=self.training["mse_mean_weight"],
         )
-        return out, terms
 
     def batch_losses(self, graphs: Sequence, weights, batched: bool | None = None):
         """Loss terms of one optimiser step: the mean over ``graphs`` of each graph's terms.
@@ -597,17 +600,7 @@ class Trainer:
             n1, e1 = n0 + data.num_nodes, e0 + data.edge_index.shape[1]
             o = TBotanOutput(out.cb[n0:n1], out.edge[e0:e1], out.t_pred[k], out.embedding[k])
             outputs.append(o)
-            per_graph.append(
-                tbotan_losses(
-                    o,
-                    data,
-                    weights,
-                    distances=self.training["corr_distances"],
-                    block_rows=self.training["corr_block_rows"],
-                    scales=self.scales,
-                    mse_mean_weight=self.training["mse_mean_weight"],
-                )
-            )
+            per_graph.append(self._terms(o, data, weights))
             n0, e0 = n1, e1
         terms = {t: torch.stack([p[t] for p in per_graph]).mean() for t in TERMS}
         return outputs, terms

@@ -33,6 +33,58 @@ class SimulationError(RuntimeError):
     """A simulation blew up or failed to converge; the message names system, step and reason."""
 
 
+def check_system_state(
+    b: int,
+    step: int,
+    positions: np.ndarray,
+    velocities: np.ndarray | None,
+    closest_over_sigma,
+    energy_per_particle,
+    *,
+    min_distance: float,
+    max_potential_energy: float,
+    max_temperature: float,
+) -> None:
+    """The blow-up checks of one system, shared by the engines that run one system at a time.
+
+    Args:
+        b, step: the system and its step (for the message).
+        positions: (N, 3) positions; velocities: (N, 3) or None.
+        closest_over_sigma: closest pair distance over σ_μν (a callable returning it is
+            evaluated only once positions and velocities are finite), or None if no pair is
+            within reach.
+        energy_per_particle: U/N (ε), or a callable returning it (evaluated last but one).
+        min_distance, max_potential_energy, max_temperature: the engine's limits.
+
+    Raises:
+        SimulationError naming the system, the step and what exploded.
+    """
+    if not np.all(np.isfinite(positions)) or (
+        velocities is not None and not np.all(np.isfinite(velocities))
+    ):
+        raise SimulationError(
+            f"system {b} blew up at step {step}: non-finite coordinates or velocities"
+        )
+    closest = closest_over_sigma() if callable(closest_over_sigma) else closest_over_sigma
+    if closest is not None and closest < min_distance:
+        raise SimulationError(
+            f"system {b} blew up at step {step}: overlapping particles (closest pair at "
+            f"{closest:.3f} σ_μν)"
+        )
+    u = energy_per_particle() if callable(energy_per_particle) else energy_per_particle
+    if not u <= max_potential_energy:
+        raise SimulationError(
+            f"system {b} blew up at step {step}: potential energy exploded (U/N = {u:.4g})"
+        )
+    if velocities is not None:
+        temperature = (velocities**2).sum() / (3 * len(positions) - 3)
+        if temperature > max_temperature:
+            raise SimulationError(
+                f"system {b} blew up at step {step}: kinetic temperature exploded "
+                f"(T = {temperature:.4g})"
+            )
+
+
 @dataclass(frozen=True)
 class Integrator:
     """What a :class:`Simulation` integrates: velocity Verlet, NVE or Bussi NVT.

@@ -44,6 +44,7 @@ from tbotan.md import (
     Simulation,
     SimulationError,
     Thermo,
+    check_system_state,
 )
 
 _TYPES = list(kalj.TYPE_NAMES)
@@ -175,31 +176,26 @@ class HoomdEngine(Engine):
 
     def _check_system(self, conf: ConfigurationBatch, b: int, step: int) -> None:
         """Blow-up checks of system b with the project's evaluator."""
-        pos = conf.positions[b]
-        if not np.all(np.isfinite(pos)) or (
-            conf.velocities is not None and not np.all(np.isfinite(conf.velocities[b]))
-        ):
-            raise SimulationError(
-                f"system {b} blew up at step {step}: non-finite coordinates or velocities"
-            )
-        result = kalj.evaluate(pos, conf.types[b], conf.box[b])
-        u = result.potential_energy / conf.n_particles
-        if result.min_distance_over_sigma < self.min_distance:
-            raise SimulationError(
-                f"system {b} blew up at step {step}: overlapping particles (closest pair at "
-                f"{result.min_distance_over_sigma:.3f} σ_μν)"
-            )
-        if u > self.max_potential_energy:
-            raise SimulationError(
-                f"system {b} blew up at step {step}: potential energy exploded (U/N = {u:.4g})"
-            )
-        if conf.velocities is not None:
-            temperature = (conf.velocities[b] ** 2).sum() / (3 * conf.n_particles - 3)
-            if temperature > self.max_temperature:
-                raise SimulationError(
-                    f"system {b} blew up at step {step}: kinetic temperature exploded "
-                    f"(T = {temperature:.4g})"
-                )
+        velocities = None if conf.velocities is None else conf.velocities[b]
+        result = None
+
+        def evaluated():
+            nonlocal result
+            if result is None:
+                result = kalj.evaluate(conf.positions[b], conf.types[b], conf.box[b])
+            return result
+
+        check_system_state(
+            b,
+            step,
+            conf.positions[b],
+            velocities,
+            lambda: evaluated().min_distance_over_sigma,
+            lambda: evaluated().potential_energy / conf.n_particles,
+            min_distance=self.min_distance,
+            max_potential_energy=self.max_potential_energy,
+            max_temperature=self.max_temperature,
+        )
 
     # ------------------------------------------------------------------ public API
     def evaluate(self, configurations: ConfigurationBatch) -> BatchEvaluation:

