@@ -482,3 +482,43 @@ def test_predict_refuses_systems_unlike_the_training_data(files, tmp_path):
     write_dataset(tmp_path / "dilute.h5", content)
     with pytest.raises(NotApplicable, match=r"density 1.03\d* \(trained on 1.2"):
         predict_dataset(trained, tmp_path / "dilute.h5", tmp_path / "q.h5")
+
+
+def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path):
+    """training.global_refit_epochs: after the last epoch the global head is refitted on the
+    frozen trunk. T-RMSE on the selection split falls (never rises: step 0 is a candidate),
+    node and edge outputs stay bit-identical to the unrefitted model's, the head computed from
+    the pooled vectors is the model's own T_pred, and a resumed finished training refits the
+    same way (deterministic)."""
+    from tbotan.inference import load_model
+
+    base = dict(epochs=3, warmup_epochs=3, checkpoint_every=3, lambda_global=0.1)
+    plain = train(small_config(**base), files["train"], files["validation"], tmp_path / "a",
+                  progress=False)
+    config = small_config(**base, global_refit_epochs=300, global_refit_lr=3e-3)
+    refit = train(config, files["train"], files["validation"], tmp_path / "b", progress=False)
+    record = load_file(refit.model_path, "tbotan-model")["global_refit"]
+    assert load_file(plain.model_path, "tbotan-model")["global_refit"] == {}
+    assert record["steps"] == 300 and record["selected_on"] == "validation"
+    assert record["t_rmse_after"] <= record["t_rmse_before"]
+    # the synthetic structures carry no temperature, so only the training graphs can be fitted:
+    # without validation files the refit is selected on them and must fit them
+    alone = train(config, files["train"], [], tmp_path / "c", progress=False)
+    fit = load_file(alone.model_path, "tbotan-model")["global_refit"]
+    assert fit["selected_on"] == "training"
+    assert fit["t_rmse_after"] < 0.3 * fit["t_rmse_before"], fit
+
+    m_plain, m_refit = load_model(plain.model_path).model, load_model(refit.model_path).model
+    from tbotan.graphs import graph_from_dataset
+
+    g = graph_from_dataset(DatasetFile(files["validation"][1]), 0, "is+ts")
+    x, edge_index, edge_attr = g.x, g.edge_index, g.edge_attr
+    with torch.no_grad():
+        a, b = m_plain(x, edge_index, edge_attr), m_refit(x, edge_index, edge_attr)
+        assert torch.equal(a.cb, b.cb) and torch.equal(a.edge, b.edge)
+        pooled = m_refit._trunk(x, edge_index, edge_attr, None, 1, collect=True)
+        assert torch.allclose(m_refit.global_head(pooled)[0], b.t_pred, rtol=0, atol=1e-6)
+
+    again = train(config, files["train"], files["validation"], tmp_path / "b", resume=True,
+                  progress=False)
+    assert load_file(again.model_path, "tbotan-model")["global_refit"] == record

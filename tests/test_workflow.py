@@ -67,6 +67,43 @@ def test_paper_dag_has_the_right_jobs_per_rule(tmp_path):
     }
 
 
+@pytest.mark.parametrize("overlays", [["reduced.yaml"], ["reduced.yaml", "cpu-lammps.yaml"]])
+def test_reduced_study_dag_has_the_right_jobs_per_rule(tmp_path, overlays):
+    """config/reduced.yaml meets the reduced reproduction's specification and dry-runs to the
+    jobs it implies, with or without the CPU (LAMMPS) overlay."""
+    from tbotan import kalj
+
+    files = [ROOT / "config.yaml", *(ROOT / "config" / o for o in overlays)]
+    config = cfg.load(files)
+    trained = [e["T"] for e in config["temperatures"] if e["train"]]
+    untrained = [e["T"] for e in config["temperatures"] if not e["train"]]
+    assert config["system"]["n_particles"] >= 1000
+    assert len(trained) == 4 and len(untrained) == 2
+    assert all(min(trained) < t < max(trained) for t in untrained)
+    assert max(trained + untrained) <= 1.0  # supercooled: at and below the onset
+    assert config["iso"]["n_replicas"] >= 16 and config["dataset"]["n_train"] >= 30
+    assert set(config["training"]["ablations"]) == {"is", "ts"}
+    box = kalj.box_length(config["system"]["n_particles"], config["system"]["density"])
+    assert max(config["training"]["corr_distances"]) <= box / 2
+    # hand-computed: trained 30 + 4 + 6 = 40 configurations in chunks of 4 -> 10 iso jobs and
+    # 3 dataset splits each; untrained 6 test configurations -> 2 iso jobs, 1 split; models:
+    # IS+TS (one seed), the IS and TS ablations, no extra lambda_g (the sweep is the main one)
+    counts = job_counts(
+        "--configfile", *files, "--config", f"results_dir={tmp_path}"
+    )
+    assert counts == {
+        "equilibrate": 6,
+        "tau_alpha": 6,
+        "quench": 6,
+        "iso": 4 * 10 + 2 * 2,
+        "dataset": 4 * 3 + 2,
+        "train": 3,
+        "predict": 3,
+        "figures": 1,
+        "all": 1,
+    }
+
+
 def test_dag_follows_the_configuration(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(

@@ -291,6 +291,25 @@ class TBotan(nn.Module):
             p.var(dim=1, correction=0) if p.shape[1] > 1 else torch.ones_like(self.pool_mean)
         )
 
+    def global_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """T_pred (B,) from the pooled node states of every step, in physical units.
+
+        The global chain g^m = MLP_g([g^{m−1}, pooled^m]) never feeds back into the node and
+        edge updates, so T_pred depends on the trunk only through these pooled vectors.
+
+        Args:
+            pooled: (M, B, H) mean-pooled node states of each message-passing step, as
+                ``_trunk(..., collect=True)`` returns them.
+
+        Returns:
+            (B,) T_pred, the same as :meth:`forward`'s ``t_pred`` for those graphs (the running
+            statistics of the standardised readout are updated only in training mode).
+        """
+        g = pooled.new_zeros(pooled.shape[1], pooled.shape[2])  # g⁰ = 0
+        for step in range(self.steps):
+            g = self.global_mlp(g, self._readout_input(pooled[step], step))
+        return _decode(self.global_decoder, g) * self.target_scale[2] + self.target_shift[2]
+
     def _readout_input(self, pooled: torch.Tensor, step: int) -> torch.Tensor:
         """The pooled vector (B, H) as MLP_g sees it at message-passing step ``step``."""
         if self.global_readout == "paper":
