@@ -545,10 +545,11 @@ class Trainer:
 
     def _cache_mode(self) -> str:
         """``cache_graphs`` with ``auto`` resolved: on the device for CUDA (HDF5 reads would
-        dominate a GPU step), none on the CPU."""
+        dominate a GPU step), in host memory on the CPU (reading and building every graph at
+        every step took 40 % of a CPU step at N = 400; the results are bit-identical)."""
         mode = self.training["cache_graphs"]
         if mode == "auto":
-            return "device" if self.device.type == "cuda" else "none"
+            return "device" if self.device.type == "cuda" else "host"
         return mode
 
     def _loader(self, dataset: GraphDataset, order: Sequence[int]):
