@@ -26,10 +26,10 @@ import torch
 
 def train_and_score(args) -> dict:
     from tbotan import config as cfgmod
-    from tbotan.dataset import DatasetFile
-    from tbotan.graphs import graph_from_dataset
-    from tbotan.inference import load_model
-    from tbotan.training import pearson, train
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.learning.graphs import graph_from_dataset
+    from tbotan.learning.inference import load_model
+    from tbotan.learning.training import pearson, train
 
     overlay = json.loads(args.overlay)
     config = cfgmod.load(args.config)
@@ -76,7 +76,7 @@ def plot(paths: list[str], output: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tbotan.training import read_metrics
+    from tbotan.learning.training import read_metrics
 
     fig, (ax_r, ax_t) = plt.subplots(1, 2, figsize=(9, 3.4))
     for path in paths:

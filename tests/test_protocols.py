@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from tbotan import config as cfgmod
-from tbotan.configuration import read_gsd, read_gsd_logs
-from tbotan.dataset import DatasetFile, write_dataset
-from tbotan.io_utils import read_json
-from tbotan.labelling import assemble_splits, label_chunk
+from tbotan.formats.dataset import DatasetFile, write_dataset
+from tbotan.formats.io_utils import read_json
+from tbotan.labels.chunks import assemble_splits, label_chunk
 from tbotan.md.protocols import (
     EquilibrationError,
     EquilibrationParameters,
@@ -27,6 +26,7 @@ from tbotan.md.protocols import (
     measure_tau_alpha,
     quench,
 )
+from tbotan.physics.configurations import read_gsd, read_gsd_logs
 
 # a hot, small state point: everything relaxes within a few hundred steps
 SMALL = {
@@ -192,7 +192,7 @@ def test_replicas_do_not_depend_on_chunking(cpu_engine, small_config, equilibrat
 def test_label_chunks_assemble_into_disjoint_splits(
     cpu_engine, small_config, equilibrated, tmp_path
 ):
-    from tbotan.configuration import write_gsd
+    from tbotan.physics.configurations import write_gsd
 
     eq_path, is_path = tmp_path / "eq.gsd", tmp_path / "is.gsd"
     needed = cfgmod.configurations_needed(small_config, 1.5)
@@ -233,7 +233,7 @@ def test_label_chunks_assemble_into_disjoint_splits(
 
 
 def test_equilibrium_gsd_logs_name_system_and_sample(tmp_path):
-    from tbotan.configuration import random_configuration, write_gsd
+    from tbotan.physics.configurations import random_configuration, write_gsd
 
     conf = random_configuration(300, seed=1).repeat(2)
     write_gsd(tmp_path / "x.gsd", conf, logs=[{"tbotan/system": np.array([b])} for b in (4, 5)])

@@ -32,7 +32,7 @@ def job_counts(*args) -> dict[str, int]:
 def test_demo_configuration_is_valid_for_its_box():
     """The demo overlay passes the schema, its L_Corr distances fit its box (d ≤ L/2) and its
     labels are defined (bond thresholds, a label time beyond τα)."""
-    from tbotan import kalj
+    from tbotan.physics import kalj
 
     config = cfg.load([ROOT / "config.yaml", ROOT / "config" / "demo.yaml"])
     box = kalj.box_length(config["system"]["n_particles"], config["system"]["density"])

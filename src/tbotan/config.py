@@ -187,7 +187,7 @@ def check_semantics(config: dict, check_engine: bool = True) -> None:
             f"training.warmup_epochs ({training['warmup_epochs']}) exceeds training.epochs "
             f"({training['epochs']})"
         )
-    from tbotan.kalj import box_length
+    from tbotan.physics.kalj import box_length
 
     box = box_length(config["system"]["n_particles"], config["system"]["density"])
     check_corr_distances(training["corr_distances"], box, "training.corr_distances")
@@ -219,7 +219,7 @@ def check_corr_distances(distances, box_length: float, where: str) -> None:
 
 def _neighbour_capacity(density: float, skin: float) -> float:
     """Mean neighbours within r_c + skin of the most crowded particle type (KALJ)."""
-    from tbotan import kalj
+    from tbotan.physics import kalj
 
     frac = (kalj.FRACTION_A, 1.0 - kalj.FRACTION_A)
     r = kalj.R_CUT

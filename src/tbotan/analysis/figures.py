@@ -1,4 +1,4 @@
-"""The paper's figures, one function per figure, from a :class:`tbotan.analysis.RunAnalysis`.
+"""The paper's figures, one function per figure, from a :class:`tbotan.analysis.runs.RunAnalysis`.
 
 Every ``figNN_<name>(run)`` returns a :class:`matplotlib.figure.Figure` (no pyplot, no global
 state: figures render with the Agg canvas) or raises :class:`FigureSkipped` naming the
@@ -55,9 +55,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from tbotan import kalj
-from tbotan.analysis import Group, RunAnalysis, summarise, summary_markdown
+from tbotan.analysis.runs import Group, RunAnalysis
+from tbotan.analysis.summary import summarise, summary_markdown
 from tbotan.config import temperature_labels
+from tbotan.physics import kalj
 
 #: Figure widths (inches): one and two columns of a two-column journal page.
 SINGLE_COLUMN = 3.4
@@ -653,7 +654,7 @@ def _baseline_t_pred_series(run: RunAnalysis, ax) -> list[Line2D]:
 def fig04_t_pred(run: RunAnalysis) -> Figure:
     """Fig. 4: T_pred vs T_MD, mean over configurations and seeds, error bars the standard
     deviation over configurations; trained black (filled), untrained red (open).  Beside
-    them the energy-fit baselines T(U/N) and T(e_IS/N) of :mod:`tbotan.baselines`."""
+    them the energy-fit baselines T(U/N) and T(e_IS/N) of :mod:`tbotan.learning.baselines`."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
     ax = fig.add_subplot()
@@ -852,7 +853,7 @@ def _baseline_pearson_series(run: RunAnalysis, ax) -> bool:
 def fig07_pearson(run: RunAnalysis) -> Figure:
     """Fig. 7: Pearson ρ of node (C_B, A particles) and edge outputs vs T; filled trained,
     open untrained; error bars the standard deviation over configurations.  Dashed: the
-    ridge baseline on local structure (:mod:`tbotan.baselines`), same split, same ρ."""
+    ridge baseline on local structure (:mod:`tbotan.learning.baselines`), same split, same ρ."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.75))
     ax = fig.add_subplot()

@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan import kalj, observables
-from tbotan.configuration import ConfigurationBatch
-from tbotan.importer import read_botan_npz
+from tbotan.labels.botan import read_botan_npz
 from tbotan.md.protocols import (
     EquilibrationParameters,
     IsoParameters,
@@ -34,6 +32,8 @@ from tbotan.md.protocols import (
     measure_tau_alpha,
     quench,
 )
+from tbotan.physics import kalj, observables
+from tbotan.physics.configurations import ConfigurationBatch
 
 #: Reference values of BOTAN file 1, from the README published with the BOTAN data (quoted in
 #: docs/validation.md).

@@ -129,7 +129,7 @@ def checkpoint_problem(directory) -> str | None:
     import json
     from pathlib import Path
 
-    from tbotan.configuration import ConfigurationError, gsd_frame_count
+    from tbotan.physics.configurations import ConfigurationError, gsd_frame_count
 
     directory = Path(directory)
     pointer = directory / "latest"

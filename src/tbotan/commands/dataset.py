@@ -30,9 +30,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from tbotan.dataset import write_dataset
-    from tbotan.io_utils import check_writable, remove_quietly
-    from tbotan.labelling import assemble_splits, split_file_names
+    from tbotan.formats.dataset import write_dataset
+    from tbotan.formats.io_utils import check_writable, remove_quietly
+    from tbotan.labels.chunks import assemble_splits, split_file_names
 
     config = load_config(args, check_engine=False)
     T = float(args.temperature)

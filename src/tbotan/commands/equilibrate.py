@@ -37,10 +37,10 @@ def run(args) -> int:
     import numpy as np
 
     from tbotan.cli import UserError
-    from tbotan.configuration import write_gsd
-    from tbotan.io_utils import check_writable, remove_quietly, write_json
+    from tbotan.formats.io_utils import check_writable, remove_quietly, write_json
     from tbotan.md.checkpoint import Checkpointer
     from tbotan.md.protocols import EquilibrationError, EquilibrationParameters, equilibrate
+    from tbotan.physics.configurations import write_gsd
 
     config = load_config(args)
     params = EquilibrationParameters.from_config(config, float(args.temperature))

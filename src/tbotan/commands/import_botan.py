@@ -53,9 +53,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tbotan import config as cfgmod
-    from tbotan.dataset import write_dataset
-    from tbotan.importer import import_botan
-    from tbotan.io_utils import check_writable
+    from tbotan.formats.dataset import write_dataset
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.labels.botan import import_botan
 
     config = load_config(args)
     check_writable(args.output)

@@ -41,8 +41,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan import config as cfgmod
-    from tbotan.io_utils import check_writable
-    from tbotan.labelling import check_chunk_inputs, label_chunk
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.labels.chunks import check_chunk_inputs, label_chunk
     from tbotan.md.checkpoint import Checkpointer
 
     config = load_config(args)
@@ -76,7 +76,7 @@ def run(args) -> int:
         ckpt_dir,
         args.restart_if_incompatible,
     )
-    from tbotan.dataset import write_dataset
+    from tbotan.formats.dataset import write_dataset
 
     write_dataset(output, content)
     Checkpointer(ckpt_dir, "").clear()

@@ -56,16 +56,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tbotan import config as cfgmod
     from tbotan.cli import UserError
-    from tbotan.configuration import read_gsd
-    from tbotan.dataset import DatasetFile
-    from tbotan.importer import check_user_npz
-    from tbotan.inference import (
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.labels.botan import check_user_npz
+    from tbotan.learning.inference import (
         load_model,
         predict_configuration,
         predict_dataset,
         read_user_configuration,
     )
-    from tbotan.io_utils import check_writable
+    from tbotan.physics.configurations import read_gsd
 
     n_inputs = len(args.dataset) if args.dataset else 1
     if len(args.out) != n_inputs:

@@ -30,9 +30,9 @@ def run(args) -> int:
     import numpy as np
 
     from tbotan import config as cfgmod
-    from tbotan.configuration import gsd_frame_count, read_gsd, read_provenance, write_gsd
-    from tbotan.io_utils import check_writable
+    from tbotan.formats.io_utils import check_writable
     from tbotan.md.protocols import quench
+    from tbotan.physics.configurations import gsd_frame_count, read_gsd, read_provenance, write_gsd
 
     config = load_config(args)
     needed = cfgmod.configurations_needed(config, float(args.temperature))

@@ -33,10 +33,10 @@ def run(args) -> int:
 
     import numpy as np
 
-    from tbotan.configuration import gsd_frame_count, read_gsd, read_provenance
-    from tbotan.io_utils import check_writable, write_json
+    from tbotan.formats.io_utils import check_writable, write_json
     from tbotan.md.checkpoint import Checkpointer
     from tbotan.md.protocols import TauAlphaParameters, measure_tau_alpha
+    from tbotan.physics.configurations import gsd_frame_count, read_gsd, read_provenance
 
     config = load_config(args)
     params = TauAlphaParameters.from_config(config, float(args.temperature))

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
-from tbotan.dataset import DatasetContent, Graph, git_commit, package_versions
-from tbotan.labels import configuration_labels
+from tbotan.formats.dataset import DatasetContent, Graph, git_commit, package_versions
+from tbotan.labels.replicas import configuration_labels
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 #: τα of the paper's Table I (N = 4096), used when the user gives none.
 TABLE_I = {0.44: 4120.0, 0.47: 616.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5, 0.80: 3.42}

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan.configuration import (
+from tbotan.formats.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
+from tbotan.labels.replicas import configuration_labels
+from tbotan.md.protocols import IsoParameters, isoconfigurational, tau_alpha_for_labels
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     ConfigurationError,
     gsd_frame_count,
@@ -24,9 +27,6 @@ from tbotan.configuration import (
     read_gsd_logs,
     read_provenance,
 )
-from tbotan.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
-from tbotan.labels import configuration_labels
-from tbotan.md.protocols import IsoParameters, isoconfigurational, tau_alpha_for_labels
 
 
 def chunk_configurations(config: dict, T: float, chunk: int) -> np.ndarray:
@@ -64,7 +64,7 @@ def check_chunk_inputs(
     ``tbotan quench``); equilibrium files without provenance logs fall back to frame = system
     (with a note); a measured τα must be a positive number.
     """
-    from tbotan.io_utils import read_json
+    from tbotan.formats.io_utils import read_json
 
     ids = chunk_configurations(config, T, chunk)
     if ids.size == 0:

@@ -29,7 +29,7 @@ Input variants (``model.variant``):
   BOTAN); targets ``labels/edge_ts``.
 
 No input tensor depends on the temperature: it enters only as the target ``temperature``.
-Dataset files already store both graphs (built by :func:`tbotan.neighbors.graph_edges`, the
+Dataset files already store both graphs (built by :func:`tbotan.physics.neighbors.graph_edges`, the
 project's one freud-based edge builder); :func:`graph_from_positions` builds them with the same
 function for configurations that come without a dataset file.
 
@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tbotan import kalj
-from tbotan.dataset import DatasetFile
+from tbotan.formats.dataset import DatasetFile
+from tbotan.physics import kalj
 
 VARIANTS = ("is+ts", "is", "ts")
 
@@ -197,11 +197,11 @@ def graph_from_positions(
 ):
     """A ``Data`` for a configuration without a dataset file (no targets).
 
-    The edges are built with :func:`tbotan.neighbors.graph_edges` (cut-off ``cutoff``) in the
-    inherent structure (``is+ts``, ``is``) or the thermal structure (``ts``), exactly as the
+    The edges are built with :func:`tbotan.physics.neighbors.graph_edges` (cut-off ``cutoff``) in
+    the inherent structure (``is+ts``, ``is``) or the thermal structure (``ts``), exactly as the
     data stage builds the graphs stored in dataset files.
     """
-    from tbotan.neighbors import graph_edges
+    from tbotan.physics.neighbors import graph_edges
 
     check_variant(variant)
     if variant != "ts" and inherent_positions is None:

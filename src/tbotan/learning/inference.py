@@ -1,16 +1,16 @@
 """Predictions of a trained T-BOTAN model: for dataset files and for single configurations.
 
-A model file (``model.pt``, written by :mod:`tbotan.training`) carries the configuration, the
-input variant and the weights, so predictions always build the graphs the model was trained
+A model file (``model.pt``, written by :mod:`tbotan.learning.training`) carries the configuration,
+the input variant and the weights, so predictions always build the graphs the model was trained
 on.  For every configuration the model predicts C_B per particle, the edge labels, T_pred and
 the global embedding g^M; results go to a predictions file (docs/formats.md) through
-:func:`tbotan.predictions.write_predictions`.
+:func:`tbotan.formats.predictions.write_predictions`.
 
 A user configuration (a GSD frame or a BOTAN-style ``.npz``) needs its inherent structure for
 the ``is+ts`` and ``is`` variants: when only the thermal structure is given, it is quenched with
 FIRE (the configuration's ``engine`` and ``quench`` sections).  Its graph is then built with
-:func:`tbotan.graphs.graph_from_positions` (the same neighbour search as the data stage) and
-stored beside the predictions (``input/edge_index``, positions, types).  The temperature of a
+:func:`tbotan.learning.graphs.graph_from_positions` (the same neighbour search as the data stage)
+and stored beside the predictions (``input/edge_index``, positions, types).  The temperature of a
 user configuration is never an input; ``temperature`` only labels the output.
 """
 
@@ -24,9 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tbotan.graphs import check_variant, graph_from_dataset, graph_from_positions, graph_name
-from tbotan.model import TBotan
-from tbotan.training import MODEL_FORMAT, load_file, resolve_device
+from tbotan.learning.graphs import (
+    check_variant,
+    graph_from_dataset,
+    graph_from_positions,
+    graph_name,
+)
+from tbotan.learning.model import TBotan
+from tbotan.learning.training import MODEL_FORMAT, load_file, resolve_device
 
 
 @dataclass
@@ -66,8 +71,8 @@ class TrainedModel:
 
 def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedModel:
     """Load ``model.pt`` (format checked) onto ``device`` (``'auto'``, ``'cpu'``, ``'cuda'``)."""
-    from tbotan.graphs import EDGE_FEATURES
-    from tbotan.training import TrainingError
+    from tbotan.learning.graphs import EDGE_FEATURES
+    from tbotan.learning.training import TrainingError
 
     meta = load_file(path, MODEL_FORMAT)
     missing = {"variant", "hparams", "state_dict", "config", "model_id", "seed"} - set(meta)
@@ -161,9 +166,9 @@ def predict_dataset(
     Returns:
         Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred.
     """
-    from tbotan.dataset import DatasetFile
-    from tbotan.predictions import write_predictions
-    from tbotan.training import pearson
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.formats.predictions import write_predictions
+    from tbotan.learning.training import pearson
 
     dataset = DatasetFile(dataset_path)
     cutoff = float(trained.config["graph"]["cutoff"])
@@ -248,7 +253,7 @@ def read_user_configuration(
     thermal structure; BOTAN's name) and optionally ``inherent_positions`` (N, 3) and ``box``
     (L or (3,)); ``box`` is required when the file has none (BOTAN files store no box).
     """
-    from tbotan.configuration import ConfigurationError, read_gsd
+    from tbotan.physics.configurations import ConfigurationError, read_gsd
 
     if (gsd is None) == (npz is None):
         raise ValueError("give exactly one of a GSD file and an .npz file")
@@ -306,7 +311,7 @@ def read_user_configuration(
 
 def quench(conf: UserConfiguration, engine, fire=None) -> tuple[np.ndarray, float, int]:
     """Inherent structure of ``conf`` by FIRE: ((N, 3) positions, e_IS/N, FIRE steps)."""
-    from tbotan.configuration import ConfigurationBatch
+    from tbotan.physics.configurations import ConfigurationBatch
 
     batch = ConfigurationBatch(conf.thermal_positions, conf.types, conf.box)
     result = engine.minimize(batch, fire)
@@ -337,7 +342,7 @@ def predict_configuration(
         engine, fire: the MD engine and FIRE parameters of the quench.
         allow_extrapolation: skip :func:`check_applicable` (density, composition, N).
     """
-    from tbotan.predictions import write_predictions
+    from tbotan.formats.predictions import write_predictions
 
     if not allow_extrapolation:
         check_applicable(

@@ -7,7 +7,7 @@ configurations' losses, pooling is per graph).  The octahedral augmentation of c
 of step s is drawn from ``(seed, epoch, s)`` (batch 1) or ``(seed, epoch, s, k)``.  Adam with
 the learning rate of ``lr_schedule`` (constant, or warm-up then cosine decay, a pure function
 of the step, so resuming needs no scheduler state), global gradient-norm clip (``grad_clip``),
-loss weights from :func:`tbotan.losses.loss_weights` (warm-up of L_Var and L_Corr).
+loss weights from :func:`tbotan.learning.losses.loss_weights` (warm-up of L_Var and L_Corr).
 
 Before the first step (``normalize_targets``), the targets and edge inputs are standardised
 with training-set statistics (:func:`standardization_from_data`, stored in the model's
@@ -47,9 +47,14 @@ import numpy as np
 import torch
 
 from tbotan import config as cfgmod
-from tbotan.graphs import GraphDataset, check_variant, octahedral_augment, octahedral_operation
-from tbotan.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
-from tbotan.model import TBotan
+from tbotan.learning.graphs import (
+    GraphDataset,
+    check_variant,
+    octahedral_augment,
+    octahedral_operation,
+)
+from tbotan.learning.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
+from tbotan.learning.model import TBotan
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +180,10 @@ def _as_tuple(x):
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to memory, then written to a temporary name and renamed
-    (:func:`tbotan.io_utils.atomic_path`: no ``.tmp`` is left when the disk is full)."""
+    (:func:`tbotan.formats.io_utils.atomic_path`: no ``.tmp`` is left when the disk is full)."""
     import io
 
-    from tbotan.io_utils import atomic_path
+    from tbotan.formats.io_utils import atomic_path
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -245,7 +250,7 @@ def standardization_from_data(dataset: GraphDataset) -> dict:
     Accumulated in float64.
 
     Returns:
-        Keyword arguments of :meth:`tbotan.model.TBotan.set_standardization`.
+        Keyword arguments of :meth:`tbotan.learning.model.TBotan.set_standardization`.
     """
     n_features = None
     moments = {}
@@ -448,7 +453,7 @@ class Trainer:
         )
 
     def save_model(self) -> Path:
-        from tbotan.dataset import git_commit, package_versions
+        from tbotan.formats.dataset import git_commit, package_versions
 
         path = self.out_dir / MODEL_NAME
         chosen = self.best if self.select != "last" and self.best else None
@@ -587,7 +592,7 @@ class Trainer:
             return [out], terms
         from torch_geometric.data import Batch
 
-        from tbotan.model import TBotanOutput
+        from tbotan.learning.model import TBotanOutput
 
         batch = Batch.from_data_list(list(graphs))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
@@ -843,7 +848,7 @@ def _config_differences(old: dict, new: dict, resumable: set[str] = RESUMABLE_KE
 
 
 def _write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
-    from tbotan.io_utils import atomic_path
+    from tbotan.formats.io_utils import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")

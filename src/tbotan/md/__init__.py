@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tbotan.configuration import ConfigurationBatch
+from tbotan.physics.configurations import ConfigurationBatch
 
 
 class SimulationError(RuntimeError):

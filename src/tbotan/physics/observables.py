@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tbotan import kalj, neighbors
+from tbotan.physics import kalj, neighbors
 
 
 @dataclass
