@@ -25,8 +25,9 @@ import yaml
 
 from tbotan import config as cfg
 from tbotan.analysis.runs import ModelId
+from tbotan.config import VARIANT_GRAPH, VARIANTS
 from tbotan.formats.dataset import DatasetContent, Graph, write_dataset
-from tbotan.formats.predictions import VARIANT_GRAPH, VARIANTS, write_predictions
+from tbotan.formats.predictions import write_predictions
 from tbotan.physics import kalj
 from tbotan.physics.neighbors import graph_edges
 

@@ -28,6 +28,7 @@ from tbotan.analysis.structure_factor import (
     four_point_structure_factor,
     reciprocal_lattice,
 )
+from tbotan.formats import model_file
 from tbotan.formats.dataset import DatasetError, DatasetFile
 from tbotan.formats.predictions import PredictionsError, read_predictions, write_predictions
 
@@ -401,12 +402,12 @@ def test_predictions_in_the_wrong_folder_are_an_error(tmp_path):
 def test_read_metrics_sorts_by_epoch_and_rejects_text(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,loss\n2,0.5\n1,0.7\n")
-    m = runs.read_metrics(path)
+    m = model_file.read_metrics(path)
     np.testing.assert_array_equal(m["epoch"], [1, 2])
     np.testing.assert_array_equal(m["loss"], [0.7, 0.5])
     path.write_text("epoch,loss\n1,abc\n")
     with pytest.raises(ValueError, match="'loss'"):
-        runs.read_metrics(path)
+        model_file.read_metrics(path)
 
 
 MODELS_MAIN_ONLY = (("is+ts", 0.01, 0, 0.6),)

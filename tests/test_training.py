@@ -13,17 +13,12 @@ import torch
 from conftest import BOTAN_BOX, ROOT, botan_data_dir, botan_file
 from learning_helpers import small_config, synthetic_content, write_synthetic
 from tbotan import cli
+from tbotan.config import model_id
 from tbotan.formats.dataset import DatasetFile, write_dataset
+from tbotan.formats.model_file import CHECKPOINT_FORMAT, load_file
+from tbotan.formats.model_file import read_metrics_rows as read_metrics
 from tbotan.formats.predictions import read_predictions
-from tbotan.learning.training import (
-    CHECKPOINT_FORMAT,
-    TrainingError,
-    load_file,
-    metrics_columns,
-    model_id,
-    read_metrics,
-    train,
-)
+from tbotan.learning.training import TrainingError, metrics_columns, train
 from tbotan.physics import kalj
 
 
@@ -319,11 +314,11 @@ def test_learns_real_bond_breaking_better_than_the_structural_baselines(tmp_path
     """
     train_h5, test_h5 = botan_datasets(tmp_path_factory)
     from tbotan import config as cfgmod
+    from tbotan.analysis.metrics import pearson
     from tbotan.learning.baselines import structural_baselines
     from tbotan.learning.graphs import graph_from_dataset
     from tbotan.learning.inference import load_model, predict_dataset
     from tbotan.learning.model import TBotan
-    from tbotan.learning.training import pearson
 
     config = cfgmod.load([ROOT / "config.yaml", ROOT / "config" / "botan.yaml"])
     epochs = config["training"]["epochs"]

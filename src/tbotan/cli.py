@@ -47,6 +47,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tbotan.config import ConfigError
     from tbotan.formats.dataset import DatasetError
     from tbotan.formats.io_utils import OutputError
+    from tbotan.formats.model_file import ModelFileError
     from tbotan.formats.predictions import PredictionsError
     from tbotan.learning.training import TrainingError
     from tbotan.md import SimulationError
@@ -56,6 +57,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (
         UserError,
         TrainingError,
+        ModelFileError,
         PredictionsError,
         ConfigError,
         ConfigurationError,

@@ -360,8 +360,16 @@ def n_chunks(config: dict, T: float | str) -> int:
     return math.ceil(configurations_needed(config, T) / config["iso"]["configurations_per_chunk"])
 
 
+#: Input variants of T-BOTAN (docs/physics.md §6): the graph's edge features from the inherent
+#: and the thermal structure, the inherent structure alone, the thermal structure alone.
+VARIANTS = ("is+ts", "is", "ts")
+#: The dataset graph each variant is built on and predicts edges on (docs/formats.md).
+VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
+
+
 def model_id(variant: str, lambda_global: float, seed: int) -> str:
-    """Model identifier ``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``."""
+    """Model identifier ``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``: the one
+    definition, used by the workflow, the trainer and the analysis."""
     return f"{variant}_lg{float(lambda_global):g}_s{int(seed)}"
 
 
@@ -396,31 +404,3 @@ def section_hash(config: dict, keys: Iterable[str] | None = None) -> str:
 def run_dir(config: dict) -> Path:
     """Output folder of the run: <results_dir>/<run_name>."""
     return Path(config["results_dir"]) / config["run_name"]
-
-
-def engine_options(config: dict) -> tuple[str, dict]:
-    """(name, options) for :func:`tbotan.md.make_engine` from the ``engine`` section."""
-    e = config["engine"]
-    name = e["name"]
-    from tbotan.md import hoomd_available
-
-    if name == "auto":
-        name = "hoomd" if hoomd_available() else "torch"
-    if name == "torch":
-        return name, {
-            "device": e["device"],
-            "precision": e["precision"],
-            "kernels": e["kernels"],
-            "cuda_graphs": e["cuda_graphs"],
-            "skin": e["skin"],
-            "check_interval": e["check_interval"],
-        }
-    return name, {"device": e["device"], "skin": e["skin"]}
-
-
-def fire_parameters(config: dict):
-    """:class:`tbotan.md.FireParameters` from the ``quench`` section."""
-    from tbotan.md import FireParameters
-
-    fire = {k: v for k, v in config["quench"].items() if k != "batch_size"}
-    return FireParameters(**fire)

@@ -58,6 +58,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 from tbotan.analysis.runs import Group, RunAnalysis
 from tbotan.analysis.summary import summarise, summary_markdown
 from tbotan.config import temperature_labels
+from tbotan.formats.io_utils import atomic_path, write_text
 from tbotan.physics import kalj
 
 #: Figure widths (inches): one and two columns of a two-column journal page.
@@ -138,10 +139,8 @@ def save(fig: Figure, stem: str | os.PathLike, formats: list[str]) -> list[Path]
     paths = []
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = path.with_name(f"{path.name}.tmp")
-        with matplotlib.rc_context(STYLE):
+        with atomic_path(path) as tmp, matplotlib.rc_context(STYLE):
             fig.savefig(tmp, format=fmt, dpi=SAVE_DPI, bbox_inches="tight", pad_inches=0.02)
-        os.replace(tmp, path)
         paths.append(path)
     return paths
 
@@ -323,7 +322,7 @@ def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
 
 def _map_panel(ax, xy, types, values, box_length, norm, cmap) -> EllipseCollection:
     """Particles of the slab as discs of their diameter (σ_AA for A, σ_BB for B), by value."""
-    d = np.where(np.asarray(types) == 0, kalj.SIGMA[0, 0], kalj.SIGMA[1, 1])
+    d = np.where(np.asarray(types) == kalj.TYPE_A, kalj.SIGMA[0, 0], kalj.SIGMA[1, 1])
     discs = EllipseCollection(
         d,
         d,
@@ -1100,13 +1099,7 @@ def report(
         )
         for o in outcomes
     }
-    _write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    _write_text(out_dir / "summary.md", summary_markdown(summary))
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    write_text(out_dir / "summary.md", summary_markdown(summary))
     return outcomes
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPECIES_A = 0  # type index of the A particles (docs/formats.md: 0 = A, 1 = B)
+from tbotan.physics import kalj
 
 # ============================================================================ Pearson ρ
 
@@ -25,13 +25,21 @@ SPECIES_A = 0  # type index of the A particles (docs/formats.md: 0 = A, 1 = B)
 def pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Pearson ρ of paper Eq. A1 along ``axis`` (float64; NaN where a variance vanishes).
 
-    ρ = Σ δx δy / sqrt(Σ δx² Σ δy²), δx = x − mean(x).
+    ρ = Σ δx δy / sqrt(Σ δx² Σ δy²), δx = x − mean(x).  The one Pearson ρ of the package
+    (training's validation metrics, ``tbotan predict``'s summary and the analysis); torch
+    tensors are accepted (detached and copied to the CPU).
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = _float64(x)
+    y = _float64(y)
     dx = x - x.mean(axis=axis, keepdims=True)
     dy = y - y.mean(axis=axis, keepdims=True)
     return _rho((dx * dy).sum(axis=axis), (dx * dx).sum(axis=axis), (dy * dy).sum(axis=axis))
+
+
+def _float64(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, on any device
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def _rho(sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray) -> np.ndarray:
@@ -41,7 +49,7 @@ def _rho(sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray) -> np.ndarray:
 
 
 def node_pearson(
-    prediction: np.ndarray, target: np.ndarray, types: np.ndarray, species: int = SPECIES_A
+    prediction: np.ndarray, target: np.ndarray, types: np.ndarray, species: int = kalj.TYPE_A
 ) -> np.ndarray:
     """Pearson ρ per configuration over the particles of one species (type A by default).
 

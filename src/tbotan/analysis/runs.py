@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
@@ -39,29 +38,22 @@ from tbotan.analysis.metrics import (
     seed_statistics,
 )
 from tbotan.analysis.structure_factor import StructureFactor, four_point_structure_factor
-from tbotan.config import temperature_label
+from tbotan.config import VARIANTS, model_id, temperature_label
 from tbotan.formats.dataset import (
     DatasetContent,
     DatasetError,
     DatasetFile,  # HDF5 attribute → Python value, as for datasets
 )
+from tbotan.formats.model_file import read_metrics
+from tbotan.formats.predictions import Predictions, PredictionsError, read_predictions
 
 log = logging.getLogger(__name__)
 
-SPECIES_A = 0  # type index of the A particles (docs/formats.md: 0 = A, 1 = B)
-
-# ============================================================================ predictions files
-
-from tbotan.formats.predictions import (  # noqa: E402  (one implementation, shared with inference)
-    VARIANTS,
-    Predictions,
-    PredictionsError,
-    read_predictions,
-)
-
 # ============================================================================ model ids
 
-_MODEL_RE = re.compile(r"^(is\+ts|is|ts)_lg([0-9.eE+-]+)_s(\d+)$")
+_MODEL_RE = re.compile(
+    "^(" + "|".join(re.escape(v) for v in VARIANTS) + r")_lg([0-9.eE+-]+)_s(\d+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ class ModelId:
 
     @property
     def name(self) -> str:
-        return f"{self.variant}_lg{self.lambda_global:g}_s{self.seed}"
+        return model_id(self.variant, self.lambda_global, self.seed)
 
     @property
     def group(self) -> Group:
@@ -112,34 +104,6 @@ class Group:
 
     def __hash__(self) -> int:
         return hash(self.name)
-
-
-# ============================================================================ training metrics
-
-
-def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """``models/{model}/metrics.csv`` as {column: (epochs,) float64}, sorted by epoch.
-
-    Raises:
-        ValueError: a missing file, no ``epoch`` column, or a value that is not a number.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training metrics not found: {path}")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or "epoch" not in rows[0]:
-        raise ValueError(f"{path}: expected a CSV file with a header row holding 'epoch'")
-    out: dict[str, np.ndarray] = {}
-    for key in rows[0]:
-        try:
-            out[key] = np.array(
-                [float(row[key]) if row[key] not in ("", None) else np.nan for row in rows]
-            )
-        except ValueError as exc:
-            raise ValueError(f"{path}: column {key!r} holds a value that is not a number") from exc
-    order = np.argsort(out["epoch"], kind="stable")
-    return {k: v[order] for k, v in out.items()}
 
 
 # ============================================================================ a whole run

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPECIES_A = 0  # type index of the A particles (docs/formats.md: 0 = A, 1 = B)
+from tbotan.physics import kalj
 
 # ============================================================================ S_B(q), Eq. 10
 
@@ -103,7 +103,7 @@ def four_point_structure_factor(
     box_length: float,
     q_max: float,
     bin_width: float,
-    species: int = SPECIES_A,
+    species: int = kalj.TYPE_A,
 ) -> StructureFactor:
     """Four-point structure factor of a per-particle field (paper Eq. 10).
 

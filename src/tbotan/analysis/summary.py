@@ -12,8 +12,6 @@ import numpy as np
 
 from tbotan.analysis.runs import RunAnalysis
 
-SPECIES_A = 0  # type index of the A particles (docs/formats.md: 0 = A, 1 = B)
-
 # ============================================================================ summary
 
 

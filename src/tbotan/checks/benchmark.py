@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tbotan.md import Integrator, hoomd_available, make_engine
-from tbotan.physics import kalj
+from tbotan.physics import kalj, observables
 from tbotan.physics.configurations import (
     ConfigurationBatch,
     maxwell_boltzmann_velocities,
@@ -231,8 +231,8 @@ def synthetic_attrs(box_length: float, **overrides) -> dict:
         label_time=1.0,
         n_replicas=1,
         box_length=float(box_length),
-        bond_in=1.3,
-        bond_out=1.6,
+        bond_in=observables.BOND_IN,
+        bond_out=observables.BOND_OUT,
         graph_cutoff=2.0,
         engine={"engine": "synthetic"},
         package_versions={},
@@ -362,11 +362,12 @@ def benchmark_train(
     import torch
 
     from tbotan import config as cfgmod
+    from tbotan.devices import resolve_device
     from tbotan.formats.dataset import DatasetFile, write_dataset
     from tbotan.learning.graphs import graph_from_dataset, octahedral_augment, octahedral_operation
     from tbotan.learning.losses import correlation_loss, loss_weights, tbotan_losses
     from tbotan.learning.model import TBotan, count_parameters
-    from tbotan.learning.training import Trainer, resolve_device, tune_cpu_allocator
+    from tbotan.learning.training import Trainer, tune_cpu_allocator
 
     dev = resolve_device(device)
     if dev.type == "cpu":

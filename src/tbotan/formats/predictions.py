@@ -34,9 +34,6 @@ PREDICTION_ATTRS = (
     "edge_graph",
 )
 
-#: Input variants of T-BOTAN (docs/physics.md §6) and the graph each one predicts edges on.
-VARIANTS = ("is+ts", "is", "ts")
-VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
 
 
 class PredictionsError(DatasetError):

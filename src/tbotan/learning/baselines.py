@@ -45,7 +45,6 @@ RADII: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5, 3.0)
 PENALTIES: tuple[float, ...] = tuple(float(10.0**k) for k in range(-3, 4))
 #: Largest degree of the polynomial T(u).
 T_FIT_DEGREE = 2
-SPECIES_A = 0
 
 PathLike = str | os.PathLike
 

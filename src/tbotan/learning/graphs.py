@@ -47,10 +47,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tbotan.config import VARIANT_GRAPH, VARIANTS
 from tbotan.formats.dataset import DatasetFile
 from tbotan.physics import kalj
-
-VARIANTS = ("is+ts", "is", "ts")
 
 #: Number of edge features per variant.
 EDGE_FEATURES = {"is+ts": 4, "is": 3, "ts": 3}
@@ -68,7 +67,7 @@ def check_variant(variant: str) -> str:
 
 def graph_name(variant: str) -> str:
     """The dataset graph a variant uses: ``'graph'`` (IS) or ``'graph_ts'`` (thermal)."""
-    return "graph_ts" if check_variant(variant) == "ts" else "graph"
+    return VARIANT_GRAPH[check_variant(variant)]
 
 
 def relative_vectors(positions: np.ndarray, edge_index: np.ndarray, box) -> np.ndarray:
@@ -140,7 +139,7 @@ def make_graph(
     edge_index = np.asarray(edge_index, dtype=np.int64)
     features = edge_features(variant, edge_index, thermal_positions, inherent_positions, box3)
     n_edges = edge_index.shape[1]
-    a_mask = types == 0
+    a_mask = types == kalj.TYPE_A
     thermal = np.asarray(thermal_positions, dtype=np.float64)
     return Data(
         x=one_hot_species(types),

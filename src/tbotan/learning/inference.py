@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tbotan.devices import resolve_device
+from tbotan.formats.model_file import ModelFileError, read_model_file
 from tbotan.learning.graphs import (
     check_variant,
     graph_from_dataset,
@@ -31,7 +33,7 @@ from tbotan.learning.graphs import (
     graph_name,
 )
 from tbotan.learning.model import TBotan
-from tbotan.learning.training import MODEL_FORMAT, load_file, resolve_device
+from tbotan.physics import kalj
 
 
 @dataclass
@@ -72,19 +74,15 @@ class TrainedModel:
 def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedModel:
     """Load ``model.pt`` (format checked) onto ``device`` (``'auto'``, ``'cpu'``, ``'cuda'``)."""
     from tbotan.learning.graphs import EDGE_FEATURES
-    from tbotan.learning.training import TrainingError
 
-    meta = load_file(path, MODEL_FORMAT)
-    missing = {"variant", "hparams", "state_dict", "config", "model_id", "seed"} - set(meta)
-    if missing:
-        raise TrainingError(f"{path}: not a complete model file (no {sorted(missing)})")
+    meta = read_model_file(path)
     try:
         check_variant(meta["variant"])
     except ValueError as exc:
-        raise TrainingError(f"{path}: {exc}") from None
+        raise ModelFileError(f"{path}: {exc}") from None
     hparams = meta["hparams"]
     if hparams.get("edge_features") != EDGE_FEATURES[meta["variant"]]:
-        raise TrainingError(
+        raise ModelFileError(
             f"{path}: variant {meta['variant']!r} takes {EDGE_FEATURES[meta['variant']]} edge "
             f"features, but the model was built for {hparams.get('edge_features')}"
         )
@@ -93,7 +91,7 @@ def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedM
         model.load_state_dict(meta.pop("state_dict"))
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainingError(
+        raise ModelFileError(
             f"{path}: its weights do not fit its hyper-parameters {hparams} ({first})"
         ) from None
     dev = resolve_device(device)
@@ -166,9 +164,9 @@ def predict_dataset(
     Returns:
         Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred.
     """
+    from tbotan.analysis.metrics import pearson
     from tbotan.formats.dataset import DatasetFile
     from tbotan.formats.predictions import write_predictions
-    from tbotan.learning.training import pearson
 
     dataset = DatasetFile(dataset_path)
     cutoff = float(trained.config["graph"]["cutoff"])
@@ -185,7 +183,7 @@ def predict_dataset(
             trained,
             dataset.n_particles,
             dataset.box_length,
-            float(np.mean(types == 0)),
+            float(np.mean(types == kalj.TYPE_A)),
             str(dataset.path),
         )
     cbs, edges, t_preds, embeddings, pearsons = [], [], [], [], []
@@ -197,7 +195,7 @@ def predict_dataset(
         t_preds.append(pred["t_pred"])
         embeddings.append(pred["embedding"])
         a = data.a_mask.numpy()
-        pearsons.append(pearson(torch.from_numpy(pred["cb"][a]), data.y[a]))
+        pearsons.append(float(pearson(pred["cb"][a], data.y[a])))
         if progress is not None:
             progress(c + 1, dataset.n_configurations)
     attrs = dict(
@@ -309,8 +307,14 @@ def read_user_configuration(
     )
 
 
-def quench(conf: UserConfiguration, engine, fire=None) -> tuple[np.ndarray, float, int]:
-    """Inherent structure of ``conf`` by FIRE: ((N, 3) positions, e_IS/N, FIRE steps)."""
+def quench_user_configuration(
+    conf: UserConfiguration, engine, fire=None
+) -> tuple[np.ndarray, float, int]:
+    """Inherent structure of ``conf`` by FIRE: ((N, 3) positions, e_IS/N, FIRE steps).
+
+    (One configuration, before predicting; the pipeline's quench of whole equilibrium files is
+    :func:`tbotan.md.protocols.quench`.)
+    """
     from tbotan.physics.configurations import ConfigurationBatch
 
     batch = ConfigurationBatch(conf.thermal_positions, conf.types, conf.box)
@@ -349,7 +353,7 @@ def predict_configuration(
             trained,
             len(conf.types),
             float(conf.box[0]),
-            float(np.mean(conf.types == 0)),
+            float(np.mean(conf.types == kalj.TYPE_A)),
             conf.source,
         )
     attrs_extra: dict = {}
@@ -360,7 +364,7 @@ def predict_configuration(
                 f"{conf.source}: the {trained.variant!r} model needs the inherent structure; "
                 "give it, or an engine to quench the configuration"
             )
-        inherent, e_is, steps = quench(conf, engine, fire)
+        inherent, e_is, steps = quench_user_configuration(conf, engine, fire)
         attrs_extra.update(quenched=True, inherent_energy=e_is, fire_steps=steps)
     else:
         attrs_extra.update(quenched=False)

@@ -34,6 +34,9 @@ import hashlib
 import numpy as np
 
 from tbotan.md import (
+    MAX_POTENTIAL_ENERGY,
+    MAX_TEMPERATURE,
+    MIN_DISTANCE,
     BatchEvaluation,
     Engine,
     FireParameters,
@@ -87,9 +90,9 @@ class HoomdEngine(Engine):
         self,
         device: str = "auto",
         skin: float = 0.3,
-        max_potential_energy: float = 100.0,
-        max_temperature: float = 100.0,
-        min_distance: float = 0.5,
+        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
+        max_temperature: float = MAX_TEMPERATURE,
+        min_distance: float = MIN_DISTANCE,
         notice_level: int = 1,
     ) -> None:
         self.hoomd = _import_hoomd()

