@@ -6,7 +6,7 @@
 Each fold trains on four files and tests on the fifth (``--folds``: which files to hold out);
 ``--curve`` instead trains on the first k = 1, 2, 3 of files 1-4 and tests on file 5 (the
 learning curve).  Beside every network number: baseline (a), a ridge model on structural
-descriptors (tbotan.baselines) fitted on the same training files (penalty chosen on them: there
+descriptors (tbotan.learning.baselines) fitted on the same training files (penalty chosen on them: there
 is no validation file to spare).  Prints one JSON line per training.
 """
 
@@ -21,11 +21,12 @@ import torch
 
 
 def run(config, train_files, test_file, out: Path) -> dict:
-    from tbotan.baselines import structural_baselines
-    from tbotan.dataset import DatasetFile
-    from tbotan.graphs import graph_from_dataset
-    from tbotan.inference import load_model
-    from tbotan.training import pearson, train
+    from tbotan.analysis.metrics import pearson
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.learning.baselines import structural_baselines
+    from tbotan.learning.graphs import graph_from_dataset
+    from tbotan.learning.inference import load_model
+    from tbotan.learning.training import train
 
     start = time.time()
     train(config, train_files, [], out, seed=0, progress=False)
@@ -39,7 +40,7 @@ def run(config, train_files, test_file, out: Path) -> dict:
     return {
         "train": [Path(p).name for p in train_files],
         "test": Path(test_file).name,
-        "pearson": round(pearson(pred.cb[a], data.y[a]), 4),
+        "pearson": round(float(pearson(pred.cb[a], data.y[a])), 4),
         "baseline_ridge": round(baseline["cb"]["per_temperature"]["test"]["mean"], 4),
         "t_pred": round(float(pred.t_pred), 4),
         "train_s": round(seconds, 1),

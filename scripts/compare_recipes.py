@@ -26,10 +26,11 @@ import torch
 
 def train_and_score(args) -> dict:
     from tbotan import config as cfgmod
-    from tbotan.dataset import DatasetFile
-    from tbotan.graphs import graph_from_dataset
-    from tbotan.inference import load_model
-    from tbotan.training import pearson, train
+    from tbotan.analysis.metrics import pearson
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.learning.graphs import graph_from_dataset
+    from tbotan.learning.inference import load_model
+    from tbotan.learning.training import train
 
     overlay = json.loads(args.overlay)
     config = cfgmod.load(args.config)
@@ -53,7 +54,7 @@ def train_and_score(args) -> dict:
             with torch.no_grad():
                 out_c = trained.model(data.x, data.edge_index, data.edge_attr)
             a = data.a_mask
-            rhos.append(pearson(out_c.cb[a], data.y[a]))
+            rhos.append(float(pearson(out_c.cb[a], data.y[a])))
             t_preds.append(float(out_c.t_pred))
         summary[f"T{dataset.temperature:.2f}"] = {
             "pearson": round(float(np.mean(rhos)), 3),
@@ -76,7 +77,7 @@ def plot(paths: list[str], output: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tbotan.training import read_metrics
+    from tbotan.formats.model_file import read_metrics_rows as read_metrics
 
     fig, (ax_r, ax_t) = plt.subplots(1, 2, figsize=(9, 3.4))
     for path in paths:

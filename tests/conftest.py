@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,8 +159,8 @@ def liquid_256(cpu_engine) -> ConfigurationBatch:
 
     Session-scoped: built once, reused by the dynamics tests.
     """
-    from tbotan.configuration import maxwell_boltzmann_velocities, random_configuration
     from tbotan.md import Integrator
+    from tbotan.physics.configurations import maxwell_boltzmann_velocities, random_configuration
 
     conf = random_configuration(256, seed=11)
     conf = conf.with_velocities(maxwell_boltzmann_velocities(256, 2.0, seed=11, stream=0)[None])

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tbotan import neighbors
-from tbotan.benchmark import synthetic_attrs
-from tbotan.configuration import random_configuration
-from tbotan.dataset import DatasetContent, Graph, write_dataset
+from tbotan.checks.benchmark import synthetic_attrs
+from tbotan.formats.dataset import DatasetContent, Graph, write_dataset
+from tbotan.physics import neighbors
+from tbotan.physics.configurations import random_configuration
 
 
 def synthetic_configuration(n: int, seed: int) -> dict:

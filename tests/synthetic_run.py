@@ -24,11 +24,12 @@ import numpy as np
 import yaml
 
 from tbotan import config as cfg
-from tbotan import kalj
-from tbotan.analysis import ModelId
-from tbotan.dataset import DatasetContent, Graph, write_dataset
-from tbotan.neighbors import graph_edges
-from tbotan.predictions import VARIANT_GRAPH, VARIANTS, write_predictions
+from tbotan.analysis.runs import ModelId
+from tbotan.config import VARIANT_GRAPH, VARIANTS
+from tbotan.formats.dataset import DatasetContent, Graph, write_dataset
+from tbotan.formats.predictions import write_predictions
+from tbotan.physics import kalj
+from tbotan.physics.neighbors import graph_edges
 
 #: T, τα of Table I, trained?
 TEMPERATURES = ((0.44, 4120.0, True), (0.50, 217.0, False), (0.64, 16.5, True))

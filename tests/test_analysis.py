@@ -11,22 +11,26 @@ import numpy as np
 import pytest
 
 from synthetic_run import make_synthetic_run
-from tbotan import analysis
-from tbotan.analysis import (
-    ModelId,
-    bin_wavevectors,
+from tbotan.analysis import runs
+from tbotan.analysis import summary as run_summary
+from tbotan.analysis.metrics import (
     edge_pearson,
     embedding_distance_matrices_per_seed,
     embedding_distance_matrix,
-    four_point_structure_factor,
     node_pearson,
     pearson,
     ratio_distribution,
-    reciprocal_lattice,
     seed_statistics,
 )
-from tbotan.dataset import DatasetError, DatasetFile
-from tbotan.predictions import PredictionsError, read_predictions, write_predictions
+from tbotan.analysis.runs import ModelId
+from tbotan.analysis.structure_factor import (
+    bin_wavevectors,
+    four_point_structure_factor,
+    reciprocal_lattice,
+)
+from tbotan.formats import model_file
+from tbotan.formats.dataset import DatasetError, DatasetFile
+from tbotan.formats.predictions import PredictionsError, read_predictions, write_predictions
 
 # ------------------------------------------------------------------------------------ S_B(q)
 
@@ -203,7 +207,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(run_dir):
-    return analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    return runs.analyse_run(run_dir, runs.load_run_config(run_dir / "config.yaml"))
 
 
 def _arrays(c=3, n=5, e=7, h=4):
@@ -360,7 +364,7 @@ def test_embedding_distances_of_the_run(run):
 
 
 def test_summary_is_strict_json_with_the_headline_numbers(run):
-    summary = analysis.summarise(run)
+    summary = run_summary.summarise(run)
     text = json.dumps(summary, allow_nan=False)
     back = json.loads(text)
     main = back["groups"]["is+ts_lg0.01"]["per_temperature"]
@@ -369,41 +373,41 @@ def test_summary_is_strict_json_with_the_headline_numbers(run):
     assert back["embedding_distance"]["is+ts_lg0.01"]["D"][0][0] == 0.0
     dist = back["t_pred_distribution"]["is+ts_lg0.01"]["0.50"]
     assert np.sum(np.array(dist["density"]) * np.diff(dist["edges"])) == pytest.approx(1.0)
-    md = analysis.summary_markdown(back)
+    md = run_summary.summary_markdown(back)
     assert "| 0.50* | no |" in md and "Embedding distances" in md
 
 
 def test_missing_temperature_is_noted_and_no_dataset_is_an_error(tmp_path):
     run_dir = make_synthetic_run(tmp_path, n_test=2, models=MODELS_MAIN_ONLY)
     (run_dir / "datasets" / "T0.64_test.h5").unlink()
-    config = analysis.load_run_config(run_dir / "config.yaml")
-    run = analysis.analyse_run(run_dir, config)
+    config = runs.load_run_config(run_dir / "config.yaml")
+    run = runs.analyse_run(run_dir, config)
     assert [t.label for t in run.temperatures] == ["0.44", "0.50"]
     assert any("0.64" in note for note in run.notes)
     for path in (run_dir / "datasets").glob("*_test.h5"):
         path.unlink()
     with pytest.raises(DatasetError, match="no test dataset"):
-        analysis.analyse_run(run_dir, config)
+        runs.analyse_run(run_dir, config)
 
 
 def test_predictions_in_the_wrong_folder_are_an_error(tmp_path):
     run_dir = make_synthetic_run(tmp_path, n_test=2, models=MODELS_MAIN_ONLY)
     src = run_dir / "predictions" / "is+ts_lg0.01_s0"
     src.rename(run_dir / "predictions" / "is+ts_lg0.01_s7")
-    config = analysis.load_run_config(run_dir / "config.yaml")
+    config = runs.load_run_config(run_dir / "config.yaml")
     with pytest.raises(PredictionsError, match="do not match its folder"):
-        analysis.analyse_run(run_dir, config)
+        runs.analyse_run(run_dir, config)
 
 
 def test_read_metrics_sorts_by_epoch_and_rejects_text(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,loss\n2,0.5\n1,0.7\n")
-    m = analysis.read_metrics(path)
+    m = model_file.read_metrics(path)
     np.testing.assert_array_equal(m["epoch"], [1, 2])
     np.testing.assert_array_equal(m["loss"], [0.7, 0.5])
     path.write_text("epoch,loss\n1,abc\n")
     with pytest.raises(ValueError, match="'loss'"):
-        analysis.read_metrics(path)
+        model_file.read_metrics(path)
 
 
 MODELS_MAIN_ONLY = (("is+ts", 0.01, 0, 0.6),)

@@ -1,4 +1,5 @@
-"""Structural baselines (tbotan.baselines) against independent references, and in the summary."""
+"""Structural baselines (tbotan.learning.baselines) against independent references, and in the
+summary."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import numpy as np
 import pytest
 
 from synthetic_run import MODELS, make_dataset, make_synthetic_run, random_packing, synthetic_config
-from tbotan import analysis, baselines, figures, kalj
-from tbotan.analysis import node_pearson
+from tbotan.analysis import figures, runs
+from tbotan.analysis import summary as run_summary
+from tbotan.analysis.metrics import node_pearson
 from tbotan.cli import main
-from tbotan.dataset import write_dataset
+from tbotan.formats.dataset import write_dataset
+from tbotan.learning import baselines
+from tbotan.physics import kalj
 
 N = 320  # L = 6.43 at ρ = 1.2: every radius up to 3.0 is below L/2
 
@@ -296,7 +300,7 @@ def test_summary_of_a_synthetic_run_carries_the_baselines(tmp_path, monkeypatch)
         assert "pearson_node" in per_t[label] and "t_pred" in per_t[label]  # kept
     text = (run_dir / "analysis" / "summary.md").read_text()
     assert "ρ ridge baseline" in text and "## Baselines" in text
-    run = analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    run = runs.analyse_run(run_dir, runs.load_run_config(run_dir / "config.yaml"))
     legend = [t.get_text() for t in figures.fig07_pearson(run).axes[0].get_legend().get_texts()]
     assert "ridge baseline (structure)" in legend
     legend = [t.get_text() for t in figures.fig04_t_pred(run).axes[0].get_legend().get_texts()]
@@ -307,9 +311,9 @@ def test_baselines_without_validation_files_are_noted_and_left_out(tmp_path):
     run_dir = make_synthetic_run(tmp_path, n_test=2, models=MODELS[:1])
     for path in (run_dir / "datasets").glob("*_validation.h5"):
         path.unlink()
-    run = analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    run = runs.analyse_run(run_dir, runs.load_run_config(run_dir / "config.yaml"))
     assert run.baselines is None and any("baselines: not computed" in n for n in run.notes)
-    summary = analysis.summarise(run)
+    summary = run_summary.summarise(run)
     assert summary["baselines"] is None
     assert "baseline_pearson_cb" not in summary["temperatures"][0]
-    analysis.summary_markdown(summary)
+    run_summary.summary_markdown(summary)

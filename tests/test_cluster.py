@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tbotan.configuration import read_gsd
+from tbotan.physics.configurations import read_gsd
 from workflow_helpers import ROOT, SMOKE_ARGS, snakemake_command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tbotan import kalj
-from tbotan.configuration import (
+from tbotan.physics import kalj
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     ConfigurationError,
     maxwell_boltzmann_velocities,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_BOX, BOTAN_REFERENCE, botan_file
-from tbotan import kalj, neighbors
-from tbotan.benchmark import synthetic_attrs
-from tbotan.dataset import DatasetContent, DatasetError, DatasetFile, Graph, write_dataset
-from tbotan.importer import BotanImportError, import_botan
+from tbotan.checks.benchmark import synthetic_attrs
+from tbotan.formats.dataset import DatasetContent, DatasetError, DatasetFile, Graph, write_dataset
+from tbotan.labels.botan import BotanImportError, import_botan
+from tbotan.physics import kalj, neighbors
 
 
 def tiny_content(n_conf=3, n=250, seed=0) -> DatasetContent:

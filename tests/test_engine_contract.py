@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_REFERENCE, dense_random_configuration
-from tbotan import kalj
-from tbotan.configuration import (
-    ConfigurationBatch,
-    maxwell_boltzmann_velocities,
-    random_configuration,
-)
 from tbotan.md import (
     Integrator,
     SimulationError,
     hoomd_available,
     lammps_available,
     make_engine,
+)
+from tbotan.physics import kalj
+from tbotan.physics.configurations import (
+    ConfigurationBatch,
+    maxwell_boltzmann_velocities,
+    random_configuration,
 )
 
 

@@ -8,14 +8,14 @@ import pytest
 from matplotlib.figure import Figure
 
 from synthetic_run import MODELS, make_synthetic_run
-from tbotan import analysis, figures
+from tbotan.analysis import figures, runs
 from tbotan.cli import main
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     run_dir = make_synthetic_run(tmp_path_factory.mktemp("figures"))
-    return analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    return runs.analyse_run(run_dir, runs.load_run_config(run_dir / "config.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def main_only_run(tmp_path_factory):
     run_dir = make_synthetic_run(
         tmp_path_factory.mktemp("main-only"), n_test=2, models=MODELS[:2], validation_losses=False
     )
-    return analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    return runs.analyse_run(run_dir, runs.load_run_config(run_dir / "config.yaml"))
 
 
 @pytest.mark.parametrize("name", list(figures.FIGURES))
@@ -118,7 +118,7 @@ def test_cli_reports_missing_or_damaged_inputs_in_one_line(tmp_path, capsys):
 def test_partial_predictions_use_the_seeds_that_exist(tmp_path):
     run_dir = make_synthetic_run(tmp_path, n_test=2, models=MODELS[:2])
     (run_dir / "predictions" / "is+ts_lg0.01_s0" / "T0.50_test.h5").unlink()
-    run = analysis.analyse_run(run_dir, analysis.load_run_config(run_dir / "config.yaml"))
+    run = runs.analyse_run(run_dir, runs.load_run_config(run_dir / "config.yaml"))
     assert any("is+ts_lg0.01_s0: no predictions at T = 0.50" in n for n in run.notes)
     assert run.pearson(run.main_group, "0.50", "node").seeds == [1]
     assert run.embedding_distances(run.main_group)["labels"] == ["0.44", "0.64"]

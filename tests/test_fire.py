@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_REFERENCE, dense_random_configuration
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
 from tbotan.md import FireParameters, SimulationError
 from tbotan.md.torch_engine import TorchEngine
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from learning_helpers import synthetic_content, write_synthetic
-from tbotan import kalj
-from tbotan.dataset import DatasetFile, write_dataset
-from tbotan.graphs import (
+from tbotan.formats.dataset import DatasetFile, write_dataset
+from tbotan.learning.graphs import (
     EDGE_FEATURES,
     GraphDataset,
     graph_from_dataset,
@@ -18,6 +17,7 @@ from tbotan.graphs import (
     octahedral_matrix,
     octahedral_operation,
 )
+from tbotan.physics import kalj
 
 INPUTS = ("x", "edge_index", "edge_attr", "a_mask", "corr_positions", "box")
 

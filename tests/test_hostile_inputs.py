@@ -20,16 +20,17 @@ import h5py
 import numpy as np
 import pytest
 
-from tbotan import cli, kalj
-from tbotan.configuration import (
+from tbotan import cli
+from tbotan.formats.dataset import DatasetContent, Graph, write_dataset
+from tbotan.physics import kalj
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     maxwell_boltzmann_velocities,
     random_configuration,
     read_gsd_logs,
     write_gsd,
 )
-from tbotan.dataset import DatasetContent, Graph, write_dataset
-from tbotan.neighbors import graph_edges
+from tbotan.physics.neighbors import graph_edges
 
 N = 256
 L = kalj.box_length(N)
@@ -68,13 +69,13 @@ def no_md(monkeypatch):
     def guard(*args, **kwargs):
         raise MDRan("MD ran although the input was bad")
 
-    import tbotan.labelling
+    import tbotan.labels.chunks
     import tbotan.md.protocols as protocols
     from tbotan.md.torch_engine import TorchEngine
 
     for name in ("equilibrate", "measure_tau_alpha", "quench", "isoconfigurational"):
         monkeypatch.setattr(protocols, name, guard)
-    monkeypatch.setattr(tbotan.labelling, "isoconfigurational", guard)
+    monkeypatch.setattr(tbotan.labels.chunks, "isoconfigurational", guard)
     monkeypatch.setattr(TorchEngine, "minimize", guard)
     monkeypatch.setattr(TorchEngine, "simulation", guard)
 
@@ -391,7 +392,7 @@ def test_predict_refuses_bad_npz_before_loading_the_model(tmp_path, capsys, no_m
 
 
 def chunk_content(n_conf: int = 3, seed: int = 0) -> DatasetContent:
-    from tbotan.benchmark import synthetic_attrs
+    from tbotan.checks.benchmark import synthetic_attrs
 
     b = batch(n_conf, seed, velocities=False)
     graphs = [graph_edges(p, L, 2.0) for p in b.positions]
@@ -531,12 +532,12 @@ def test_read_only_output_folder_is_refused_before_md(
     folder.mkdir()
     folder.chmod(0o555)
     if os.geteuid() == 0:  # root writes anyway: make the probe fail as the kernel would
-        import tbotan.io_utils
+        import tbotan.formats.io_utils
 
         def refuse(probe):
             raise PermissionError(errno.EACCES, "Permission denied", str(probe))
 
-        monkeypatch.setattr(tbotan.io_utils, "_probe_write", refuse)
+        monkeypatch.setattr(tbotan.formats.io_utils, "_probe_write", refuse)
     out = folder / "eq.gsd"
     try:
         argv = ["equilibrate", "--config", config_file, "--temperature", T, "--output", out]
@@ -727,7 +728,7 @@ def small_model_file(tmp_path_factory):
     import torch
 
     from learning_helpers import small_config, write_synthetic
-    from tbotan.training import train
+    from tbotan.learning.training import train
 
     folder = tmp_path_factory.mktemp("model")
     data = write_synthetic(folder / "T0.80_train.h5", seeds=(0,), temperature=0.8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_BOX, BOTAN_REFERENCE, dense_random_configuration
-from tbotan import kalj
+from tbotan.physics import kalj
 
 
 def brute_force_energy(positions, types, box):

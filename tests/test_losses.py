@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tbotan import config as cfgmod
-from tbotan.losses import (
+from tbotan.learning.losses import (
     TERMS,
     LossWeights,
     correlation_loss,
@@ -20,7 +20,7 @@ from tbotan.losses import (
     tbotan_losses,
     variance_loss,
 )
-from tbotan.model import TBotanOutput
+from tbotan.learning.model import TBotanOutput
 
 DISTANCES = (2.0, 4.0, 6.0)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tbotan import config as cfgmod
-from tbotan.model import MLP, TBotan, count_parameters
+from tbotan.learning.model import MLP, TBotan, count_parameters
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import dense_random_configuration
-from tbotan import kalj
 from tbotan.md import torch_neighbors as nl
+from tbotan.physics import kalj
 
 
 def as_tensors(conf):
@@ -33,7 +33,7 @@ def listed_pairs(neighbors: torch.Tensor) -> set:
 def test_list_equals_brute_force(n, skin):
     # n = 240 gives L = 5.85, just above 2 r_list = 5.6 (all-pairs path); larger boxes use cells
     confs = [dense_random_configuration(n, seed=s) for s in (1, 2)]
-    from tbotan.configuration import ConfigurationBatch
+    from tbotan.physics.configurations import ConfigurationBatch
 
     conf = ConfigurationBatch.concatenate(confs)
     coords, types, box = as_tensors(conf)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_BOX, BOTAN_REFERENCE
-from tbotan import kalj, observables
+from tbotan.physics import kalj, observables
 
 
 def brute_force_cb(initial, final, types, box, bond_in=1.3, bond_out=1.6):

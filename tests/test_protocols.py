@@ -13,20 +13,18 @@ import pytest
 import yaml
 
 from tbotan import config as cfgmod
-from tbotan.configuration import read_gsd, read_gsd_logs
-from tbotan.dataset import DatasetFile, write_dataset
-from tbotan.io_utils import read_json
-from tbotan.labelling import assemble_splits, label_chunk
+from tbotan.formats.dataset import DatasetFile, write_dataset
+from tbotan.formats.io_utils import read_json
+from tbotan.labels.chunks import assemble_splits, label_chunk
 from tbotan.md.protocols import (
     EquilibrationError,
-    EquilibrationParameters,
-    IsoParameters,
-    TauAlphaParameters,
     equilibrate,
     isoconfigurational,
     measure_tau_alpha,
     quench,
 )
+from tbotan.physics.configurations import read_gsd, read_gsd_logs
+from tbotan.pipeline import equilibration_parameters, iso_parameters, tau_alpha_parameters
 
 # a hot, small state point: everything relaxes within a few hundred steps
 SMALL = {
@@ -56,7 +54,7 @@ def small_config():
 
 @pytest.fixture(scope="module")
 def equilibrated(cpu_engine, small_config):
-    params = EquilibrationParameters.from_config(small_config, 1.5)
+    params = equilibration_parameters(small_config, 1.5)
     return equilibrate(cpu_engine, params)
 
 
@@ -80,7 +78,7 @@ def test_failing_checks_stop_unless_allowed(cpu_engine, small_config):
             SMALL, {"equilibration": {"min_msd_between_samples": 50.0, "max_sample_extensions": 1}}
         )
     )
-    params = EquilibrationParameters.from_config(strict, 2.0)
+    params = equilibration_parameters(strict, 2.0)
     with pytest.raises(EquilibrationError, match="MSD between consecutive samples"):
         equilibrate(cpu_engine, params)
     lenient = cfgmod.validate(
@@ -95,7 +93,7 @@ def test_failing_checks_stop_unless_allowed(cpu_engine, small_config):
             },
         )
     )
-    result = equilibrate(cpu_engine, EquilibrationParameters.from_config(lenient, 2.0))
+    result = equilibrate(cpu_engine, equilibration_parameters(lenient, 2.0))
     assert not result.report["passed"] and result.report["failures"]
 
 
@@ -104,7 +102,7 @@ def test_interrupted_equilibration_resumes_to_the_same_result(
 ):
     import tbotan.md.protocols as protocols
 
-    params = EquilibrationParameters.from_config(small_config, 1.5)
+    params = equilibration_parameters(small_config, 1.5)
     original = protocols.run_segments
     calls = {"n": 0}
 
@@ -162,7 +160,7 @@ def test_killed_equilibrate_command_resumes_to_the_same_file(tmp_path, small_con
 
 
 def test_tau_alpha_protocol_measures_a_decaying_fs(cpu_engine, small_config, equilibrated):
-    params = TauAlphaParameters.from_config(small_config, 1.5)
+    params = tau_alpha_parameters(small_config, 1.5)
     start = equilibrated.samples.select(np.nonzero(equilibrated.sample == 0)[0])
     result = measure_tau_alpha(cpu_engine, start, params)
     fs = np.array(result["fs"])
@@ -180,7 +178,7 @@ def test_quench_reaches_minima(cpu_engine, equilibrated):
 
 
 def test_replicas_do_not_depend_on_chunking(cpu_engine, small_config, equilibrated):
-    params = IsoParameters.from_config(small_config, 1.5, 0.5, "table")
+    params = iso_parameters(small_config, 1.5, 0.5, "table")
     thermal = equilibrated.samples.select([0, 1, 2, 3]).with_velocities(None)
     together, _ = isoconfigurational(cpu_engine, thermal, np.arange(4), params)
     second, _ = isoconfigurational(cpu_engine, thermal.select([2, 3]), np.array([2, 3]), params)
@@ -192,7 +190,7 @@ def test_replicas_do_not_depend_on_chunking(cpu_engine, small_config, equilibrat
 def test_label_chunks_assemble_into_disjoint_splits(
     cpu_engine, small_config, equilibrated, tmp_path
 ):
-    from tbotan.configuration import write_gsd
+    from tbotan.physics.configurations import write_gsd
 
     eq_path, is_path = tmp_path / "eq.gsd", tmp_path / "is.gsd"
     needed = cfgmod.configurations_needed(small_config, 1.5)
@@ -233,7 +231,7 @@ def test_label_chunks_assemble_into_disjoint_splits(
 
 
 def test_equilibrium_gsd_logs_name_system_and_sample(tmp_path):
-    from tbotan.configuration import random_configuration, write_gsd
+    from tbotan.physics.configurations import random_configuration, write_gsd
 
     conf = random_configuration(300, seed=1).repeat(2)
     write_gsd(tmp_path / "x.gsd", conf, logs=[{"tbotan/system": np.array([b])} for b in (4, 5)])

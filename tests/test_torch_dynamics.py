@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tbotan.configuration import ConfigurationBatch, maxwell_boltzmann_velocities
 from tbotan.md import Integrator, SimulationError
 from tbotan.md import torch_integrators as integ
 from tbotan.md.torch_engine import TorchEngine
+from tbotan.physics.configurations import ConfigurationBatch, maxwell_boltzmann_velocities
 
 
 def with_fresh_velocities(conf: ConfigurationBatch, kT: float, seed: int) -> ConfigurationBatch:

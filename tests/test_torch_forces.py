@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_REFERENCE, dense_random_configuration
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
 from tbotan.md.torch_engine import TorchEngine
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 
 def relative_force_error(forces, reference):

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from conftest import dense_random_configuration
-from tbotan.configuration import ConfigurationBatch, maxwell_boltzmann_velocities
 from tbotan.md import Integrator, native
 from tbotan.md import torch_neighbors as nl
 from tbotan.md.torch_engine import TorchEngine
 from tbotan.md.torch_kernels import NativeKernels, TorchKernels
 from tbotan.md.torch_potential import PairCoefficients
+from tbotan.physics.configurations import ConfigurationBatch, maxwell_boltzmann_velocities
 
 
 @pytest.fixture(scope="module")

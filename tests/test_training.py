@@ -12,18 +12,14 @@ import torch
 
 from conftest import BOTAN_BOX, ROOT, botan_data_dir, botan_file
 from learning_helpers import small_config, synthetic_content, write_synthetic
-from tbotan import cli, kalj
-from tbotan.dataset import DatasetFile, write_dataset
-from tbotan.predictions import read_predictions
-from tbotan.training import (
-    CHECKPOINT_FORMAT,
-    TrainingError,
-    load_file,
-    metrics_columns,
-    model_id,
-    read_metrics,
-    train,
-)
+from tbotan import cli
+from tbotan.config import model_id
+from tbotan.formats.dataset import DatasetFile, write_dataset
+from tbotan.formats.model_file import CHECKPOINT_FORMAT, load_file
+from tbotan.formats.model_file import read_metrics_rows as read_metrics
+from tbotan.formats.predictions import read_predictions
+from tbotan.learning.training import TrainingError, metrics_columns, train
+from tbotan.physics import kalj
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +155,7 @@ def test_graph_caches_and_loader_workers_do_not_change_the_result(files, tmp_pat
 
 
 def test_ts_variant_predicts_on_the_thermal_graph(files, tmp_path):
-    from tbotan.inference import load_model, predict_dataset
+    from tbotan.learning.inference import load_model, predict_dataset
 
     config = small_config(epochs=1, warmup_epochs=0)
     result = train(config, files["train"], [], tmp_path / "m", variant="ts", progress=False)
@@ -206,7 +202,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
 
 def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, liquid_256):
     """tbotan train, then tbotan predict on a dataset file, an .npz and a GSD frame."""
-    from tbotan.configuration import write_gsd
+    from tbotan.physics.configurations import write_gsd
 
     yaml_path = tmp_path / "c.yaml"
     yaml_path.write_text(
@@ -265,7 +261,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
 
 
 def test_training_benchmark_runs(tmp_path):
-    from tbotan.benchmark import benchmark_train
+    from tbotan.checks.benchmark import benchmark_train
 
     result = benchmark_train(
         n_particles=250, steps=2, warmup=1, device="cpu", epoch_configurations=2, hidden=16
@@ -287,7 +283,7 @@ def botan_datasets(tmp_path_factory) -> tuple[Path, Path]:
     directory = botan_data_dir()
     if directory is None:
         pytest.skip("BOTAN data not found: set TBOTAN_BOTAN_DATA or add ../shared/data/botan-T0.44")
-    from tbotan.importer import import_botan
+    from tbotan.labels.botan import import_botan
     from tbotan.md import make_engine
 
     engine = make_engine("torch", device="cpu")
@@ -311,18 +307,18 @@ def test_learns_real_bond_breaking_better_than_the_structural_baselines(tmp_path
     nothing is selected on it).
 
     Baselines: the per-particle inherent-structure energy, −e_IS (low energy ↔ stable ↔ high
-    C_B), and baseline (a), the ridge model on structural descriptors (tbotan.baselines) fitted
-    on configurations 1–4.  Measured when written: network 0.515, ridge 0.444, −e_IS 0.10
+    C_B), and baseline (a), the ridge model on structural descriptors (tbotan.learning.baselines)
+    fitted on configurations 1–4.  Measured when written: network 0.515, ridge 0.444, −e_IS 0.10
     (docs/results.md).  The untrained network's Pearson is printed for scale: random features
     of the local structure already correlate with C_B, with either sign.
     """
     train_h5, test_h5 = botan_datasets(tmp_path_factory)
     from tbotan import config as cfgmod
-    from tbotan.baselines import structural_baselines
-    from tbotan.graphs import graph_from_dataset
-    from tbotan.inference import load_model, predict_dataset
-    from tbotan.model import TBotan
-    from tbotan.training import pearson
+    from tbotan.analysis.metrics import pearson
+    from tbotan.learning.baselines import structural_baselines
+    from tbotan.learning.graphs import graph_from_dataset
+    from tbotan.learning.inference import load_model, predict_dataset
+    from tbotan.learning.model import TBotan
 
     config = cfgmod.load([ROOT / "config.yaml", ROOT / "config" / "botan.yaml"])
     epochs = config["training"]["epochs"]
@@ -367,8 +363,8 @@ def test_a_batch_of_one_graph_trains_exactly_like_the_one_graph_step(files):
     """The batched path (PyG batch, per-graph pooling and losses) with one graph gives the
     one-graph step's loss terms and gradients (to rounding); with two graphs, the mean of the
     two one-graph losses."""
-    from tbotan.losses import loss_weights
-    from tbotan.training import Trainer
+    from tbotan.learning.losses import loss_weights
+    from tbotan.learning.training import Trainer
 
     config = small_config(epochs=2, warmup_epochs=0)
     trainer = Trainer(config, files["train"], [], "/nonexistent-unused", seed=0)
@@ -446,7 +442,7 @@ def test_metrics_history_lives_with_the_checkpoint(files, tmp_path):
 
 
 def test_learning_rate_schedule(files):
-    from tbotan.training import Trainer
+    from tbotan.learning.training import Trainer
 
     config = small_config(
         epochs=10, lr_schedule="cosine", lr_warmup_epochs=2, lr_final_factor=0.1, learning_rate=1e-3
@@ -463,7 +459,7 @@ def test_learning_rate_schedule(files):
 def test_predict_refuses_systems_unlike_the_training_data(files, tmp_path):
     """Another N, density or composition than the training data: refused by default, naming
     both values; explicitly allowed with allow_extrapolation."""
-    from tbotan.inference import NotApplicable, load_model, predict_dataset
+    from tbotan.learning.inference import NotApplicable, load_model, predict_dataset
 
     config = small_config(epochs=1, warmup_epochs=0)
     train(config, files["train"], [], tmp_path / "m", progress=False)
@@ -490,7 +486,7 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
     node and edge outputs stay bit-identical to the unrefitted model's, the head computed from
     the pooled vectors is the model's own T_pred, and a resumed finished training refits the
     same way (deterministic)."""
-    from tbotan.inference import load_model
+    from tbotan.learning.inference import load_model
 
     base = dict(epochs=3, warmup_epochs=3, checkpoint_every=3, lambda_global=0.1)
     plain = train(small_config(**base), files["train"], files["validation"], tmp_path / "a",
@@ -509,7 +505,7 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
     assert fit["t_rmse_after"] < 0.3 * fit["t_rmse_before"], fit
 
     m_plain, m_refit = load_model(plain.model_path).model, load_model(refit.model_path).model
-    from tbotan.graphs import graph_from_dataset
+    from tbotan.learning.graphs import graph_from_dataset
 
     g = graph_from_dataset(DatasetFile(files["validation"][1]), 0, "is+ts")
     x, edge_index, edge_attr = g.x, g.edge_index, g.edge_attr

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import BOTAN_REFERENCE, botan_file
-from tbotan import kalj, validation
+from tbotan.checks import validation
+from tbotan.physics import kalj
 
 
 def _load(directory, index):

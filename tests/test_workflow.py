@@ -32,7 +32,7 @@ def job_counts(*args) -> dict[str, int]:
 def test_demo_configuration_is_valid_for_its_box():
     """The demo overlay passes the schema, its L_Corr distances fit its box (d ≤ L/2) and its
     labels are defined (bond thresholds, a label time beyond τα)."""
-    from tbotan import kalj
+    from tbotan.physics import kalj
 
     config = cfg.load([ROOT / "config.yaml", ROOT / "config" / "demo.yaml"])
     box = kalj.box_length(config["system"]["n_particles"], config["system"]["density"])
@@ -71,7 +71,7 @@ def test_paper_dag_has_the_right_jobs_per_rule(tmp_path):
 def test_reduced_study_dag_has_the_right_jobs_per_rule(tmp_path, overlays):
     """config/reduced.yaml meets the reduced reproduction's specification and dry-runs to the
     jobs it implies, with or without the CPU (LAMMPS) overlay."""
-    from tbotan import kalj
+    from tbotan.physics import kalj
 
     files = [ROOT / "config.yaml", *(ROOT / "config" / o for o in overlays)]
     config = cfg.load(files)

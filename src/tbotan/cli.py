@@ -45,17 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types reported as one-line messages."""
     from tbotan.config import ConfigError
-    from tbotan.configuration import ConfigurationError
-    from tbotan.dataset import DatasetError
-    from tbotan.io_utils import OutputError
+    from tbotan.formats.dataset import DatasetError
+    from tbotan.formats.io_utils import OutputError
+    from tbotan.formats.model_file import ModelFileError
+    from tbotan.formats.predictions import PredictionsError
+    from tbotan.learning.training import TrainingError
     from tbotan.md import SimulationError
     from tbotan.md.checkpoint import CheckpointMismatch
-    from tbotan.predictions import PredictionsError
-    from tbotan.training import TrainingError
+    from tbotan.physics.configurations import ConfigurationError
 
     return (
         UserError,
         TrainingError,
+        ModelFileError,
         PredictionsError,
         ConfigError,
         ConfigurationError,
@@ -107,7 +109,7 @@ def describe_error(exc: BaseException) -> str | None:
             "machine with more memory"
         )
     if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
-        from tbotan.io_utils import output_error
+        from tbotan.formats.io_utils import output_error
 
         return one_line(str(output_error(exc, exc.filename or "a file")))
     return None

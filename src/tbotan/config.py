@@ -187,7 +187,7 @@ def check_semantics(config: dict, check_engine: bool = True) -> None:
             f"training.warmup_epochs ({training['warmup_epochs']}) exceeds training.epochs "
             f"({training['epochs']})"
         )
-    from tbotan.kalj import box_length
+    from tbotan.physics.kalj import box_length
 
     box = box_length(config["system"]["n_particles"], config["system"]["density"])
     check_corr_distances(training["corr_distances"], box, "training.corr_distances")
@@ -219,7 +219,7 @@ def check_corr_distances(distances, box_length: float, where: str) -> None:
 
 def _neighbour_capacity(density: float, skin: float) -> float:
     """Mean neighbours within r_c + skin of the most crowded particle type (KALJ)."""
-    from tbotan import kalj
+    from tbotan.physics import kalj
 
     frac = (kalj.FRACTION_A, 1.0 - kalj.FRACTION_A)
     r = kalj.R_CUT
@@ -360,8 +360,16 @@ def n_chunks(config: dict, T: float | str) -> int:
     return math.ceil(configurations_needed(config, T) / config["iso"]["configurations_per_chunk"])
 
 
+#: Input variants of T-BOTAN (docs/physics.md §6): the graph's edge features from the inherent
+#: and the thermal structure, the inherent structure alone, the thermal structure alone.
+VARIANTS = ("is+ts", "is", "ts")
+#: The dataset graph each variant is built on and predicts edges on (docs/formats.md).
+VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
+
+
 def model_id(variant: str, lambda_global: float, seed: int) -> str:
-    """Model identifier ``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``."""
+    """Model identifier ``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``: the one
+    definition, used by the workflow, the trainer and the analysis."""
     return f"{variant}_lg{float(lambda_global):g}_s{int(seed)}"
 
 
@@ -396,31 +404,3 @@ def section_hash(config: dict, keys: Iterable[str] | None = None) -> str:
 def run_dir(config: dict) -> Path:
     """Output folder of the run: <results_dir>/<run_name>."""
     return Path(config["results_dir"]) / config["run_name"]
-
-
-def engine_options(config: dict) -> tuple[str, dict]:
-    """(name, options) for :func:`tbotan.md.make_engine` from the ``engine`` section."""
-    e = config["engine"]
-    name = e["name"]
-    from tbotan.md import hoomd_available
-
-    if name == "auto":
-        name = "hoomd" if hoomd_available() else "torch"
-    if name == "torch":
-        return name, {
-            "device": e["device"],
-            "precision": e["precision"],
-            "kernels": e["kernels"],
-            "cuda_graphs": e["cuda_graphs"],
-            "skin": e["skin"],
-            "check_interval": e["check_interval"],
-        }
-    return name, {"device": e["device"], "skin": e["skin"]}
-
-
-def fire_parameters(config: dict):
-    """:class:`tbotan.md.FireParameters` from the ``quench`` section."""
-    from tbotan.md import FireParameters
-
-    fire = {k: v for k, v in config["quench"].items() if k != "batch_size"}
-    return FireParameters(**fire)

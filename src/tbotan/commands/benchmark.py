@@ -78,9 +78,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tbotan import benchmark
+    from tbotan.checks import benchmark
     from tbotan.cli import UserError
-    from tbotan.io_utils import check_writable
+    from tbotan.formats.io_utils import check_writable
     from tbotan.md import hoomd_available, lammps_available
 
     check_writable(args.output)
@@ -113,7 +113,7 @@ def run(args) -> int:
         )
         print(benchmark.format_md(result))
     elif args.benchmark == "fire":
-        from tbotan.benchmark_fire import benchmark_fire, format_fire
+        from tbotan.checks.benchmark_fire import benchmark_fire, format_fire
 
         engines = ("torch", "lammps") if args.engine == "all" else (args.engine,)
         if "lammps" in engines and not lammps_available():

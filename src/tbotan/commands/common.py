@@ -1,4 +1,8 @@
-"""Helpers shared by the stage commands: configuration, engine and progress bars."""
+"""Helpers shared by the stage commands: the configuration argument and pre-flight checks.
+
+The engine of a configuration is built by :func:`tbotan.pipeline.make_engine_from_config`;
+the progress bar is :func:`tbotan.progress.progress_bar`.
+"""
 
 from __future__ import annotations
 
@@ -28,27 +32,6 @@ def load_config(args, check_engine: bool = True) -> dict:
     if paths:
         return cfgmod.load(paths, check_engine=check_engine)
     return cfgmod.validate({}, check_engine=check_engine)
-
-
-def make_engine_from_config(config: dict, name: str | None = None, device: str | None = None):
-    """The MD engine of the configuration's ``engine`` section (optionally overridden)."""
-    from tbotan import config as cfgmod
-    from tbotan.md import make_engine
-
-    section = dict(config["engine"])
-    if name is not None:
-        section["name"] = name
-    if device is not None:
-        section["device"] = device
-    engine_name, options = cfgmod.engine_options({**config, "engine": section})
-    return make_engine(engine_name, **options)
-
-
-def progress_bar(total: int, description: str):
-    """A tqdm progress bar on stderr."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
 
 # ---------------------------------------------------------------------------- pre-flight checks
@@ -129,7 +112,7 @@ def checkpoint_problem(directory) -> str | None:
     import json
     from pathlib import Path
 
-    from tbotan.configuration import ConfigurationError, gsd_frame_count
+    from tbotan.physics.configurations import ConfigurationError, gsd_frame_count
 
     directory = Path(directory)
     pointer = directory / "latest"

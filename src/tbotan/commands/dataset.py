@@ -30,9 +30,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from tbotan.dataset import write_dataset
-    from tbotan.io_utils import check_writable, remove_quietly
-    from tbotan.labelling import assemble_splits, split_file_names
+    from tbotan.formats.dataset import write_dataset
+    from tbotan.formats.io_utils import check_writable, remove_quietly
+    from tbotan.labels.chunks import assemble_splits, split_file_names
+    from tbotan.physics import kalj
 
     config = load_config(args, check_engine=False)
     T = float(args.temperature)
@@ -59,7 +60,7 @@ def run(args) -> int:
                 remove_quietly(done)
             raise
         written.append(path)
-        a = content.types == 0
+        a = content.types == kalj.TYPE_A
         print(
             f"wrote {path}: {content.n_configurations} configurations, mean C_B(A) = "
             f"{content.cb[a].mean():.4f}"

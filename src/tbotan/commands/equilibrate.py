@@ -15,7 +15,6 @@ from tbotan.commands.common import (
     add_restart_argument,
     check_memory,
     load_config,
-    make_engine_from_config,
     run_resumable,
 )
 
@@ -37,13 +36,14 @@ def run(args) -> int:
     import numpy as np
 
     from tbotan.cli import UserError
-    from tbotan.configuration import write_gsd
-    from tbotan.io_utils import check_writable, remove_quietly, write_json
+    from tbotan.formats.io_utils import check_writable, remove_quietly, write_json
     from tbotan.md.checkpoint import Checkpointer
-    from tbotan.md.protocols import EquilibrationError, EquilibrationParameters, equilibrate
+    from tbotan.md.protocols import EquilibrationError, equilibrate
+    from tbotan.physics.configurations import write_gsd
+    from tbotan.pipeline import equilibration_parameters, make_engine_from_config
 
     config = load_config(args)
-    params = EquilibrationParameters.from_config(config, float(args.temperature))
+    params = equilibration_parameters(config, float(args.temperature))
     output = Path(args.output)
     report_path = args.report or output.with_suffix(".json")
     check_writable(output, report_path)

@@ -3,7 +3,7 @@
 Reads ``<run>/datasets/T{T}_{split}.h5``, ``<run>/predictions/{model}/T{T}_{split}.h5`` and
 ``<run>/models/{model}/metrics.csv``; writes ``<out>/figures/figNN_<name>.{png,pdf}``,
 ``<out>/summary.json`` and ``<out>/summary.md``.  Beside the network's numbers it puts the
-structural baselines of :mod:`tbotan.baselines` (ridge C_B from local structure, T from the
+structural baselines of :mod:`tbotan.learning.baselines` (ridge C_B from local structure, T from the
 energy), fitted on ``<run>/datasets/T{T}_train.h5`` of the training temperatures, the ridge
 penalty chosen on ``T{T}_validation.h5``, evaluated on the same split as the network
 (``--no-baselines`` leaves them out).  Prints one line per figure, written or skipped with the
@@ -47,15 +47,15 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from tbotan import analysis, figures
+    from tbotan.analysis import figures, runs
     from tbotan.cli import UserError
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
-    config = analysis.load_run_config(args.config or run_dir / "config.yaml")
+    config = runs.load_run_config(args.config or run_dir / "config.yaml")
     out = Path(args.out) if args.out else run_dir / "analysis"
-    result = analysis.analyse_run(
+    result = runs.analyse_run(
         run_dir, config, split=args.split, baselines=not args.no_baselines
     )
     for note in result.notes:

@@ -13,9 +13,8 @@ from tbotan.commands.common import (
     add_config_argument,
     check_memory,
     load_config,
-    make_engine_from_config,
-    progress_bar,
 )
+from tbotan.progress import progress_bar
 
 NAME = "import-botan"
 HELP = "convert BOTAN/GlassBench .npz files into a dataset file"
@@ -52,10 +51,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tbotan import config as cfgmod
-    from tbotan.dataset import write_dataset
-    from tbotan.importer import import_botan
-    from tbotan.io_utils import check_writable
+    from tbotan.formats.dataset import write_dataset
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.labels.botan import import_botan
+    from tbotan.physics import kalj
+    from tbotan.pipeline import fire_parameters, make_engine_from_config
 
     config = load_config(args)
     check_writable(args.output)
@@ -74,14 +74,14 @@ def run(args) -> int:
             bond_in=config["iso"]["bond_in"],
             bond_out=config["iso"]["bond_out"],
             graph_cutoff=config["graph"]["cutoff"],
-            fire=cfgmod.fire_parameters(config),
+            fire=fire_parameters(config),
             progress=lambda done, total: bar.update(1),
             before_md=lambda systems, n: check_memory(config, "import-botan", engine, systems, n),
         )
     finally:
         bar.close()
     write_dataset(args.output, content)
-    a = content.types == 0
+    a = content.types == kalj.TYPE_A
     print(
         f"wrote {args.output}: {content.n_configurations} configurations at T = "
         f"{args.temperature}; mean C_B(A) = {content.cb[a].mean():.5f}, "

@@ -14,7 +14,6 @@ from tbotan.commands.common import (
     add_restart_argument,
     check_memory,
     load_config,
-    make_engine_from_config,
     run_resumable,
 )
 
@@ -41,9 +40,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan import config as cfgmod
-    from tbotan.io_utils import check_writable
-    from tbotan.labelling import check_chunk_inputs, label_chunk
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.labels.chunks import check_chunk_inputs, label_chunk
     from tbotan.md.checkpoint import Checkpointer
+    from tbotan.physics import kalj
+    from tbotan.pipeline import make_engine_from_config
 
     config = load_config(args)
     T = float(args.temperature)
@@ -76,11 +77,11 @@ def run(args) -> int:
         ckpt_dir,
         args.restart_if_incompatible,
     )
-    from tbotan.dataset import write_dataset
+    from tbotan.formats.dataset import write_dataset
 
     write_dataset(output, content)
     Checkpointer(ckpt_dir, "").clear()
-    a = content.types == 0
+    a = content.types == kalj.TYPE_A
     print(
         f"wrote {output}: {content.n_configurations} configurations x "
         f"{content.attrs['n_replicas']} replicas to t = {content.attrs['label_time']:g}, "

@@ -9,7 +9,7 @@ and the global embedding.  The model file fixes the input variant and graph cut-
 
 from __future__ import annotations
 
-from tbotan.commands.common import add_config_argument, load_config, make_engine_from_config
+from tbotan.commands.common import add_config_argument, load_config
 
 NAME = "predict"
 HELP = "predict C_B, edge labels, T and embeddings with a trained model"
@@ -54,18 +54,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from tbotan import config as cfgmod
     from tbotan.cli import UserError
-    from tbotan.configuration import read_gsd
-    from tbotan.dataset import DatasetFile
-    from tbotan.importer import check_user_npz
-    from tbotan.inference import (
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.labels.botan import check_user_npz
+    from tbotan.learning.inference import (
         load_model,
         predict_configuration,
         predict_dataset,
         read_user_configuration,
     )
-    from tbotan.io_utils import check_writable
+    from tbotan.physics.configurations import read_gsd
+    from tbotan.pipeline import fire_parameters, make_engine_from_config
 
     n_inputs = len(args.dataset) if args.dataset else 1
     if len(args.out) != n_inputs:
@@ -106,7 +106,7 @@ def run(args) -> int:
     engine = fire = None
     if conf.inherent_positions is None and trained.variant != "ts":
         engine = make_engine_from_config(config, args.engine)
-        fire = cfgmod.fire_parameters(config)
+        fire = fire_parameters(config)
         print(f"quenching {conf.source} to its inherent structure ({engine.name} engine)")
     pred = predict_configuration(
         trained,

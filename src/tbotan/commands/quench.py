@@ -11,9 +11,8 @@ from tbotan.commands.common import (
     add_config_argument,
     check_memory,
     load_config,
-    make_engine_from_config,
-    progress_bar,
 )
+from tbotan.progress import progress_bar
 
 NAME = "quench"
 HELP = "FIRE-minimise equilibrium configurations to inherent structures"
@@ -30,9 +29,10 @@ def run(args) -> int:
     import numpy as np
 
     from tbotan import config as cfgmod
-    from tbotan.configuration import gsd_frame_count, read_gsd, read_provenance, write_gsd
-    from tbotan.io_utils import check_writable
+    from tbotan.formats.io_utils import check_writable
     from tbotan.md.protocols import quench
+    from tbotan.physics.configurations import gsd_frame_count, read_gsd, read_provenance, write_gsd
+    from tbotan.pipeline import fire_parameters, make_engine_from_config
 
     config = load_config(args)
     needed = cfgmod.configurations_needed(config, float(args.temperature))
@@ -53,7 +53,7 @@ def run(args) -> int:
     inherent, energy, steps, mean_force = quench(
         engine,
         thermal,
-        cfgmod.fire_parameters(config),
+        fire_parameters(config),
         config["quench"]["batch_size"],
         progress=bar.update,
     )

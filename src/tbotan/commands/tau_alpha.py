@@ -12,7 +12,6 @@ from tbotan.commands.common import (
     add_restart_argument,
     check_memory,
     load_config,
-    make_engine_from_config,
     run_resumable,
 )
 
@@ -33,13 +32,14 @@ def run(args) -> int:
 
     import numpy as np
 
-    from tbotan.configuration import gsd_frame_count, read_gsd, read_provenance
-    from tbotan.io_utils import check_writable, write_json
+    from tbotan.formats.io_utils import check_writable, write_json
     from tbotan.md.checkpoint import Checkpointer
-    from tbotan.md.protocols import TauAlphaParameters, measure_tau_alpha
+    from tbotan.md.protocols import measure_tau_alpha
+    from tbotan.physics.configurations import gsd_frame_count, read_gsd, read_provenance
+    from tbotan.pipeline import make_engine_from_config, tau_alpha_parameters
 
     config = load_config(args)
-    params = TauAlphaParameters.from_config(config, float(args.temperature))
+    params = tau_alpha_parameters(config, float(args.temperature))
     output = Path(args.output)
     check_writable(output)
     # every input check before any MD

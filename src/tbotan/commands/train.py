@@ -57,8 +57,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan import config as cfgmod
-    from tbotan.io_utils import check_writable
-    from tbotan.training import train
+    from tbotan.formats.io_utils import check_writable
+    from tbotan.learning.training import train
 
     config = load_config(args, check_engine=False)
     check_writable(Path(args.out) / "metrics.csv")

@@ -66,8 +66,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from tbotan import validation
-    from tbotan.io_utils import check_writable, write_json, write_text
+    from tbotan.checks import validation
+    from tbotan.formats.io_utils import check_writable, write_json, write_text
     from tbotan.md import make_engine
 
     check_writable(args.output, Path(args.output).with_suffix(".md"))

@@ -22,15 +22,35 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from tbotan.configuration import ConfigurationBatch
+from tbotan.physics.configurations import ConfigurationBatch
 
 
 class SimulationError(RuntimeError):
     """A simulation blew up or failed to converge; the message names system, step and reason."""
+
+
+#: Default blow-up limits of every engine: closest pair over σ_μν, U/N (ε) and kinetic
+#: temperature above which a system counts as blown up.
+MIN_DISTANCE: float = 0.5
+MAX_POTENTIAL_ENERGY: float = 100.0
+MAX_TEMPERATURE: float = 100.0
+
+
+def kinetic_temperature(sum_v2, n_particles: int):
+    """Kinetic temperature ``Σ m v² / (3N − 3)`` (mass 1; 3N − 3 degrees of freedom, the total
+    momentum being conserved) of one system or, for arrays/tensors ``sum_v2`` of shape (B,),
+    of each system of a batch."""
+    return sum_v2 / (3 * n_particles - 3)
+
+
+def blowup_error(b: int, step: int, reason: str) -> SimulationError:
+    """The error of system ``b`` blown up at ``step``, in the one form every engine uses."""
+    return SimulationError(f"system {b} blew up at step {step}: {reason}")
 
 
 def check_system_state(
@@ -62,27 +82,19 @@ def check_system_state(
     if not np.all(np.isfinite(positions)) or (
         velocities is not None and not np.all(np.isfinite(velocities))
     ):
-        raise SimulationError(
-            f"system {b} blew up at step {step}: non-finite coordinates or velocities"
-        )
+        raise blowup_error(b, step, "non-finite coordinates or velocities")
     closest = closest_over_sigma() if callable(closest_over_sigma) else closest_over_sigma
     if closest is not None and closest < min_distance:
-        raise SimulationError(
-            f"system {b} blew up at step {step}: overlapping particles (closest pair at "
-            f"{closest:.3f} σ_μν)"
+        raise blowup_error(
+            b, step, f"overlapping particles (closest pair at {closest:.3f} σ_μν)"
         )
     u = energy_per_particle() if callable(energy_per_particle) else energy_per_particle
     if not u <= max_potential_energy:
-        raise SimulationError(
-            f"system {b} blew up at step {step}: potential energy exploded (U/N = {u:.4g})"
-        )
+        raise blowup_error(b, step, f"potential energy exploded (U/N = {u:.4g})")
     if velocities is not None:
-        temperature = (velocities**2).sum() / (3 * len(positions) - 3)
+        temperature = kinetic_temperature((velocities**2).sum(), len(positions))
         if temperature > max_temperature:
-            raise SimulationError(
-                f"system {b} blew up at step {step}: kinetic temperature exploded "
-                f"(T = {temperature:.4g})"
-            )
+            raise blowup_error(b, step, f"kinetic temperature exploded (T = {temperature:.4g})")
 
 
 @dataclass(frozen=True)
@@ -241,9 +253,9 @@ class BatchEvaluation:
         return self.per_particle_energy.mean(axis=1)
 
 
-@dataclass
-class MinimizeResult:
-    """Result of :meth:`Engine.minimize`.
+class MinimizeResult(NamedTuple):
+    """Result of :meth:`Engine.minimize` and of :func:`tbotan.md.protocols.quench` (a named
+    tuple: it unpacks as ``configurations, energy, steps, mean_force``).
 
     Attributes:
         configurations: the inherent structures (velocities dropped).
@@ -255,7 +267,7 @@ class MinimizeResult:
     configurations: ConfigurationBatch
     energy: np.ndarray
     steps: np.ndarray
-    mean_force: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mean_force: np.ndarray = np.zeros(0)
 
 
 class Simulation(abc.ABC):

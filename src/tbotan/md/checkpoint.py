@@ -15,7 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tbotan.configuration import ConfigurationBatch, read_gsd, write_gsd
+from tbotan.formats.io_utils import atomic_path
+from tbotan.physics.configurations import ConfigurationBatch, read_gsd, write_gsd
 
 
 class CheckpointMismatch(RuntimeError):
@@ -66,9 +67,8 @@ class Checkpointer:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        pointer_tmp = self.directory / "latest.tmp"
-        pointer_tmp.write_text(name)
-        os.replace(pointer_tmp, self._pointer)
+        with atomic_path(self._pointer) as pointer_tmp:
+            pointer_tmp.write_text(name)
         for old in self.directory.glob("ckpt_*"):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)

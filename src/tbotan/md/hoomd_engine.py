@@ -14,7 +14,7 @@ engine runs every protocol of the project on it unchanged:
 
 Energies: ``ForceShiftedLJ`` reports ``u(r) − (r − r_c) u'(r_c)`` without ``−u(r_c)``; every
 energy this engine returns is corrected to the shifted-force energy of Eq. 1
-(:func:`tbotan.kalj.cutoff_shift_correction`), never HOOMD's raw energy.
+(:func:`tbotan.physics.kalj.cutoff_shift_correction`), never HOOMD's raw energy.
 
 Batches run one system after another on one ``hoomd.Simulation`` per batch, swapping
 snapshots.  Velocities come from the configurations (the project's own seeded RNG), so
@@ -33,9 +33,10 @@ import hashlib
 
 import numpy as np
 
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
 from tbotan.md import (
+    MAX_POTENTIAL_ENERGY,
+    MAX_TEMPERATURE,
+    MIN_DISTANCE,
     BatchEvaluation,
     Engine,
     FireParameters,
@@ -46,6 +47,8 @@ from tbotan.md import (
     Thermo,
     check_system_state,
 )
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 _TYPES = list(kalj.TYPE_NAMES)
 
@@ -87,9 +90,9 @@ class HoomdEngine(Engine):
         self,
         device: str = "auto",
         skin: float = 0.3,
-        max_potential_energy: float = 100.0,
-        max_temperature: float = 100.0,
-        min_distance: float = 0.5,
+        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
+        max_temperature: float = MAX_TEMPERATURE,
+        min_distance: float = MIN_DISTANCE,
         notice_level: int = 1,
     ) -> None:
         self.hoomd = _import_hoomd()
@@ -323,7 +326,7 @@ class HoomdSimulation(Simulation):
         if conf.velocities is None:
             raise ValueError(
                 "the configurations carry no velocities: draw them first "
-                "(tbotan.configuration.maxwell_boltzmann_velocities)"
+                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
             )
         hoomd = engine.hoomd
         self.engine = engine

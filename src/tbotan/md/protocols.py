@@ -21,21 +21,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
-from tbotan import observables
-from tbotan.configuration import (
+from tbotan.md import Engine, Integrator, MinimizeResult, kinetic_temperature
+from tbotan.md.checkpoint import Checkpointer
+from tbotan.physics import kalj, observables
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     maxwell_boltzmann_velocities,
     random_configuration,
 )
-from tbotan.md import Engine, Integrator
-from tbotan.md.checkpoint import Checkpointer
+from tbotan.progress import progress_bar, progress_message
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,22 @@ def derive_seed(base: int, *tags) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 2
 
 
+class Action(str, Enum):
+    """What a protocol does at the end of a :class:`Segment` (its handler dispatches on it).
+
+    A ``str`` enum: members compare equal to, and serialise as, their values.
+    """
+
+    NONE = "none"  # nothing: the segment only advances the state
+    MELTED = "melted"  # equilibration: keep the molten state (reference of the MSD)
+    ENERGY = "energy"  # equilibration: record U/N and T
+    ENERGY_END = "energy_end"  # equilibration: record, and end of the equilibration window
+    SAMPLE = "sample"  # equilibration: record, then take a sample (decorrelated from the last)
+    ORIGIN = "origin"  # τα: a new time origin of F_s
+    LAG = "lag"  # τα: F_s at one lag from the current origin
+    EXTRA = "extra"  # iso: keep the replicas at an extra label time
+
+
 @dataclass(frozen=True)
 class Segment:
     """Run ``n_steps`` with ``integrator``, then perform ``action``; checkpoint if asked."""
@@ -63,7 +80,7 @@ class Segment:
     phase: str
     n_steps: int
     integrator: Integrator
-    action: str = "none"
+    action: Action = Action.NONE
     checkpoint: bool = False
 
 
@@ -83,11 +100,9 @@ def run_segments(
     """Run ``segments`` in order with checkpoints; returns (state, collected, record).
 
     ``handler(index, segment, state, record, collected)`` performs the segment's action: it
-    may update ``record`` in place and returns the new ``collected`` batch, or a pair
-    ``(collected, state)`` when the action itself advanced the state.
+    may update ``record`` in place and returns ``(collected, state)``, the new collected
+    batch and the state to go on from (``state`` itself unless the action advanced it).
     """
-    from tqdm import tqdm
-
     state, collected, start = initial, None, 0
     record = {} if record is None else record
     if checkpointer is not None:
@@ -96,18 +111,12 @@ def run_segments(
             state, collected, start, record = ckpt.state, ckpt.collected, ckpt.index, ckpt.record
             # on stderr whatever the log level: a resumed run is what a user of a killed job
             # looks for in its log
-            tqdm.write(
-                f"{description}: resuming from checkpoint after segment {start} of {len(segments)}",
-                file=sys.stderr,
+            progress_message(
+                f"{description}: resuming from checkpoint after segment {start} of {len(segments)}"
             )
     steps = np.cumsum([0] + [s.n_steps for s in segments])
-    bar = tqdm(
-        total=int(steps[-1]),
-        initial=int(steps[start]),
-        desc=description,
-        unit="step",
-        mininterval=2.0,
-        dynamic_ncols=True,
+    bar = progress_bar(
+        int(steps[-1]), description, initial=int(steps[start]), unit="step", mininterval=2.0
     )
     for index in range(start, len(segments)):
         segment = segments[index]
@@ -115,11 +124,7 @@ def run_segments(
             sim = engine.simulation(state, segment.integrator)
             sim.run(segment.n_steps)
             state = sim.state()
-        result = handler(index, segment, state, record, collected)
-        if isinstance(result, tuple):  # the handler ran on (e.g. extended a sampling interval)
-            collected, state = result
-        else:
-            collected = result
+        collected, state = handler(index, segment, state, record, collected)
         bar.update(segment.n_steps)
         if checkpointer is not None and segment.checkpoint:
             checkpointer.save(index + 1, state, record, collected)
@@ -136,7 +141,7 @@ def potential_and_temperature(engine: Engine, state: ConfigurationBatch):
     u = engine.evaluate(state).potential_energy
     n = state.n_particles
     kinetic = 0.5 * (state.velocities**2).sum(axis=(1, 2))
-    return u, 2.0 * kinetic / (3 * n - 3)
+    return u, kinetic_temperature(2.0 * kinetic, n)
 
 
 # ---------------------------------------------------------------------------- equilibration
@@ -144,7 +149,11 @@ def potential_and_temperature(engine: Engine, state: ConfigurationBatch):
 
 @dataclass
 class EquilibrationParameters:
-    """Everything that determines an equilibration run (all times in time units)."""
+    """Everything that determines an equilibration run (all times in time units).
+
+    The pipeline builds it from its configuration with
+    :func:`tbotan.pipeline.equilibration_parameters`.
+    """
 
     temperature: float
     tau_alpha: float
@@ -166,37 +175,6 @@ class EquilibrationParameters:
     max_sample_extensions: int = 50
     allow_unequilibrated: bool = False
 
-    @staticmethod
-    def from_config(config: dict, temperature) -> EquilibrationParameters:
-        from tbotan import config as cfgmod
-
-        entry = cfgmod.temperature_entry(config, temperature)
-        eq = config["equilibration"]
-        tau = float(entry["tau_alpha"])
-        return EquilibrationParameters(
-            temperature=float(entry["T"]),
-            tau_alpha=tau,
-            n_particles=config["system"]["n_particles"],
-            density=config["system"]["density"],
-            n_systems=eq["n_systems"],
-            samples_per_system=cfgmod.samples_per_system(config, temperature),
-            dt=config["md"]["dt"],
-            thermostat_tau=config["md"]["thermostat_tau"],
-            melt_temperature=eq["melt_temperature"],
-            melt_time=eq["melt_time"],
-            equilibration_time=entry.get("equilibration_tau_alpha", eq["equilibration_tau_alpha"])
-            * tau,
-            sample_interval=entry.get("sample_interval_tau_alpha", eq["sample_interval_tau_alpha"])
-            * tau,
-            checkpoint_interval=eq["checkpoint_every_tau_alpha"] * tau,
-            seed=derive_seed(config["seed"], "equilibrate", cfgmod.temperature_label(entry["T"])),
-            max_drift_sigma=eq["max_drift_sigma"],
-            energy_records=eq["energy_records"],
-            min_msd_between_samples=eq["min_msd_between_samples"],
-            max_sample_extensions=eq["max_sample_extensions"],
-            allow_unequilibrated=eq["allow_unequilibrated"],
-        )
-
     def segments(self) -> list[Segment]:
         T, dt = self.temperature, self.dt
         melt_dt = min(dt, 0.002)  # a lattice start is rough; take small steps while melting
@@ -207,7 +185,8 @@ class EquilibrationParameters:
             seed=derive_seed(self.seed, "melt"),
         )
         nvt = Integrator(dt=dt, kT=T, tau=self.thermostat_tau, seed=derive_seed(self.seed, "nvt"))
-        out = [Segment("melt", _steps(self.melt_time, melt_dt), melt, "melted", checkpoint=True)]
+        n_melt = _steps(self.melt_time, melt_dt)
+        out = [Segment("melt", n_melt, melt, Action.MELTED, checkpoint=True)]
         n_eq = _steps(self.equilibration_time, dt)
         per_record = max(1, n_eq // self.energy_records)
         n_records = max(1, n_eq // per_record)
@@ -220,7 +199,7 @@ class EquilibrationParameters:
                     "equilibrate",
                     n,
                     nvt,
-                    "energy_end" if last else "energy",
+                    Action.ENERGY_END if last else Action.ENERGY,
                     checkpoint=last or (r + 1) % per_checkpoint == 0,
                 )
             )
@@ -230,9 +209,8 @@ class EquilibrationParameters:
             for part in range(sub):
                 n = n_interval // sub + (n_interval % sub if part == sub - 1 else 0)
                 last = part == sub - 1
-                out.append(
-                    Segment("sample", n, nvt, "sample" if last else "energy", checkpoint=last)
-                )
+                action = Action.SAMPLE if last else Action.ENERGY
+                out.append(Segment("sample", n, nvt, action, checkpoint=last))
         return out
 
     def initial_state(self) -> ConfigurationBatch:
@@ -271,22 +249,22 @@ def equilibrate(
     n_sys = params.n_systems
 
     def handler(index, segment, state, record, collected):
-        if segment.action in ("energy", "energy_end", "sample"):
+        if segment.action in (Action.ENERGY, Action.ENERGY_END, Action.SAMPLE):
             u, temperature = potential_and_temperature(engine, state)
             record.setdefault("time", []).append(float(state.timestep[0]) * params.dt)
             record.setdefault("phase", []).append(segment.phase)
             record.setdefault("potential_energy", []).append(u.tolist())
             record.setdefault("temperature", []).append(temperature.tolist())
-        if segment.action == "energy_end":
+        if segment.action == Action.ENERGY_END:
             record["equilibration_end_step"] = int(state.timestep[0])
             record["equilibration_msd"] = _a_particle_msd(collected, state).tolist()
-            return state.copy()  # reference for the first sample's MSD
-        if segment.action == "melted":
-            return state.copy()  # reference for the MSD over the equilibration
-        if segment.action == "sample":
+            return state.copy(), state  # reference for the first sample's MSD
+        if segment.action == Action.MELTED:
+            return state.copy(), state  # reference for the MSD over the equilibration
+        if segment.action == Action.SAMPLE:
             state = _extend_until_decorrelated(engine, state, collected, segment, params, record)
             return ConfigurationBatch.concatenate([collected, state]), state
-        return collected
+        return collected, state
 
     _, collected, record = run_segments(
         engine,
@@ -330,7 +308,7 @@ def equilibrate(
 def _a_particle_msd(a: ConfigurationBatch, b: ConfigurationBatch) -> np.ndarray:
     """(B,) mean-square displacement of the A particles between two states of the same systems."""
     d = b.unwrapped_positions() - a.unwrapped_positions()
-    mask = a.types[0] == 0
+    mask = a.types[0] == kalj.TYPE_A
     return (d[:, mask] ** 2).sum(-1).mean(-1)
 
 
@@ -389,7 +367,7 @@ def _equilibration_report(params: EquilibrationParameters, record: dict, collect
             )
     positions = collected.unwrapped_positions().reshape(-1, n_sys, params.n_particles, 3)
     types = collected.types[0]
-    a = types == 0
+    a = types == kalj.TYPE_A
     msd = ((positions[1:] - positions[:-1])[:, :, a] ** 2).sum(-1).mean(-1)  # (S, systems)
     if msd.size and msd.min() < params.min_msd_between_samples:
         failures.append(
@@ -434,6 +412,9 @@ def _equilibration_report(params: EquilibrationParameters, record: dict, collect
 
 @dataclass
 class TauAlphaParameters:
+    """Everything that determines a τα measurement (times in time units; from the pipeline's
+    configuration: :func:`tbotan.pipeline.tau_alpha_parameters`)."""
+
     temperature: float
     tau_alpha_estimate: float
     q: float
@@ -443,24 +424,6 @@ class TauAlphaParameters:
     dt: float
     thermostat_tau: float
     seed: int
-
-    @staticmethod
-    def from_config(config: dict, temperature) -> TauAlphaParameters:
-        from tbotan import config as cfgmod
-
-        entry = cfgmod.temperature_entry(config, temperature)
-        ta = config["tau_alpha"]
-        return TauAlphaParameters(
-            temperature=float(entry["T"]),
-            tau_alpha_estimate=float(entry["tau_alpha"]),
-            q=ta["q"],
-            max_time=ta["max_time_tau_alpha"] * float(entry["tau_alpha"]),
-            n_origins=ta["n_origins"],
-            points_per_decade=ta["points_per_decade"],
-            dt=config["md"]["dt"],
-            thermostat_tau=config["md"]["thermostat_tau"],
-            seed=derive_seed(config["seed"], "tau_alpha", cfgmod.temperature_label(entry["T"])),
-        )
 
     def lags(self) -> np.ndarray:
         return observables.log_time_grid(self.max_time, self.dt, self.points_per_decade)
@@ -485,25 +448,27 @@ def measure_tau_alpha(
     )
     segments = []
     for _ in range(params.n_origins):
-        segments.append(Segment("origin", 0, integrator, "origin"))
+        segments.append(Segment("origin", 0, integrator, Action.ORIGIN))
         previous, checkpointed = 0, 0
         for k, s in enumerate(lag_steps):
             # checkpoint whenever the window has doubled since the last one, and at its end
             save = k == len(lag_steps) - 1 or s >= 2 * max(checkpointed, 1000)
-            segments.append(Segment("lag", int(s - previous), integrator, "lag", checkpoint=save))
+            segments.append(
+                Segment("lag", int(s - previous), integrator, Action.LAG, checkpoint=save)
+            )
             previous = s
             checkpointed = s if save else checkpointed
-    a = start.types[0] == 0
+    a = start.types[0] == kalj.TYPE_A
     fingerprint = _fingerprint({"params": asdict(params), "start": _batch_digest(start)})
     checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
 
     def handler(index, segment, state, record, collected):
-        if segment.action == "origin":
-            return state.copy()
+        if segment.action == Action.ORIGIN:
+            return state.copy(), state
         displacement = state.unwrapped_positions() - collected.unwrapped_positions()
         fs = observables.self_intermediate_scattering(displacement[:, a], params.q)  # (systems,)
         record.setdefault("fs", []).append(fs.tolist())
-        return collected
+        return collected, state
 
     _, _, record = run_segments(
         engine,
@@ -566,7 +531,8 @@ def quench(
     """FIRE-minimise every configuration, ``batch_size`` at a time.
 
     Returns:
-        (inherent structures, e_IS/N (C,), FIRE steps (C,), mean |F| (C,)).
+        a :class:`~tbotan.md.MinimizeResult` (a named tuple: unpacks as (inherent structures,
+        e_IS/N (C,), FIRE steps (C,), mean |F| (C,))).
     """
     results = []
     for first in range(0, configurations.n_systems, batch_size):
@@ -574,12 +540,11 @@ def quench(
         results.append(engine.minimize(configurations.select(idx), fire))
         if progress is not None:
             progress(len(idx))
-    inherent = ConfigurationBatch.concatenate([r.configurations for r in results])
-    return (
-        inherent,
-        np.concatenate([r.energy for r in results]),
-        np.concatenate([r.steps for r in results]),
-        np.concatenate([r.mean_force for r in results]),
+    return MinimizeResult(
+        configurations=ConfigurationBatch.concatenate([r.configurations for r in results]),
+        energy=np.concatenate([r.energy for r in results]),
+        steps=np.concatenate([r.steps for r in results]),
+        mean_force=np.concatenate([r.mean_force for r in results]),
     )
 
 
@@ -588,6 +553,9 @@ def quench(
 
 @dataclass
 class IsoParameters:
+    """Everything that determines an isoconfigurational run (times in time units; from the
+    pipeline's configuration: :func:`tbotan.pipeline.iso_parameters`)."""
+
     temperature: float
     tau_alpha: float
     tau_alpha_source: str
@@ -599,26 +567,6 @@ class IsoParameters:
     thermostat_tau: float
     segment_time: float
     seed: int
-
-    @staticmethod
-    def from_config(config: dict, temperature, tau_alpha: float, source: str) -> IsoParameters:
-        from tbotan import config as cfgmod
-
-        entry = cfgmod.temperature_entry(config, temperature)
-        iso = config["iso"]
-        return IsoParameters(
-            temperature=float(entry["T"]),
-            tau_alpha=float(tau_alpha),
-            tau_alpha_source=source,
-            label_time=iso["label_time_tau_alpha"] * tau_alpha,
-            extra_times=sorted(t * tau_alpha for t in iso["extra_times_tau_alpha"]),
-            n_replicas=iso["n_replicas"],
-            ensemble=iso["ensemble"],
-            dt=config["md"]["dt"],
-            thermostat_tau=config["md"]["thermostat_tau"],
-            segment_time=iso["segment_tau_alpha"] * tau_alpha,
-            seed=derive_seed(config["seed"], "iso", cfgmod.temperature_label(entry["T"])),
-        )
 
 
 def replica_batch(thermal: ConfigurationBatch, config_ids: np.ndarray, params: IsoParameters):
@@ -679,7 +627,7 @@ def isoconfigurational(
     boundaries = sorted(set(range(per_segment, total, per_segment)) | set(marks) | {total})
     segments, previous = [], 0
     for b in boundaries:
-        action = "extra" if b in marks else "none"
+        action = Action.EXTRA if b in marks else Action.NONE
         segments.append(Segment("iso", b - previous, integrator, action, checkpoint=True))
         previous = b
     fingerprint = _fingerprint(
@@ -688,9 +636,10 @@ def isoconfigurational(
     checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
 
     def handler(index, segment, state, record, collected):
-        if segment.action == "extra":
-            return ConfigurationBatch.concatenate([collected, state]) if collected else state.copy()
-        return collected
+        if segment.action == Action.EXTRA:
+            kept = ConfigurationBatch.concatenate([collected, state]) if collected else state.copy()
+            return kept, state
+        return collected, state
 
     final, collected, _ = run_segments(
         engine,
@@ -708,25 +657,8 @@ def isoconfigurational(
     return final_pos, extra
 
 
-def tau_alpha_for_labels(config: dict, temperature, measured_json: str | Path | None):
-    """(τα, source) that sets the label time: Table I's value or the measured one."""
-    from tbotan import config as cfgmod
-
-    entry = cfgmod.temperature_entry(config, temperature)
-    if config["tau_alpha"]["source"] == "table":
-        return float(entry["tau_alpha"]), "table"
-    if measured_json is None or not Path(measured_json).is_file():
-        raise FileNotFoundError(
-            f"tau_alpha.source is 'measured' but the measurement for T = {entry['T']} is missing "
-            f"({measured_json}); run `tbotan tau-alpha` first"
-        )
-    data = json.loads(Path(measured_json).read_text())
-    if data.get("tau_alpha_measured") is None:
-        raise ValueError(f"{measured_json} holds no τα ({data.get('error', 'unknown reason')})")
-    return float(data["tau_alpha_measured"]), "measured"
-
-
 __all__ = [
+    "Action",
     "EquilibrationError",
     "EquilibrationParameters",
     "EquilibrationResult",
@@ -740,5 +672,4 @@ __all__ = [
     "quench",
     "replica_batch",
     "run_segments",
-    "tau_alpha_for_labels",
 ]

@@ -24,9 +24,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
+from tbotan.devices import resolve_device
 from tbotan.md import (
+    MAX_POTENTIAL_ENERGY,
+    MAX_TEMPERATURE,
+    MIN_DISTANCE,
     BatchEvaluation,
     Engine,
     FireParameters,
@@ -35,27 +37,16 @@ from tbotan.md import (
     Simulation,
     SimulationError,
     Thermo,
+    blowup_error,
+    kinetic_temperature,
 )
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
 from tbotan.md.torch_kernels import make_kernels
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``'auto'`` → CUDA when available, else CPU; anything else as given (validated)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return dev
 
 
 class TorchEngine(Engine):
@@ -89,9 +80,9 @@ class TorchEngine(Engine):
         cuda_graphs: bool = False,
         skin: float = 0.3,
         check_interval: int = 100,
-        max_potential_energy: float = 100.0,
-        max_temperature: float = 100.0,
-        min_distance: float = 0.5,
+        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
+        max_temperature: float = MAX_TEMPERATURE,
+        min_distance: float = MIN_DISTANCE,
         verify_neighbors: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
@@ -168,7 +159,7 @@ class _State:
         if need_velocities and conf.velocities is None:
             raise ValueError(
                 "the configurations carry no velocities: draw them first "
-                "(tbotan.configuration.maxwell_boltzmann_velocities)"
+                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
             )
         s = _State()
         s.engine = engine
@@ -203,6 +194,19 @@ class _State:
         )
         return self.forces
 
+    def verlet_step(self, dt: torch.Tensor, half_skin_sq: float) -> None:
+        """One velocity-Verlet step of every system with its own (B,) time step ``dt`` (0
+        freezes a system): half kick and drift, the neighbour-list check (systems that moved
+        more than half the skin are rebuilt), forces, half kick.  The one step of both the
+        dynamics (:class:`TorchSimulation`) and FIRE (:func:`_minimize_fire`)."""
+        self.coords, self.velocities, moved = self.engine.kernels.kick_drift_check(
+            self.coords, self.velocities, self.forces, self.reference, dt, half_skin_sq
+        )
+        if bool(moved.any()):
+            self.rebuild(moved)
+        self.compute_forces()
+        self.velocities = integ.kick(self.velocities, self.forces, dt)
+
     def energy_check(self):
         """Forces, per-particle energies (B, N), virial (B,), min r/σ (B,) of the coordinates."""
         return self.engine.kernels.energy_virial(
@@ -219,9 +223,10 @@ class _State:
         finite = torch.isfinite(coords).all(dim=2).all(dim=0)
         if not bool(finite.all()):
             b = int(idx[~finite][0])
-            raise SimulationError(
-                f"system {b} blew up at step {int(self.timestep[b])}: non-finite coordinates "
-                "(NaN/inf); reduce dt or check the starting configuration"
+            raise blowup_error(
+                b,
+                int(self.timestep[b]),
+                "non-finite coordinates (NaN/inf); reduce dt or check the starting configuration",
             )
         wrapped, shift = nl.wrap(coords, self.box[idx])
         self.coords[:, idx] = wrapped
@@ -297,7 +302,7 @@ class _State:
         _, energy, _, min_ratio = self.energy_check()
         n = self.types.shape[1]
         u = energy.sum(-1) / n
-        temperature = 2.0 * integ.kinetic_energy(self.velocities) / (3 * n - 3)
+        temperature = kinetic_temperature(2.0 * integ.kinetic_energy(self.velocities), n)
         finite = torch.isfinite(self.coords).all(0).all(-1)
         finite &= torch.isfinite(self.velocities).all(0).all(-1)
         reasons = [
@@ -328,9 +333,7 @@ class _State:
             bad = torch.nonzero(mask).flatten()
             if bad.numel():
                 b = int(bad[0])
-                raise SimulationError(
-                    f"system {b} blew up at step {int(self.timestep[b])}: {text(b)}"
-                )
+                raise blowup_error(b, int(self.timestep[b]), text(b))
 
     def to_configurations(self) -> ConfigurationBatch:
         wrapped, shift = nl.wrap(self.coords, self.box)
@@ -385,18 +388,12 @@ class TorchSimulation(Simulation):
     def run(self, n_steps: int) -> None:
         if n_steps < 0:
             raise ValueError(f"n_steps must be ≥ 0, got {n_steps}")
-        s, kern = self._state, self.engine.kernels
+        s = self._state
         s.rebuild(None)  # a run is a pure function of the state at its start
         s.compute_forces()
         noise = None
         for step in range(n_steps):
-            s.coords, s.velocities, moved = kern.kick_drift_check(
-                s.coords, s.velocities, s.forces, s.reference, self._dt, self._half_skin_sq
-            )
-            if bool(moved.any()):
-                s.rebuild(moved)
-            s.compute_forces()
-            s.velocities = integ.kick(s.velocities, s.forces, self._dt)
+            s.verlet_step(self._dt, self._half_skin_sq)
             s.timestep += 1
             if self._kT is not None:
                 block = step % self.NOISE_BLOCK
@@ -459,7 +456,6 @@ def _minimize_fire(
             f"(the engine runs in {engine.precision})"
         )
     s = _State.create(engine, conf.with_velocities(None), need_velocities=False)
-    kern = engine.kernels
     b = s.n_systems
     dev, dtype = engine.device, engine.dtype
     s.velocities = torch.zeros_like(s.coords)
@@ -473,14 +469,7 @@ def _minimize_fire(
 
     for iteration in range(fire.max_steps):
         s.timestep = conf.timestep + iteration  # for error messages: the FIRE step
-        step_dt = torch.where(active, dt, torch.zeros_like(dt))
-        s.coords, s.velocities, moved = kern.kick_drift_check(
-            s.coords, s.velocities, s.forces, s.reference, step_dt, half_skin_sq
-        )
-        if bool(moved.any()):
-            s.rebuild(moved)
-        s.compute_forces()
-        s.velocities = integ.kick(s.velocities, s.forces, step_dt)
+        s.verlet_step(torch.where(active, dt, torch.zeros_like(dt)), half_skin_sq)
         steps += active.to(torch.int64)
         f_mag = torch.sqrt((s.forces * s.forces).sum(0)).mean(-1)
         mean_force = torch.where(active, f_mag, mean_force)

@@ -12,19 +12,52 @@ All take and return the layouts of :mod:`tbotan.md.torch_potential`; they agree 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from tbotan import kalj
 from tbotan.md import native
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
 from tbotan.md import torch_potential as pot
+from tbotan.physics import kalj
 
 log = logging.getLogger(__name__)
 
 KERNEL_CHOICES = ("auto", "native", "compiled", "eager")
+
+
+class Kernels(Protocol):
+    """The interface every kernel implementation offers the torch engine.
+
+    Layouts (:mod:`tbotan.md.torch_potential`): ``coords``, ``velocities``, ``forces``,
+    ``reference`` (3, B, N) coordinate-major; ``neighbors`` (B, N, K) int, ``counts`` (B, N);
+    ``types`` (B, N); ``box`` (B, 3); ``dt`` (B,) per-system time steps.
+    """
+
+    #: ``'native'``, ``'compiled'`` or ``'eager'``.
+    name: str
+
+    def build(
+        self, wrapped: torch.Tensor, types: torch.Tensor, box: torch.Tensor, radii: nl.ListRadii,
+        capacity: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Neighbour lists of wrapped coordinates: (neighbors (B, N, K), counts (B, N))."""
+        ...
+
+    def forces(self, coords, neighbors, counts, types, box) -> torch.Tensor:
+        """(3, B, N) forces of the shifted-force KALJ potential."""
+        ...
+
+    def energy_virial(self, coords, neighbors, counts, types, box) -> tuple:
+        """(forces, (B, N) per-particle energies, (B,) virial, (B,) closest pair over σ_μν)."""
+        ...
+
+    def kick_drift_check(self, coords, velocities, forces, reference, dt, threshold_sq) -> tuple:
+        """Velocity-Verlet half kick and drift; (coords, velocities, (B,) bool: a particle moved
+        more than sqrt(``threshold_sq``) from ``reference``, the list must be rebuilt)."""
+        ...
 
 
 class TorchKernels:
@@ -111,8 +144,10 @@ class NativeKernels:
         return coords, velocities, moved
 
 
-def make_kernels(choice: str, device: torch.device, dtype: torch.dtype, cuda_graphs: bool):
-    """Pick the kernels.
+def make_kernels(
+    choice: str, device: torch.device, dtype: torch.dtype, cuda_graphs: bool
+) -> tuple[Kernels, pot.PairCoefficients]:
+    """Pick the kernels (and the pair coefficients they use).
 
     ``auto`` means native on CPU (eager if they cannot be built) and compiled on CUDA.
     """

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tbotan import kalj
+from tbotan.physics import kalj
 
 #: Neighbour capacities are multiples of this, so that rows of a system simulated alone and
 #: inside a batch have the same layout (bit-identical reductions).

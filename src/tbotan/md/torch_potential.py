@@ -9,7 +9,7 @@ over the same loop and fuse into one kernel under ``torch.compile``):
 - ``types``: (B, N) int64, 0 = A, 1 = B;
 - ``box``: (B, 3) edge lengths.
 
-The pair coefficients are indexed by ``2 t_i + t_j`` (see :func:`tbotan.kalj.pair_table`).
+The pair coefficients are indexed by ``2 t_i + t_j`` (see :func:`tbotan.physics.kalj.pair_table`).
 Forces are exact for every pair inside its cut-off as long as the neighbour list holds every
 pair within ``r_c + skin`` of the positions it was built from and no particle has moved more
 than ``skin / 2`` since.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tbotan import kalj
+from tbotan.physics import kalj
 
 
 @dataclass(frozen=True)

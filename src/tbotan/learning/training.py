@@ -7,7 +7,7 @@ configurations' losses, pooling is per graph).  The octahedral augmentation of c
 of step s is drawn from ``(seed, epoch, s)`` (batch 1) or ``(seed, epoch, s, k)``.  Adam with
 the learning rate of ``lr_schedule`` (constant, or warm-up then cosine decay, a pure function
 of the step, so resuming needs no scheduler state), global gradient-norm clip (``grad_clip``),
-loss weights from :func:`tbotan.losses.loss_weights` (warm-up of L_Var and L_Corr).
+loss weights from :func:`tbotan.learning.losses.loss_weights` (warm-up of L_Var and L_Corr).
 
 Before the first step (``normalize_targets``), the targets and edge inputs are standardised
 with training-set statistics (:func:`standardization_from_data`, stored in the model's
@@ -32,7 +32,6 @@ the step, the file and the configuration.
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import math
 import os
@@ -47,18 +46,34 @@ import numpy as np
 import torch
 
 from tbotan import config as cfgmod
-from tbotan.graphs import GraphDataset, check_variant, octahedral_augment, octahedral_operation
-from tbotan.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
-from tbotan.model import TBotan
+from tbotan.analysis.metrics import pearson
+from tbotan.devices import resolve_device
+from tbotan.formats.model_file import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    FILE_VERSION,
+    METRICS_NAME,
+    MODEL_FORMAT,
+    MODEL_NAME,
+    ModelFileError,
+    append_metrics,
+    atomic_save,
+    load_file,
+    read_metrics_rows,
+    write_metrics,
+)
+from tbotan.learning.graphs import (
+    GraphDataset,
+    check_variant,
+    octahedral_augment,
+    octahedral_operation,
+)
+from tbotan.learning.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
+from tbotan.learning.model import TBotan
+from tbotan.physics import kalj
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "tbotan-checkpoint"
-MODEL_FORMAT = "tbotan-model"
-FILE_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pt"
-METRICS_NAME = "metrics.csv"
 
 #: Training keys that may change between a checkpoint and its resumption (they do not change
 #: the result, or, for ``epochs``, only extend it).
@@ -85,21 +100,6 @@ class TrainingError(RuntimeError):
 
 class IncompatibleCheckpoint(TrainingError):
     """``checkpoint.pt`` was written by a training with other settings: it cannot be resumed."""
-
-
-def model_id(variant: str, lambda_global: float, seed: int) -> str:
-    """``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``."""
-    return f"{check_variant(variant)}_lg{lambda_global:g}_s{int(seed)}"
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``'auto'`` (CUDA when available), ``'cpu'`` or ``'cuda'``."""
-    name = name or "auto"
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} was asked for but CUDA is not available")
-    return torch.device(name)
 
 
 def tune_cpu_allocator() -> bool:
@@ -175,46 +175,6 @@ def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to memory, then written to a temporary name and renamed
-    (:func:`tbotan.io_utils.atomic_path`: no ``.tmp`` is left when the disk is full)."""
-    import io
-
-    from tbotan.io_utils import atomic_path
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(buffer.getbuffer())
-
-
-def load_file(path: str | os.PathLike, kind: str) -> dict:
-    """Read a checkpoint (``kind = CHECKPOINT_FORMAT``) or model file, checking its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TrainingError(f"cannot read {path} as a {kind} file: {exc}") from exc
-    if not isinstance(obj, dict) or obj.get("format") != kind:
-        raise TrainingError(f"{path} is not a {kind} file (format {obj.get('format')!r})")
-    if obj.get("version") != FILE_VERSION:
-        raise TrainingError(
-            f"{path} has version {obj.get('version')}; this tbotan reads version {FILE_VERSION}"
-        )
-    return obj
-
-
-def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Pearson correlation of two 1-D tensors (float64 on the CPU); NaN if one is constant."""
-    x = x.detach().double().cpu()
-    y = y.detach().double().cpu()
-    dx, dy = x - x.mean(), y - y.mean()
-    denominator = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
-    return float((dx * dy).sum()) / denominator if denominator > 0 else float("nan")
-
-
 def training_data_summary(dataset: GraphDataset) -> dict:
     """What the model was trained on, for ``tbotan predict``'s applicability check.
 
@@ -228,7 +188,7 @@ def training_data_summary(dataset: GraphDataset) -> dict:
         sizes.add(int(n))
         densities.append(n / f.box_length**3)
         types = f.configuration(0, graphs=())["types"]
-        fractions.append(float(np.mean(types == 0)))
+        fractions.append(float(np.mean(types == kalj.TYPE_A)))
     return {
         "n_particles": sorted(sizes),
         "density": [float(min(densities)), float(max(densities))],
@@ -247,7 +207,7 @@ def standardization_from_data(dataset: GraphDataset) -> dict:
     Accumulated in float64.
 
     Returns:
-        Keyword arguments of :meth:`tbotan.model.TBotan.set_standardization`.
+        Keyword arguments of :meth:`tbotan.learning.model.TBotan.set_standardization`.
     """
     n_features = None
     moments = {}
@@ -345,7 +305,7 @@ class Trainer:
         self.config = config
         self.training = config["training"]
         self.seed = int(seed)
-        self.model_id = model_id(self.variant, self.lambda_global, self.seed)
+        self.model_id = cfgmod.model_id(check_variant(self.variant), self.lambda_global, self.seed)
         self.out_dir = Path(out_dir)
         self.device = resolve_device(device or self.training["device"])
         if self.device.type == "cpu":
@@ -450,7 +410,7 @@ class Trainer:
         )
 
     def save_model(self) -> Path:
-        from tbotan.dataset import git_commit, package_versions
+        from tbotan.formats.dataset import git_commit, package_versions
 
         path = self.out_dir / MODEL_NAME
         chosen = self.best if self.select != "last" and self.best else None
@@ -482,7 +442,7 @@ class Trainer:
             return False
         try:
             ckpt = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
-        except TrainingError as exc:  # garbage or foreign file: not a resumable training
+        except ModelFileError as exc:  # garbage or foreign file: not a resumable training
             raise IncompatibleCheckpoint(str(exc)) from None
         where = str(self.checkpoint_path)
         missing = {"variant", "config", "model", "optimizer", "rng", "epoch"} - set(ckpt)
@@ -508,9 +468,9 @@ class Trainer:
         self.elapsed = float(ckpt["elapsed_s"])
         self.scales = self._target_scales()
         self.best = ckpt.get("best", {})
-        history = ckpt["metrics"] if "metrics" in ckpt else _read_metrics(self.metrics_path)
+        history = ckpt["metrics"] if "metrics" in ckpt else read_metrics_rows(self.metrics_path)
         self.metrics = [row for row in history if row["epoch"] <= self.epoch]
-        _write_metrics(self.metrics_path, self.columns, self.metrics)
+        write_metrics(self.metrics_path, self.columns, self.metrics)
         log.info("resumed %s from epoch %d", self.model_id, self.epoch)
         return True
 
@@ -594,7 +554,7 @@ class Trainer:
             return [out], terms
         from torch_geometric.data import Batch
 
-        from tbotan.model import TBotanOutput
+        from tbotan.learning.model import TBotanOutput
 
         batch = Batch.from_data_list(list(graphs))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
@@ -691,8 +651,8 @@ class Trainer:
             label = cfgmod.temperature_label(self.val_set.temperature(i))
             rec = per_t.setdefault(label, {"pearson": [], "pearson_edge": [], "t_pred": []})
             a = data.a_mask
-            rec["pearson"].append(pearson(out.cb[a], data.y[a]))
-            rec["pearson_edge"].append(pearson(out.edge, data.y_edge))
+            rec["pearson"].append(float(pearson(out.cb[a], data.y[a])))
+            rec["pearson_edge"].append(float(pearson(out.edge, data.y_edge)))
             rec["t_pred"].append(float(out.t_pred))
             rec.setdefault("t_true", []).append(float(data.temperature[0]))
             for t in TERMS:
@@ -730,10 +690,10 @@ class Trainer:
         last = total if stop_after is None else min(total, stop_after)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.epoch == 0:
-            _write_metrics(self.metrics_path, self.columns, [])
+            write_metrics(self.metrics_path, self.columns, [])
         bar = None
         if progress:
-            from tbotan.commands.common import progress_bar
+            from tbotan.progress import progress_bar
 
             bar = progress_bar((last - self.epoch) * len(self.train_set), self.model_id)
         try:
@@ -756,7 +716,7 @@ class Trainer:
                         },
                     }
                 self.metrics.append(row)
-                _append_metrics(self.metrics_path, self.columns, row)
+                append_metrics(self.metrics_path, self.columns, row)
                 if self.epoch % self.training["checkpoint_every"] == 0 or self.epoch == total:
                     self.save_checkpoint()
                 if on_epoch is not None:
@@ -916,36 +876,3 @@ def _config_differences(old: dict, new: dict, resumable: set[str] = RESUMABLE_KE
             if a.get(key) != b.get(key):
                 out.append(f"{section}.{key} ({a.get(key)!r} → {b.get(key)!r})")
     return out
-
-
-def _write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
-    from tbotan.io_utils import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-
-
-def _append_metrics(path: Path, columns: list[str], row: dict) -> None:
-    with open(path, "a", newline="") as fh:
-        csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore").writerow(row)
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    """Rows of a metrics.csv with numbers parsed (``epoch`` as int)."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        rows = []
-        for raw in csv.DictReader(fh):
-            row = {k: (float(v) if v not in ("", None) else float("nan")) for k, v in raw.items()}
-            row["epoch"] = int(row["epoch"])
-            rows.append(row)
-    return rows
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Rows of ``metrics.csv`` as dicts of floats (``epoch`` an int)."""
-    return _read_metrics(Path(path))

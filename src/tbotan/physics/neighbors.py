@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tbotan import kalj
+from tbotan.physics import kalj
 
 #: Extra search radius absorbing freud's float32 rounding (σ_AA).
 _MARGIN = 1e-3

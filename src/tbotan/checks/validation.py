@@ -21,9 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan import kalj, observables
-from tbotan.configuration import ConfigurationBatch
-from tbotan.importer import read_botan_npz
+from tbotan.labels.botan import read_botan_npz
 from tbotan.md.protocols import (
     EquilibrationParameters,
     IsoParameters,
@@ -34,6 +32,8 @@ from tbotan.md.protocols import (
     measure_tau_alpha,
     quench,
 )
+from tbotan.physics import kalj, observables
+from tbotan.physics.configurations import ConfigurationBatch
 
 #: Reference values of BOTAN file 1, from the README published with the BOTAN data (quoted in
 #: docs/validation.md).
@@ -44,8 +44,8 @@ BOTAN_FILE1 = {
     "cb_mean": 0.63085,
     "prop_mean": 0.69862,
 }
-#: Table I of the paper.
-TABLE_I = {0.80: 3.42, 0.64: 16.5}
+#: Table I's τα at the temperatures the validation runs (the two cheapest of the paper's).
+TABLE_I = {T: kalj.TABLE_I_TAU_ALPHA[T] for T in (0.80, 0.64)}
 #: Wave number of F_s (first peak of S_AA(q), docs/physics.md §2).
 Q_FS = 7.25
 #: Temperature and time (= Table I's τα(0.44)) of the stored BOTAN replicas.
@@ -77,7 +77,7 @@ def validate_real_data(engine, directory: Path) -> dict:
     seconds = time.perf_counter() - t0
     bb = observables.bond_breaking(initial, final, types, L)
     prop = observables.propensity(initial, final)
-    a = types == 0
+    a = types == kalj.TYPE_A
     checks = {
         "U/N": (u, BOTAN_FILE1["u"], 1e-5),
         "e_IS/N": (float(result.energy[0]), BOTAN_FILE1["e_is"], 1e-4),
@@ -117,7 +117,7 @@ def replica_statistics(
         alone, mean over A) and ``pearson_propensity`` (Pearson over A of |Δr| with the
         reference propensity).
     """
-    a = types == 0
+    a = types == kalj.TYPE_A
     displacement = replicas - initial[None]  # (R, N, 3)
     disp = np.linalg.norm(displacement, axis=-1)  # (R, N)
     r_count = len(replicas)

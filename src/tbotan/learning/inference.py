@@ -1,16 +1,16 @@
 """Predictions of a trained T-BOTAN model: for dataset files and for single configurations.
 
-A model file (``model.pt``, written by :mod:`tbotan.training`) carries the configuration, the
-input variant and the weights, so predictions always build the graphs the model was trained
+A model file (``model.pt``, written by :mod:`tbotan.learning.training`) carries the configuration,
+the input variant and the weights, so predictions always build the graphs the model was trained
 on.  For every configuration the model predicts C_B per particle, the edge labels, T_pred and
 the global embedding g^M; results go to a predictions file (docs/formats.md) through
-:func:`tbotan.predictions.write_predictions`.
+:func:`tbotan.formats.predictions.write_predictions`.
 
 A user configuration (a GSD frame or a BOTAN-style ``.npz``) needs its inherent structure for
 the ``is+ts`` and ``is`` variants: when only the thermal structure is given, it is quenched with
 FIRE (the configuration's ``engine`` and ``quench`` sections).  Its graph is then built with
-:func:`tbotan.graphs.graph_from_positions` (the same neighbour search as the data stage) and
-stored beside the predictions (``input/edge_index``, positions, types).  The temperature of a
+:func:`tbotan.learning.graphs.graph_from_positions` (the same neighbour search as the data stage)
+and stored beside the predictions (``input/edge_index``, positions, types).  The temperature of a
 user configuration is never an input; ``temperature`` only labels the output.
 """
 
@@ -24,9 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tbotan.graphs import check_variant, graph_from_dataset, graph_from_positions, graph_name
-from tbotan.model import TBotan
-from tbotan.training import MODEL_FORMAT, load_file, resolve_device
+from tbotan.devices import resolve_device
+from tbotan.formats.model_file import ModelFileError, read_model_file
+from tbotan.learning.graphs import (
+    check_variant,
+    graph_from_dataset,
+    graph_from_positions,
+    graph_name,
+)
+from tbotan.learning.model import TBotan
+from tbotan.physics import kalj
 
 
 @dataclass
@@ -66,20 +73,16 @@ class TrainedModel:
 
 def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedModel:
     """Load ``model.pt`` (format checked) onto ``device`` (``'auto'``, ``'cpu'``, ``'cuda'``)."""
-    from tbotan.graphs import EDGE_FEATURES
-    from tbotan.training import TrainingError
+    from tbotan.learning.graphs import EDGE_FEATURES
 
-    meta = load_file(path, MODEL_FORMAT)
-    missing = {"variant", "hparams", "state_dict", "config", "model_id", "seed"} - set(meta)
-    if missing:
-        raise TrainingError(f"{path}: not a complete model file (no {sorted(missing)})")
+    meta = read_model_file(path)
     try:
         check_variant(meta["variant"])
     except ValueError as exc:
-        raise TrainingError(f"{path}: {exc}") from None
+        raise ModelFileError(f"{path}: {exc}") from None
     hparams = meta["hparams"]
     if hparams.get("edge_features") != EDGE_FEATURES[meta["variant"]]:
-        raise TrainingError(
+        raise ModelFileError(
             f"{path}: variant {meta['variant']!r} takes {EDGE_FEATURES[meta['variant']]} edge "
             f"features, but the model was built for {hparams.get('edge_features')}"
         )
@@ -88,7 +91,7 @@ def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedM
         model.load_state_dict(meta.pop("state_dict"))
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainingError(
+        raise ModelFileError(
             f"{path}: its weights do not fit its hyper-parameters {hparams} ({first})"
         ) from None
     dev = resolve_device(device)
@@ -161,9 +164,9 @@ def predict_dataset(
     Returns:
         Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred.
     """
-    from tbotan.dataset import DatasetFile
-    from tbotan.predictions import write_predictions
-    from tbotan.training import pearson
+    from tbotan.analysis.metrics import pearson
+    from tbotan.formats.dataset import DatasetFile
+    from tbotan.formats.predictions import write_predictions
 
     dataset = DatasetFile(dataset_path)
     cutoff = float(trained.config["graph"]["cutoff"])
@@ -180,7 +183,7 @@ def predict_dataset(
             trained,
             dataset.n_particles,
             dataset.box_length,
-            float(np.mean(types == 0)),
+            float(np.mean(types == kalj.TYPE_A)),
             str(dataset.path),
         )
     cbs, edges, t_preds, embeddings, pearsons = [], [], [], [], []
@@ -192,7 +195,7 @@ def predict_dataset(
         t_preds.append(pred["t_pred"])
         embeddings.append(pred["embedding"])
         a = data.a_mask.numpy()
-        pearsons.append(pearson(torch.from_numpy(pred["cb"][a]), data.y[a]))
+        pearsons.append(float(pearson(pred["cb"][a], data.y[a])))
         if progress is not None:
             progress(c + 1, dataset.n_configurations)
     attrs = dict(
@@ -248,7 +251,7 @@ def read_user_configuration(
     thermal structure; BOTAN's name) and optionally ``inherent_positions`` (N, 3) and ``box``
     (L or (3,)); ``box`` is required when the file has none (BOTAN files store no box).
     """
-    from tbotan.configuration import ConfigurationError, read_gsd
+    from tbotan.physics.configurations import ConfigurationError, read_gsd
 
     if (gsd is None) == (npz is None):
         raise ValueError("give exactly one of a GSD file and an .npz file")
@@ -304,9 +307,15 @@ def read_user_configuration(
     )
 
 
-def quench(conf: UserConfiguration, engine, fire=None) -> tuple[np.ndarray, float, int]:
-    """Inherent structure of ``conf`` by FIRE: ((N, 3) positions, e_IS/N, FIRE steps)."""
-    from tbotan.configuration import ConfigurationBatch
+def quench_user_configuration(
+    conf: UserConfiguration, engine, fire=None
+) -> tuple[np.ndarray, float, int]:
+    """Inherent structure of ``conf`` by FIRE: ((N, 3) positions, e_IS/N, FIRE steps).
+
+    (One configuration, before predicting; the pipeline's quench of whole equilibrium files is
+    :func:`tbotan.md.protocols.quench`.)
+    """
+    from tbotan.physics.configurations import ConfigurationBatch
 
     batch = ConfigurationBatch(conf.thermal_positions, conf.types, conf.box)
     result = engine.minimize(batch, fire)
@@ -337,14 +346,14 @@ def predict_configuration(
         engine, fire: the MD engine and FIRE parameters of the quench.
         allow_extrapolation: skip :func:`check_applicable` (density, composition, N).
     """
-    from tbotan.predictions import write_predictions
+    from tbotan.formats.predictions import write_predictions
 
     if not allow_extrapolation:
         check_applicable(
             trained,
             len(conf.types),
             float(conf.box[0]),
-            float(np.mean(conf.types == 0)),
+            float(np.mean(conf.types == kalj.TYPE_A)),
             conf.source,
         )
     attrs_extra: dict = {}
@@ -355,7 +364,7 @@ def predict_configuration(
                 f"{conf.source}: the {trained.variant!r} model needs the inherent structure; "
                 "give it, or an engine to quench the configuration"
             )
-        inherent, e_is, steps = quench(conf, engine, fire)
+        inherent, e_is, steps = quench_user_configuration(conf, engine, fire)
         attrs_extra.update(quenched=True, inherent_energy=e_is, fire_steps=steps)
     else:
         attrs_extra.update(quenched=False)

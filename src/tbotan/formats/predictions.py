@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tbotan.config import temperature_label
-from tbotan.dataset import GRAPHS, DatasetError, DatasetFile, _decode
+from tbotan.formats.dataset import GRAPHS, DatasetError, DatasetFile, _decode
 
 PREDICTIONS_SCHEMA_VERSION = 1
 PREDICTIONS_KIND = "tbotan-predictions"
@@ -34,9 +34,6 @@ PREDICTION_ATTRS = (
     "edge_graph",
 )
 
-#: Input variants of T-BOTAN (docs/physics.md §6) and the graph each one predicts edges on.
-VARIANTS = ("is+ts", "is", "ts")
-VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
 
 
 class PredictionsError(DatasetError):
@@ -111,7 +108,7 @@ def write_predictions(
         raise PredictionsError(f"{path}: predictions need the attributes {missing}")
     if attrs["edge_graph"] not in GRAPHS:
         raise PredictionsError(f"{path}: edge_graph must be one of {GRAPHS}")
-    from tbotan.io_utils import write_hdf5
+    from tbotan.formats.io_utils import write_hdf5
 
     def fill(f) -> None:
         for key, value in attrs.items():

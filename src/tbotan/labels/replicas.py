@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tbotan import neighbors, observables
+from tbotan.physics import neighbors, observables
 
 
 @dataclass

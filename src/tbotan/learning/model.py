@@ -211,7 +211,7 @@ class TBotan(nn.Module):
     @classmethod
     def from_config(cls, config: dict, variant: str | None = None) -> TBotan:
         """The model of a configuration's ``model`` section (variant: its own by default)."""
-        from tbotan.graphs import EDGE_FEATURES, NODE_FEATURES, check_variant
+        from tbotan.learning.graphs import EDGE_FEATURES, NODE_FEATURES, check_variant
 
         m = config["model"]
         variant = check_variant(variant or m["variant"])

@@ -20,13 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan import kalj
-from tbotan.configuration import ConfigurationBatch
-from tbotan.dataset import DatasetContent, Graph, git_commit, package_versions
-from tbotan.labels import configuration_labels
-
-#: τα of the paper's Table I (N = 4096), used when the user gives none.
-TABLE_I = {0.44: 4120.0, 0.47: 616.0, 0.50: 217.0, 0.56: 52.0, 0.64: 16.5, 0.80: 3.42}
+from tbotan.formats.dataset import DatasetContent, Graph, git_commit, package_versions
+from tbotan.labels.replicas import configuration_labels
+from tbotan.physics import kalj, observables
+from tbotan.physics.configurations import ConfigurationBatch
 
 
 class BotanImportError(ValueError):
@@ -153,8 +150,8 @@ def import_botan(
     tau_alpha: float | None = None,
     label_time: float | None = None,
     split: str = "test",
-    bond_in: float = 1.3,
-    bond_out: float = 1.6,
+    bond_in: float = observables.BOND_IN,
+    bond_out: float = observables.BOND_OUT,
     graph_cutoff: float = 2.0,
     fire=None,
     progress: Callable[[int, int], None] | None = None,
@@ -183,7 +180,7 @@ def import_botan(
     tau_alpha = _positive("--tau-alpha", tau_alpha, allow_none=True)
     label_time = _positive("--label-time", label_time, allow_none=True)
     if tau_alpha is None:
-        matches = [v for t, v in TABLE_I.items() if abs(t - temperature) < 1e-9]
+        matches = [v for t, v in kalj.TABLE_I_TAU_ALPHA.items() if abs(t - temperature) < 1e-9]
         if not matches:
             raise BotanImportError(
                 f"T = {temperature} is not a Table I temperature: give tau_alpha explicitly"

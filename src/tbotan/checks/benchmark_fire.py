@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan import kalj
-from tbotan.benchmark import machine_description
-from tbotan.configuration import ConfigurationBatch
+from tbotan.checks.benchmark import machine_description
 from tbotan.md import make_engine
+from tbotan.physics import kalj
+from tbotan.physics.configurations import ConfigurationBatch
 
 #: e_IS/N of the BOTAN files (shared/data/botan-T0.44/README.md).
 REFERENCE_E_IS = {1: -6.83792, 2: -6.85060, 3: -6.84290, 4: -6.86106, 5: -6.85066}
@@ -25,7 +25,7 @@ REFERENCE_E_IS = {1: -6.83792, 2: -6.85060, 3: -6.84290, 4: -6.86106, 5: -6.8506
 
 def botan_batch(data_dir: str | Path, files: tuple[int, ...]) -> ConfigurationBatch:
     """The thermal configurations ``initial_positions`` of the given BOTAN files, one batch."""
-    from tbotan.importer import read_botan_npz
+    from tbotan.labels.botan import read_botan_npz
 
     confs = []
     for k in files:

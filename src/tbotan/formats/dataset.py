@@ -154,7 +154,7 @@ def git_commit() -> str | None:
 def write_dataset(path: str | os.PathLike, content: DatasetContent) -> None:
     """Validate ``content`` and write it atomically to ``path``."""
 
-    from tbotan.io_utils import write_hdf5
+    from tbotan.formats.io_utils import write_hdf5
 
     _check_content(content, str(path))
     attrs = dict(content.attrs)

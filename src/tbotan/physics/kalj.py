@@ -20,7 +20,7 @@ Types are integers: 0 = A (80 %), 1 = B (20 %).
 Example::
 
     import numpy as np
-    from tbotan import kalj
+    from tbotan.physics import kalj
     L = kalj.box_length(4096)               # 15.05658 at ρ = 1.2
     result = kalj.evaluate(positions, types, L)
     print(result.potential_energy / 4096)   # U/N
@@ -34,6 +34,10 @@ import numpy as np
 
 #: Type names, indexed by the integer type id.
 TYPE_NAMES: tuple[str, ...] = ("A", "B")
+#: The integer type ids (``types`` arrays everywhere, docs/formats.md): the large, majority
+#: species A, on which the paper evaluates C_B and its correlations, and B.
+TYPE_A: int = 0
+TYPE_B: int = 1
 #: Fraction of A particles.
 FRACTION_A: float = 0.8
 #: Number density N/V of the standard KALJ state.
@@ -48,6 +52,16 @@ SIGMA = np.array([[1.0, 0.8], [0.8, 0.88]], dtype=np.float64)
 CUTOFF_IN_SIGMA: float = 2.5
 #: Cut-off radius r_c per pair type, indexed [type_i, type_j].
 R_CUT = CUTOFF_IN_SIGMA * SIGMA
+#: τα of the paper's Table I (N = 4096, time units), by temperature: the run lengths of the
+#: pipeline's configuration (config.yaml), the importer's default and the validation's reference.
+TABLE_I_TAU_ALPHA: dict[float, float] = {
+    0.44: 4120.0,
+    0.47: 616.0,
+    0.50: 217.0,
+    0.56: 52.0,
+    0.64: 16.5,
+    0.80: 3.42,
+}
 
 
 def lj_energy(r: np.ndarray | float, epsilon, sigma) -> np.ndarray:

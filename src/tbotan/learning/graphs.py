@@ -29,7 +29,7 @@ Input variants (``model.variant``):
   BOTAN); targets ``labels/edge_ts``.
 
 No input tensor depends on the temperature: it enters only as the target ``temperature``.
-Dataset files already store both graphs (built by :func:`tbotan.neighbors.graph_edges`, the
+Dataset files already store both graphs (built by :func:`tbotan.physics.neighbors.graph_edges`, the
 project's one freud-based edge builder); :func:`graph_from_positions` builds them with the same
 function for configurations that come without a dataset file.
 
@@ -47,10 +47,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tbotan import kalj
-from tbotan.dataset import DatasetFile
-
-VARIANTS = ("is+ts", "is", "ts")
+from tbotan.config import VARIANT_GRAPH, VARIANTS
+from tbotan.formats.dataset import DatasetFile
+from tbotan.physics import kalj
 
 #: Number of edge features per variant.
 EDGE_FEATURES = {"is+ts": 4, "is": 3, "ts": 3}
@@ -68,7 +67,7 @@ def check_variant(variant: str) -> str:
 
 def graph_name(variant: str) -> str:
     """The dataset graph a variant uses: ``'graph'`` (IS) or ``'graph_ts'`` (thermal)."""
-    return "graph_ts" if check_variant(variant) == "ts" else "graph"
+    return VARIANT_GRAPH[check_variant(variant)]
 
 
 def relative_vectors(positions: np.ndarray, edge_index: np.ndarray, box) -> np.ndarray:
@@ -140,7 +139,7 @@ def make_graph(
     edge_index = np.asarray(edge_index, dtype=np.int64)
     features = edge_features(variant, edge_index, thermal_positions, inherent_positions, box3)
     n_edges = edge_index.shape[1]
-    a_mask = types == 0
+    a_mask = types == kalj.TYPE_A
     thermal = np.asarray(thermal_positions, dtype=np.float64)
     return Data(
         x=one_hot_species(types),
@@ -197,11 +196,11 @@ def graph_from_positions(
 ):
     """A ``Data`` for a configuration without a dataset file (no targets).
 
-    The edges are built with :func:`tbotan.neighbors.graph_edges` (cut-off ``cutoff``) in the
-    inherent structure (``is+ts``, ``is``) or the thermal structure (``ts``), exactly as the
+    The edges are built with :func:`tbotan.physics.neighbors.graph_edges` (cut-off ``cutoff``) in
+    the inherent structure (``is+ts``, ``is``) or the thermal structure (``ts``), exactly as the
     data stage builds the graphs stored in dataset files.
     """
-    from tbotan.neighbors import graph_edges
+    from tbotan.physics.neighbors import graph_edges
 
     check_variant(variant)
     if variant != "ts" and inherent_positions is None:

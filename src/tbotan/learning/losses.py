@@ -262,8 +262,8 @@ def tbotan_losses(
     """Every loss term of one configuration.
 
     Args:
-        output: a :class:`tbotan.model.TBotanOutput` (cb (N,), edge (E,), t_pred ()).
-        data: the configuration's graph (:mod:`tbotan.graphs`: ``y``, ``y_edge``,
+        output: a :class:`tbotan.learning.model.TBotanOutput` (cb (N,), edge (E,), t_pred ()).
+        data: the configuration's graph (:mod:`tbotan.learning.graphs`: ``y``, ``y_edge``,
             ``temperature``, ``a_mask``, ``corr_positions``, ``box``).
         weights: the epoch's :class:`LossWeights`.
         distances, block_rows: of L_Corr (check them with :func:`check_box` once per dataset).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tbotan import kalj, neighbors
+from tbotan.physics import kalj, neighbors
 
 
 @dataclass
@@ -41,13 +41,20 @@ class BondBreaking:
     per_replica: np.ndarray
 
 
+#: The paper's bond thresholds (units of σ_jk): bonds at t = 0 are pairs closer than
+#: ``BOND_IN``; a bond is broken once the pair is farther apart than ``BOND_OUT``
+#: (docs/physics.md §5; the configuration's ``iso.bond_in``, ``iso.bond_out`` default to them).
+BOND_IN: float = 1.3
+BOND_OUT: float = 1.6
+
+
 def bond_breaking(
     initial: np.ndarray,
     final: np.ndarray,
     types: np.ndarray,
     box,
-    bond_in: float = 1.3,
-    bond_out: float = 1.6,
+    bond_in: float = BOND_IN,
+    bond_out: float = BOND_OUT,
 ) -> BondBreaking:
     """Bond-breaking correlation ``C_B^j(t)`` of one configuration over R replicas.
 

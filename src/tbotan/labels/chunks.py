@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan.configuration import (
+from tbotan.formats.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
+from tbotan.labels.replicas import configuration_labels
+from tbotan.md.protocols import isoconfigurational
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     ConfigurationError,
     gsd_frame_count,
@@ -24,9 +27,7 @@ from tbotan.configuration import (
     read_gsd_logs,
     read_provenance,
 )
-from tbotan.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
-from tbotan.labels import configuration_labels
-from tbotan.md.protocols import IsoParameters, isoconfigurational, tau_alpha_for_labels
+from tbotan.pipeline import iso_parameters, tau_alpha_for_labels
 
 
 def chunk_configurations(config: dict, T: float, chunk: int) -> np.ndarray:
@@ -64,7 +65,7 @@ def check_chunk_inputs(
     ``tbotan quench``); equilibrium files without provenance logs fall back to frame = system
     (with a note); a measured τα must be a positive number.
     """
-    from tbotan.io_utils import read_json
+    from tbotan.formats.io_utils import read_json
 
     ids = chunk_configurations(config, T, chunk)
     if ids.size == 0:
@@ -131,7 +132,7 @@ def label_chunk(
         inputs = check_chunk_inputs(config, T, chunk, equilibrium_gsd, inherent_gsd, tau_alpha_json)
     ids, thermal, inherent = inputs.ids, inputs.thermal, inputs.inherent
     tau_alpha, source = tau_alpha_for_labels(config, T, tau_alpha_json)
-    params = IsoParameters.from_config(config, T, tau_alpha, source)
+    params = iso_parameters(config, T, tau_alpha, source)
     final, extra = isoconfigurational(engine, thermal, ids, params, checkpoint_dir)
     iso, box = config["iso"], float(thermal.box[0, 0])
     graphs, graphs_ts, labels = [], [], []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan import kalj
+from tbotan.physics import kalj
 
 
 class ConfigurationError(ValueError):
@@ -308,7 +308,7 @@ def write_gsd(
     which :func:`read_gsd` prefers.  With ``mode='w'`` the file is written atomically
     (temporary name, then rename): an interrupted or failed write (disk full, read-only folder)
     leaves no file that looks complete, and no temporary file either
-    (:class:`tbotan.io_utils.OutputError` names the file).
+    (:class:`tbotan.formats.io_utils.OutputError` names the file).
 
     Args:
         path: output file.
@@ -316,7 +316,7 @@ def write_gsd(
         logs: optional per-system dictionaries stored as GSD ``log/...`` chunks (arrays).
         mode: ``'w'`` (atomic create/overwrite) or ``'a'`` (append frames).
     """
-    from tbotan.io_utils import atomic_path, check_space, output_error
+    from tbotan.formats.io_utils import atomic_path, check_space, output_error
 
     hoomd_gsd = _gsd()
     path = Path(path)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan import kalj
-from tbotan.configuration import (
+from tbotan.md import Integrator, hoomd_available, make_engine
+from tbotan.physics import kalj, observables
+from tbotan.physics.configurations import (
     ConfigurationBatch,
     maxwell_boltzmann_velocities,
     random_configuration,
 )
-from tbotan.md import Integrator, hoomd_available, make_engine
 
 
 @dataclass
@@ -193,7 +193,7 @@ def benchmark_md(
 
 def write_json(result: dict, path: str | os.PathLike) -> None:
     """Write a benchmark result as JSON (atomically; nothing left on failure)."""
-    from tbotan.io_utils import atomic_path
+    from tbotan.formats.io_utils import atomic_path
 
     text = json.dumps(result, indent=2) + "\n"
     with atomic_path(path) as tmp:
@@ -231,8 +231,8 @@ def synthetic_attrs(box_length: float, **overrides) -> dict:
         label_time=1.0,
         n_replicas=1,
         box_length=float(box_length),
-        bond_in=1.3,
-        bond_out=1.6,
+        bond_in=observables.BOND_IN,
+        bond_out=observables.BOND_OUT,
         graph_cutoff=2.0,
         engine={"engine": "synthetic"},
         package_versions={},
@@ -251,8 +251,8 @@ def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int
     Only for timing: the graphs have the real edge count (≈ 40 per particle at ρ = 1.2, cut-off
     2.0), the labels are structure-free random fields.
     """
-    from tbotan import neighbors
-    from tbotan.dataset import DatasetContent, Graph
+    from tbotan.formats.dataset import DatasetContent, Graph
+    from tbotan.physics import neighbors
 
     rng = np.random.default_rng(seed)
     confs = [random_configuration(n_particles, seed=seed + c) for c in range(n_configurations)]
@@ -293,7 +293,7 @@ def reference_botan_model(hidden: int = 64, layers: int = 2, steps: int = 7):
     import torch
     from torch_geometric.utils import scatter
 
-    from tbotan.model import MLP
+    from tbotan.learning.model import MLP
 
     class ReferenceBotan(torch.nn.Module):
         def __init__(self):
@@ -347,8 +347,8 @@ def benchmark_train(
     Measures, on one device: (1) the training step (forward, all loss terms with the warm-up
     over, backward, clip, Adam) on one graph, split into forward / loss / backward+update, and
     the share of the step spent in L_Corr (forward and backward); (2) a real epoch of
-    :class:`tbotan.training.Trainer` over ``epoch_configurations`` configurations written to
-    a temporary dataset file (reading and graph building included; with ``compile`` after one
+    :class:`tbotan.learning.training.Trainer` over ``epoch_configurations`` configurations written
+    to a temporary dataset file (reading and graph building included; with ``compile`` after one
     untimed epoch) plus its validation on one
     configuration; (3) peak memory; (4) optionally the same step of BOTAN's reference network
     (:func:`reference_botan_model`, node + edge MSE) on the same graph, measured interleaved
@@ -362,11 +362,12 @@ def benchmark_train(
     import torch
 
     from tbotan import config as cfgmod
-    from tbotan.dataset import DatasetFile, write_dataset
-    from tbotan.graphs import graph_from_dataset, octahedral_augment, octahedral_operation
-    from tbotan.losses import correlation_loss, loss_weights, tbotan_losses
-    from tbotan.model import TBotan, count_parameters
-    from tbotan.training import Trainer, resolve_device, tune_cpu_allocator
+    from tbotan.devices import resolve_device
+    from tbotan.formats.dataset import DatasetFile, write_dataset
+    from tbotan.learning.graphs import graph_from_dataset, octahedral_augment, octahedral_operation
+    from tbotan.learning.losses import correlation_loss, loss_weights, tbotan_losses
+    from tbotan.learning.model import TBotan, count_parameters
+    from tbotan.learning.training import Trainer, tune_cpu_allocator
 
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -411,7 +412,7 @@ def benchmark_train(
         shrink = 0.5 * f.box_length / max(distances)
         config["training"]["corr_distances"] = [d * shrink for d in distances]
     # training and validation files for the epoch measurement (read one configuration at a time)
-    from tbotan.dataset import DatasetContent, Graph
+    from tbotan.formats.dataset import DatasetContent, Graph
 
     def subset(indices, split):
         confs = [f.configuration(c) for c in indices]

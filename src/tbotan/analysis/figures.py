@@ -1,4 +1,4 @@
-"""The paper's figures, one function per figure, from a :class:`tbotan.analysis.RunAnalysis`.
+"""The paper's figures, one function per figure, from a :class:`tbotan.analysis.runs.RunAnalysis`.
 
 Every ``figNN_<name>(run)`` returns a :class:`matplotlib.figure.Figure` (no pyplot, no global
 state: figures render with the Agg canvas) or raises :class:`FigureSkipped` naming the
@@ -55,9 +55,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from tbotan import kalj
-from tbotan.analysis import Group, RunAnalysis, summarise, summary_markdown
+from tbotan.analysis.runs import Group, RunAnalysis
+from tbotan.analysis.summary import summarise, summary_markdown
 from tbotan.config import temperature_labels
+from tbotan.formats.io_utils import atomic_path, write_text
+from tbotan.physics import kalj
 
 #: Figure widths (inches): one and two columns of a two-column journal page.
 SINGLE_COLUMN = 3.4
@@ -137,10 +139,8 @@ def save(fig: Figure, stem: str | os.PathLike, formats: list[str]) -> list[Path]
     paths = []
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = path.with_name(f"{path.name}.tmp")
-        with matplotlib.rc_context(STYLE):
+        with atomic_path(path) as tmp, matplotlib.rc_context(STYLE):
             fig.savefig(tmp, format=fmt, dpi=SAVE_DPI, bbox_inches="tight", pad_inches=0.02)
-        os.replace(tmp, path)
         paths.append(path)
     return paths
 
@@ -322,7 +322,7 @@ def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
 
 def _map_panel(ax, xy, types, values, box_length, norm, cmap) -> EllipseCollection:
     """Particles of the slab as discs of their diameter (σ_AA for A, σ_BB for B), by value."""
-    d = np.where(np.asarray(types) == 0, kalj.SIGMA[0, 0], kalj.SIGMA[1, 1])
+    d = np.where(np.asarray(types) == kalj.TYPE_A, kalj.SIGMA[0, 0], kalj.SIGMA[1, 1])
     discs = EllipseCollection(
         d,
         d,
@@ -653,7 +653,7 @@ def _baseline_t_pred_series(run: RunAnalysis, ax) -> list[Line2D]:
 def fig04_t_pred(run: RunAnalysis) -> Figure:
     """Fig. 4: T_pred vs T_MD, mean over configurations and seeds, error bars the standard
     deviation over configurations; trained black (filled), untrained red (open).  Beside
-    them the energy-fit baselines T(U/N) and T(e_IS/N) of :mod:`tbotan.baselines`."""
+    them the energy-fit baselines T(U/N) and T(e_IS/N) of :mod:`tbotan.learning.baselines`."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
     ax = fig.add_subplot()
@@ -852,7 +852,7 @@ def _baseline_pearson_series(run: RunAnalysis, ax) -> bool:
 def fig07_pearson(run: RunAnalysis) -> Figure:
     """Fig. 7: Pearson ρ of node (C_B, A particles) and edge outputs vs T; filled trained,
     open untrained; error bars the standard deviation over configurations.  Dashed: the
-    ridge baseline on local structure (:mod:`tbotan.baselines`), same split, same ρ."""
+    ridge baseline on local structure (:mod:`tbotan.learning.baselines`), same split, same ρ."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.75))
     ax = fig.add_subplot()
@@ -1099,13 +1099,7 @@ def report(
         )
         for o in outcomes
     }
-    _write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    _write_text(out_dir / "summary.md", summary_markdown(summary))
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    write_text(out_dir / "summary.md", summary_markdown(summary))
     return outcomes
 
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

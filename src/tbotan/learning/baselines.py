@@ -2,7 +2,7 @@
 
 Two baselines, both fitted on the *training* split (all training temperatures pooled, one
 model, no temperature input) and evaluated on the test split of every temperature exactly as
-the network is (:func:`tbotan.analysis.node_pearson`):
+the network is (:func:`tbotan.analysis.metrics.node_pearson`):
 
 - **C_B from local structure**: ridge (linear) regression of the per-particle C_B on simple
   descriptors of the inherent structure (IS) and the thermal structure (TS), see
@@ -20,7 +20,7 @@ Units: lengths σ_AA, energies ε_AA, temperatures ε_AA/k_B.  Everything is flo
 
 Example::
 
-    from tbotan import baselines
+    from tbotan.learning import baselines
     result = baselines.structural_baselines(
         ["T0.44_train.h5"], ["T0.44_validation.h5"], {"0.44": "T0.44_test.h5"}
     )
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tbotan import kalj
-from tbotan.analysis import node_pearson
-from tbotan.dataset import DatasetFile
+from tbotan.analysis.metrics import node_pearson
+from tbotan.formats.dataset import DatasetFile
+from tbotan.physics import kalj
 
 #: Radii (σ_AA) of the coordination numbers, counted by neighbour species.
 RADII: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5, 3.0)
@@ -45,7 +45,6 @@ RADII: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5, 3.0)
 PENALTIES: tuple[float, ...] = tuple(float(10.0**k) for k in range(-3, 4))
 #: Largest degree of the polynomial T(u).
 T_FIT_DEGREE = 2
-SPECIES_A = 0
 
 PathLike = str | os.PathLike
 
@@ -84,7 +83,7 @@ def pair_energies_per_particle(
     i: np.ndarray, j: np.ndarray, r: np.ndarray, types: np.ndarray, n: int
 ) -> np.ndarray:
     """(N,) float64 per-particle energy ½ Σ_j U_μν(r_ij) (ε_AA) of the KALJ shifted-force
-    potential (:func:`tbotan.kalj.pair_energy`), from pairs that include every pair within
+    potential (:func:`tbotan.physics.kalj.pair_energy`), from pairs that include every pair within
     its cut-off 2.5 σ_μν (pairs beyond it contribute zero)."""
     types = np.asarray(types).astype(np.int64)
     u = kalj.pair_energy(r, types[i], types[j])
@@ -93,7 +92,7 @@ def pair_energies_per_particle(
 
 def particle_energies(positions: np.ndarray, types: np.ndarray, box) -> np.ndarray:
     """(N,) per-particle KALJ potential energy (ε_AA); sums to the total U of
-    :func:`tbotan.kalj.evaluate`."""
+    :func:`tbotan.physics.kalj.evaluate`."""
     i, j, r = pairs_within(positions, box, kalj.max_cutoff())
     return pair_energies_per_particle(i, j, r, types, len(types))
 
@@ -376,7 +375,7 @@ def scan_file(
 ) -> FileEnergies:
     """Descriptors of every configuration of a dataset file, one configuration at a time.
 
-    The file is read through :class:`tbotan.dataset.DatasetFile`; for each configuration
+    The file is read through :class:`tbotan.formats.dataset.DatasetFile`; for each configuration
     ``visit(features (N, F), cb (N,), types (N,))`` is called, so that no more than one
     configuration's features are held at once.
     """
