@@ -6,8 +6,8 @@
 Each fold trains on four files and tests on the fifth (``--folds``: which files to hold out);
 ``--curve`` instead trains on the first k = 1, 2, 3 of files 1-4 and tests on file 5 (the
 learning curve).  Beside every network number: baseline (a), a ridge model on structural
-descriptors (tbotan.learning.baselines) fitted on the same training files (penalty chosen on them: there
-is no validation file to spare).  Prints one JSON line per training.
+descriptors (tbotan.learning.baselines) fitted on the same training files (penalty chosen on
+them: there is no validation file to spare).  Prints one JSON line per training.
 """
 
 from __future__ import annotations
