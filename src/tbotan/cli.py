@@ -121,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     module = _modules()[args.command]
+    from tbotan.io_utils import Interrupted
+
     try:
         return module.run(args)
+    except Interrupted as exc:  # a scheduler's signal: checkpoint written, rerun to resume
+        print(f"tbotan {args.command}: interrupted: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:
         message = describe_error(exc)
         if message is None:

@@ -23,11 +23,16 @@ def load_config(args, check_engine: bool = True) -> dict:
     ``check_engine=False`` for stages that run no MD (the MD may run in another environment).
     """
     from tbotan import config as cfgmod
+    from tbotan.io_utils import set_checkpoint_interval
 
     paths = getattr(args, "config", None)
     if paths:
-        return cfgmod.load(paths, check_engine=check_engine)
-    return cfgmod.validate({}, check_engine=check_engine)
+        config = cfgmod.load(paths, check_engine=check_engine)
+    else:
+        config = cfgmod.validate({}, check_engine=check_engine)
+    # the long loops (MD segments, training epochs) also checkpoint after this much wall time
+    set_checkpoint_interval(config.get("checkpoint_interval_minutes"))
+    return config
 
 
 def make_engine_from_config(config: dict, name: str | None = None, device: str | None = None):

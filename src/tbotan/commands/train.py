@@ -1,7 +1,9 @@
 """``tbotan train``: train one T-BOTAN model on mixed temperatures (no temperature input).
 
-Writes ``metrics.csv``, ``checkpoint.pt`` and, at the end, ``model.pt`` into ``--out``
-(docs/formats.md).  The input variant and λ_g are configuration (``model.variant``,
+Writes ``checkpoint.pt`` and ``metrics.live.csv`` (progress) while training and, at the end,
+``metrics.csv`` and ``model.pt`` into ``--out`` (docs/formats.md); SIGTERM/SIGUSR1 make it
+checkpoint after the current epoch and exit with status 128 + the signal number.  The input
+variant and λ_g are configuration (``model.variant``,
 ``training.lambda_global``) and may be overridden here; the model id is
 ``{variant}_lg{λ_g}_s{seed}``.
 """

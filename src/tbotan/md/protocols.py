@@ -85,8 +85,22 @@ def run_segments(
     ``handler(index, segment, state, record, collected)`` performs the segment's action: it
     may update ``record`` in place and returns the new ``collected`` batch, or a pair
     ``(collected, state)`` when the action itself advanced the state.
+
+    SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the current
+    segment and raise :class:`~tbotan.io_utils.Interrupted`; with ``checkpoint_interval_minutes``
+    set (:func:`~tbotan.io_utils.set_checkpoint_interval`) it also checkpoints at the first
+    segment boundary after that much wall time.  Any boundary is a valid checkpoint: each
+    segment starts afresh from the previous one's state, so resuming stays exact.
     """
     from tqdm import tqdm
+
+    from tbotan.io_utils import (
+        CheckpointClock,
+        Interrupted,
+        signal_name,
+        stop_on_signals,
+        stop_requested,
+    )
 
     state, collected, start = initial, None, 0
     record = {} if record is None else record
@@ -109,20 +123,33 @@ def run_segments(
         mininterval=2.0,
         dynamic_ncols=True,
     )
-    for index in range(start, len(segments)):
-        segment = segments[index]
-        if segment.n_steps:
-            sim = engine.simulation(state, segment.integrator)
-            sim.run(segment.n_steps)
-            state = sim.state()
-        result = handler(index, segment, state, record, collected)
-        if isinstance(result, tuple):  # the handler ran on (e.g. extended a sampling interval)
-            collected, state = result
-        else:
-            collected = result
-        bar.update(segment.n_steps)
-        if checkpointer is not None and segment.checkpoint:
-            checkpointer.save(index + 1, state, record, collected)
+    clock = CheckpointClock()
+    with stop_on_signals():
+        for index in range(start, len(segments)):
+            segment = segments[index]
+            if segment.n_steps:
+                sim = engine.simulation(state, segment.integrator)
+                sim.run(segment.n_steps)
+                state = sim.state()
+            result = handler(index, segment, state, record, collected)
+            if isinstance(result, tuple):  # the handler ran on (e.g. extended an interval)
+                collected, state = result
+            else:
+                collected = result
+            bar.update(segment.n_steps)
+            stop = stop_requested()
+            if checkpointer is not None and (segment.checkpoint or stop or clock.due()):
+                checkpointer.save(index + 1, state, record, collected)
+                clock.reset()
+            if stop is not None and index + 1 < len(segments):
+                bar.close()
+                where = (
+                    f"checkpoint written after segment {index + 1} of {len(segments)}; "
+                    "rerun the same command to resume"
+                    if checkpointer is not None
+                    else "no checkpoint folder: the run starts afresh when rerun"
+                )
+                raise Interrupted(f"{description}: stopped by {signal_name(stop)}; {where}", stop)
     bar.close()
     return state, collected, record
 
