@@ -51,7 +51,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tbotan.md import SimulationError
     from tbotan.md.checkpoint import CheckpointMismatch
     from tbotan.predictions import PredictionsError
-    from tbotan.training import TrainingError
+
+    try:  # needs torch, which an environment of the CPU-only stages may lack
+        from tbotan.training import TrainingError
+    except ImportError:
+        TrainingError = UserError  # noqa: N806  (no training here, so none of its errors)
 
     return (
         UserError,
