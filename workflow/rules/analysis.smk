@@ -25,7 +25,7 @@ rule figures:
     log:
         RUN / "logs" / "figures.log",
     resources:
-        runtime=60,
+        runtime=runtime(60),
         mem_mb=8000,
     conda:
         env("envs/analysis.yaml")

@@ -104,10 +104,12 @@ if not RESOLVED.is_file() or RESOLVED.read_text() != _text:
 # How rules call the package: from this checkout, so no environment needs it installed; with
 # the interpreter that runs Snakemake, or with each rule's conda environment (--sdm conda).
 PYTHON = "python" if _uses_conda() else sys.executable
-# (a command, inserted unquoted as {params.tbotan}: its paths are quoted here)
+# (a command, inserted unquoted as {params.tbotan}: its paths are quoted here).  `exec`: the
+# tbotan process replaces the job's shell, so a scheduler's signal (SIGTERM before a time limit,
+# scancel) reaches it directly and it checkpoints and exits, instead of the shell dying first.
 TBOTAN = (
     f"PYTHONPATH={shlex.quote(str(SRC))}${{PYTHONPATH:+:$PYTHONPATH}} "
-    f"{shlex.quote(PYTHON)} -m tbotan"
+    f"exec {shlex.quote(PYTHON)} -m tbotan"
 )
 
 
@@ -126,6 +128,12 @@ def n_chunks(T):
 
 def uses_gpu(device):
     return 0 if device == "cpu" else 1
+
+
+def runtime(minutes):
+    """A job's time limit (minutes) growing with its attempt: a job killed at its limit is
+    retried (profiles/slurm: retries) with twice, then three times the time."""
+    return lambda wildcards, attempt: minutes * attempt
 
 
 def env(path):

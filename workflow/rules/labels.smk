@@ -20,7 +20,7 @@ rule iso:
     threads: 2
     resources:
         gpu=uses_gpu(config["engine"]["device"]),
-        runtime=240,
+        runtime=runtime(240),
         mem_mb=8000,
     conda:
         md_env()
@@ -44,7 +44,7 @@ rule dataset:
     log:
         RUN / "logs" / "dataset" / "T{T}_{split}.log",
     resources:
-        runtime=20,
+        runtime=runtime(20),
         mem_mb=4000,
     conda:
         env("envs/analysis.yaml")

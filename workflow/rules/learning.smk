@@ -21,7 +21,7 @@ rule train:
     threads: 2
     resources:
         gpu=uses_gpu(config["training"]["device"]),
-        runtime=720,
+        runtime=runtime(720),
         mem_mb=16000,
     conda:
         env("envs/learning.yaml")
@@ -46,7 +46,7 @@ rule predict:
     threads: 1
     resources:
         gpu=uses_gpu(config["training"]["device"]),
-        runtime=60,
+        runtime=runtime(60),
         mem_mb=8000,
     conda:
         env("envs/learning.yaml")

@@ -16,7 +16,7 @@ rule equilibrate:
     threads: 2
     resources:
         gpu=uses_gpu(config["engine"]["device"]),
-        runtime=240,
+        runtime=runtime(240),
         mem_mb=8000,
     conda:
         md_env()
@@ -41,7 +41,7 @@ rule tau_alpha:
     threads: 2
     resources:
         gpu=uses_gpu(config["engine"]["device"]),
-        runtime=240,
+        runtime=runtime(240),
         mem_mb=8000,
     conda:
         md_env()
@@ -66,7 +66,7 @@ rule quench:
     threads: 2
     resources:
         gpu=uses_gpu(config["engine"]["device"]),
-        runtime=120,
+        runtime=runtime(120),
         mem_mb=8000,
     conda:
         md_env()
