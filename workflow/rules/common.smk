@@ -72,7 +72,11 @@ for _key in ("results_dir", "run_name"):
 # profiles/slurm takes the account and partitions from the environment; an unset variable
 # would reach sbatch as a literal "$TBOTAN_SLURM_..." string, so name it before any submission
 # (the executor is known only once execution starts, hence onstart; jobs skip the hooks).
-SLURM_SETTINGS = ("TBOTAN_SLURM_ACCOUNT", "TBOTAN_SLURM_CPU_PARTITION", "TBOTAN_SLURM_GPU_PARTITION")
+SLURM_SETTINGS = (
+    "TBOTAN_SLURM_ACCOUNT",
+    "TBOTAN_SLURM_CPU_PARTITION",
+    "TBOTAN_SLURM_GPU_PARTITION",
+)
 
 
 def check_slurm_settings():
