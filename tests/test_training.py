@@ -216,7 +216,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
     )
     out = tmp_path / "models" / "is+ts_lg0.1_s2"
     argv = ["train", "--config", str(yaml_path), "--train", *map(str, files["train"])]
-    argv += ["--validation", str(files["validation"][1]), "--out", str(out)]
+    argv += ["--validation", str(files["validation"][1]), "--output", str(out)]
     argv += ["--lambda-global", "0.1", "--seed", "2", "--no-progress"]
     assert cli.main(argv) == 0
     model = str(out / "model.pt")
@@ -224,7 +224,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
 
     dataset = files["validation"][1]
     argv = ["predict", "--model", model, "--dataset", str(dataset)]
-    assert cli.main([*argv, "--out", str(tmp_path / "p.h5")]) == 0
+    assert cli.main([*argv, "--output", str(tmp_path / "p.h5")]) == 0
     pred = read_predictions(tmp_path / "p.h5", DatasetFile(dataset))
     assert pred.attrs["model"] == "is+ts_lg0.1_s2" and pred.attrs["edge_graph"] == "graph"
     assert pred.attrs["lambda_global"] == 0.1 and pred.attrs["temperature"] == 0.8
@@ -239,7 +239,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
         inherent_positions=conf["inherent_positions"],
     )
     argv = ["predict", "--model", model, "--npz", str(tmp_path / "user.npz"), "--box", str(L)]
-    assert cli.main([*argv, "--temperature", "0.8", "--out", str(tmp_path / "u.h5")]) == 0
+    assert cli.main([*argv, "--temperature", "0.8", "--output", str(tmp_path / "u.h5")]) == 0
     user = read_predictions(tmp_path / "u.h5")
     np.testing.assert_allclose(user.cb[0], pred.cb[0], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(user.t_pred, pred.t_pred, rtol=1e-6)
@@ -251,11 +251,11 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
     # the synthetic configurations have overlaps that FIRE rightly refuses).
     write_gsd(tmp_path / "t.gsd", liquid_256)
     argv = ["predict", "--model", model, "--gsd", str(tmp_path / "t.gsd"), "--device", "cpu"]
-    assert cli.main([*argv, "--out", str(tmp_path / "g.h5")]) == 2  # N = 256, trained on 250
+    assert cli.main([*argv, "--output", str(tmp_path / "g.h5")]) == 2  # N = 256, trained on 250
     assert "N = 256 (trained on N = [250])" in capsys.readouterr().err
     assert not (tmp_path / "g.h5").exists()
     argv += ["--allow-extrapolation"]
-    assert cli.main([*argv, "--out", str(tmp_path / "g.h5")]) == 0
+    assert cli.main([*argv, "--output", str(tmp_path / "g.h5")]) == 0
     with h5py.File(tmp_path / "g.h5") as f:
         assert f.attrs["quenched"] and f.attrs["fire_steps"] > 0
         inherent = f["input/inherent_positions"][...]
@@ -460,7 +460,7 @@ def _train_command(config: dict, files, out: Path, tmp_path: Path) -> list[str]:
     return [
         sys.executable, "-m", "tbotan", "train", "--config", str(cfg),
         "--train", *map(str, files["train"]), "--validation", *map(str, files["validation"]),
-        "--out", str(out), "--seed", "1", "--resume", "--no-progress",
+        "--output", str(out), "--seed", "1", "--resume", "--no-progress",
     ]  # fmt: skip
 
 

@@ -172,9 +172,11 @@ def test_results_dir_with_a_space_is_quoted_in_every_command(tmp_path):
         "--dry-run", "--printshellcmds", *SMOKE_ARGS, overlay, "--config", f"results_dir={results}"
     ).stdout
     commands = shell_commands(out)
-    assert {c.split(" -m tbotan ")[1].split()[0] for c in commands} >= {
-        "equilibrate", "tau-alpha", "quench", "iso", "dataset", "train", "predict", "figures",
-    }  # fmt: skip
+    stages = {"equilibrate", "tau-alpha", "quench", "iso", "dataset", "train", "predict", "figures"}
+    # every command: the stage, with INFO messages for the log and the one --output spelling
+    calls = [c.split(" -m tbotan --log-level info ")[1].split() for c in commands]
+    assert {call[0] for call in calls} >= stages
+    assert all("--out" not in call and "--output" in call for call in calls)
     for command in commands:
         words = shlex.split(command)  # the shell's reading of it
         paths = [w for w in words if w.startswith(str(results))]

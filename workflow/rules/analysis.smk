@@ -28,4 +28,4 @@ rule figures:
         run=RUN,
         analysis=RUN / "analysis",
     shell:
-        "{params.tbotan} figures --run-dir {params.run:q} --config {params.config:q} --out {params.analysis:q} > {log:q} 2>&1"
+        "{params.tbotan} figures --run-dir {params.run:q} --config {params.config:q} --output {params.analysis:q} > {log:q} 2>&1"

@@ -113,15 +113,16 @@ if not RESOLVED.is_file() or RESOLVED.read_text() != _text:
     _tmp.write_text(_text)
     os.replace(_tmp, RESOLVED)
 
-# How rules call the package: from this checkout, so no environment needs it installed; with
-# the interpreter that runs Snakemake, or with each rule's conda environment (--sdm conda).
+# How rules call the package: from this checkout (PYTHONPATH; the conda environments also
+# install it), with the interpreter that runs Snakemake, or with each rule's conda environment
+# (--sdm conda).  --log-level info: the commands' progress messages reach the job logs.
 PYTHON = "python" if _uses_conda() else sys.executable
 # (a command, inserted unquoted as {params.tbotan}: its paths are quoted here).  `exec`: the
 # tbotan process replaces the job's shell, so a scheduler's signal (SIGTERM before a time limit,
 # scancel) reaches it directly and it checkpoints and exits, instead of the shell dying first.
 TBOTAN = (
     f"PYTHONPATH={shlex.quote(str(SRC))}${{PYTHONPATH:+:$PYTHONPATH}} " if SRC is not None else ""
-) + f"exec {shlex.quote(PYTHON)} -m tbotan"
+) + f"exec {shlex.quote(PYTHON)} -m tbotan --log-level info"
 
 
 def section(*names, T=None):

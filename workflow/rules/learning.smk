@@ -28,7 +28,7 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config:q} "
         "--train {input.train:q} --validation {input.validation:q} --variant {params.parts[0]:q} "
-        "--lambda-global {params.parts[1]:q} --seed {params.parts[2]:q} --out {params.out:q} "
+        "--lambda-global {params.parts[1]:q} --seed {params.parts[2]:q} --output {params.out:q} "
         "--resume --restart-if-incompatible > {log:q} 2>&1"
 
 
@@ -52,4 +52,4 @@ rule predict:
         tbotan=TBOTAN,
     shell:
         "OMP_NUM_THREADS={threads} {params.tbotan} predict --model {input.model:q} "
-        "--dataset {input.datasets:q} --out {output:q} > {log:q} 2>&1"
+        "--dataset {input.datasets:q} --output {output:q} > {log:q} 2>&1"

@@ -17,6 +17,33 @@ def add_config_argument(parser: argparse.ArgumentParser, required: bool = False)
     )
 
 
+class _DeprecatedOption(argparse.Action):
+    """An old spelling of an option: still accepted, with a note on stderr."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"tbotan: {option_string} is deprecated and will be removed; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_output_argument(
+    parser: argparse.ArgumentParser, old: str, help: str, required: bool = False, **kwargs
+) -> None:
+    """``--output`` (the one spelling of every command), with the command's former spelling
+    ``old`` still accepted and deprecated; the value lands in ``args.out``."""
+    target = parser.add_mutually_exclusive_group(required=required) if required else parser
+    target.add_argument("--output", dest="out", help=help, **kwargs)
+    target.add_argument(
+        old, dest="out", action=_DeprecatedOption, new="--output", help=argparse.SUPPRESS, **kwargs
+    )
+
+
 def load_config(args, check_engine: bool = True) -> dict:
     """The validated configuration of ``--config`` (schema defaults when none is given).
 
