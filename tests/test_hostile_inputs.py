@@ -230,7 +230,7 @@ def test_predict_refuses_damaged_gsd_before_loading_the_model(tmp_path, capsys, 
     out = tmp_path / "pred.h5"
     # the input is checked first: the (missing) model file is never reached
     argv = ["predict", "--model", tmp_path / "model.pt", "--gsd", bad, "--frame", 2]
-    code, _, err = run_cli(capsys, *argv, "--out", out)
+    code, _, err = run_cli(capsys, *argv, "--output", out)
     words = [w for w in GSD_DAMAGE[damage] if w != "frame 2"]
     assert_refused(code, err, bad, *words, outputs=[out])
 
@@ -383,7 +383,7 @@ def test_predict_refuses_bad_npz_before_loading_the_model(tmp_path, capsys, no_m
     bad = tmp_path / "conf.npz"
     np.savez(bad, **{**arrays, **change})
     out = tmp_path / "pred.h5"
-    argv = ["predict", "--model", tmp_path / "model.pt", "--npz", bad, "--out", out]
+    argv = ["predict", "--model", tmp_path / "model.pt", "--npz", bad, "--output", out]
     code, _, err = run_cli(capsys, *argv, *(["--box", box] if box is not None else []))
     assert_refused(code, err, bad, *words, outputs=[out])
 
@@ -471,11 +471,11 @@ def test_train_and_predict_refuse_damaged_datasets(tmp_path, capsys, config_file
     change, words = H5_DAMAGE[damage]
     bad = damaged_h5(tmp_path / "T1.20_train.h5", change)
     out = tmp_path / "models" / "m"
-    argv = ["train", "--train", bad, "--out", out, "--config", config_file, "--no-progress"]
+    argv = ["train", "--train", bad, "--output", out, "--config", config_file, "--no-progress"]
     code, _, err = run_cli(capsys, *argv)
     assert_refused(code, err, bad, *words, outputs=[out / "model.pt", out / "checkpoint.pt"])
     pred = tmp_path / "pred.h5"
-    argv = ["predict", "--model", tmp_path / "model.pt", "--dataset", bad, "--out", pred]
+    argv = ["predict", "--model", tmp_path / "model.pt", "--dataset", bad, "--output", pred]
     code, _, err = run_cli(capsys, *argv)
     assert_refused(code, err, bad, *words, outputs=[pred])
 
@@ -695,7 +695,7 @@ def test_garbage_training_checkpoint_is_one_line(tmp_path, capsys, config_file):
     out = tmp_path / "model"
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
-    argv = ["train", "--train", train, "--out", out, "--config", config_file, "--resume"]
+    argv = ["train", "--train", train, "--output", out, "--config", config_file, "--resume"]
     code, _, err = run_cli(capsys, *argv, "--no-progress", "--epochs", 1)
     assert_refused(code, err, out / "checkpoint.pt", "cannot read", outputs=[out / "model.pt"])
 
@@ -763,7 +763,7 @@ def test_predict_refuses_a_model_whose_parts_disagree(
     bad = tmp_path / "bad.pt"
     torch.save(meta, bad)
     out = tmp_path / "p.h5"
-    code, _, err = run_cli(capsys, "predict", "--model", bad, "--dataset", data, "--out", out)
+    code, _, err = run_cli(capsys, "predict", "--model", bad, "--dataset", data, "--output", out)
     assert_refused(code, err, bad, *words, outputs=[out])
 
 
@@ -776,5 +776,5 @@ def test_predict_refuses_a_dataset_with_another_graph_cutoff(small_model_file, t
     data = tmp_path / "cut25.h5"
     write_dataset(data, content)
     out = tmp_path / "p.h5"
-    code, _, err = run_cli(capsys, "predict", "--model", model, "--dataset", data, "--out", out)
+    code, _, err = run_cli(capsys, "predict", "--model", model, "--dataset", data, "--output", out)
     assert_refused(code, err, data, "cut-off 2.5", "cut-off 2", outputs=[out])

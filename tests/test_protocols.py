@@ -158,6 +158,73 @@ def test_killed_equilibrate_command_resumes_to_the_same_file(tmp_path, small_con
     assert not (tmp_path / "killed.gsd.ckpt").exists()
     assert read_json(out.with_suffix(".json"))["passed"]
 
+    # SIGTERM (a scheduler's time limit, scancel): a checkpoint at the next segment boundary,
+    # though the protocol's own (every 100 tau_alpha here) would come only at the end of the
+    # melt, then exit status 143; the rerun resumes to the same file
+    term_cfg = tmp_path / "term.yaml"
+    term = {**SMALL, "equilibration": {**SMALL["equilibration"], "checkpoint_every_tau_alpha": 100}}
+    term_cfg.write_text(yaml.safe_dump(term))
+    term_cmd = [*cmd[:5], str(term_cfg), *cmd[6:], "--output", str(tmp_path / "term.gsd")]
+    proc = subprocess.Popen(term_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pointer = tmp_path / "term.gsd.ckpt" / "latest"
+    deadline = time.time() + 120
+    while not pointer.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    melted = pointer.read_text()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
+    assert "stopped by SIGTERM" in stderr.decode()
+    assert pointer.read_text() > melted  # a later checkpoint than the melt's
+    done = subprocess.run(term_cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "resuming from checkpoint" in done.stderr, done.stderr[-2000:]
+    np.testing.assert_array_equal(
+        read_gsd(tmp_path / "term.gsd").positions, read_gsd(reference).positions
+    )
+
+
+def test_run_segments_checkpoints_on_a_signal_and_on_the_wall_clock_interval():
+    """Any segment boundary can be a checkpoint: the protocol's own, the first one after
+    checkpoint_interval_minutes, and the one after a stop signal, which then raises."""
+    from tbotan.formats.io_utils import Interrupted, set_checkpoint_interval
+    from tbotan.md import Integrator
+    from tbotan.md.protocols import Segment, run_segments
+
+    class Recorder:
+        def __init__(self):
+            self.saved = []
+
+        def load(self):
+            return None
+
+        def save(self, index, state, record, collected=None):
+            self.saved.append(index)
+
+    segments = [Segment("x", 0, Integrator(dt=0.005), checkpoint=(i == 4)) for i in range(6)]
+    plain = Recorder()
+    run_segments(None, "state", segments, lambda i, seg, st, r, c: (c, st), plain)
+    assert plain.saved == [5]
+    timed = Recorder()
+    set_checkpoint_interval(1e-9)
+    try:
+        run_segments(None, "state", segments, lambda i, seg, st, r, c: (c, st), timed)
+    finally:
+        set_checkpoint_interval(None)
+    assert timed.saved == [1, 2, 3, 4, 5, 6]
+
+    def handler(index, segment, state, record, collected):
+        if index == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return collected, state
+
+    stopped = Recorder()
+    previous = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(Interrupted, match="stopped by SIGUSR1") as info:
+        run_segments(None, "state", segments, handler, stopped)
+    assert stopped.saved == [3] and info.value.exit_code == 128 + signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) == previous  # handlers restored
+
 
 def test_tau_alpha_protocol_measures_a_decaying_fs(cpu_engine, small_config, equilibrated):
     params = tau_alpha_parameters(small_config, 1.5)

@@ -212,7 +212,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
     )
     out = tmp_path / "models" / "is+ts_lg0.1_s2"
     argv = ["train", "--config", str(yaml_path), "--train", *map(str, files["train"])]
-    argv += ["--validation", str(files["validation"][1]), "--out", str(out)]
+    argv += ["--validation", str(files["validation"][1]), "--output", str(out)]
     argv += ["--lambda-global", "0.1", "--seed", "2", "--no-progress"]
     assert cli.main(argv) == 0
     model = str(out / "model.pt")
@@ -220,7 +220,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
 
     dataset = files["validation"][1]
     argv = ["predict", "--model", model, "--dataset", str(dataset)]
-    assert cli.main([*argv, "--out", str(tmp_path / "p.h5")]) == 0
+    assert cli.main([*argv, "--output", str(tmp_path / "p.h5")]) == 0
     pred = read_predictions(tmp_path / "p.h5", DatasetFile(dataset))
     assert pred.attrs["model"] == "is+ts_lg0.1_s2" and pred.attrs["edge_graph"] == "graph"
     assert pred.attrs["lambda_global"] == 0.1 and pred.attrs["temperature"] == 0.8
@@ -235,7 +235,7 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
         inherent_positions=conf["inherent_positions"],
     )
     argv = ["predict", "--model", model, "--npz", str(tmp_path / "user.npz"), "--box", str(L)]
-    assert cli.main([*argv, "--temperature", "0.8", "--out", str(tmp_path / "u.h5")]) == 0
+    assert cli.main([*argv, "--temperature", "0.8", "--output", str(tmp_path / "u.h5")]) == 0
     user = read_predictions(tmp_path / "u.h5")
     np.testing.assert_allclose(user.cb[0], pred.cb[0], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(user.t_pred, pred.t_pred, rtol=1e-6)
@@ -247,11 +247,11 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
     # the synthetic configurations have overlaps that FIRE rightly refuses).
     write_gsd(tmp_path / "t.gsd", liquid_256)
     argv = ["predict", "--model", model, "--gsd", str(tmp_path / "t.gsd"), "--device", "cpu"]
-    assert cli.main([*argv, "--out", str(tmp_path / "g.h5")]) == 2  # N = 256, trained on 250
+    assert cli.main([*argv, "--output", str(tmp_path / "g.h5")]) == 2  # N = 256, trained on 250
     assert "N = 256 (trained on N = [250])" in capsys.readouterr().err
     assert not (tmp_path / "g.h5").exists()
     argv += ["--allow-extrapolation"]
-    assert cli.main([*argv, "--out", str(tmp_path / "g.h5")]) == 0
+    assert cli.main([*argv, "--output", str(tmp_path / "g.h5")]) == 0
     with h5py.File(tmp_path / "g.h5") as f:
         assert f.attrs["quenched"] and f.attrs["fire_steps"] > 0
         inherent = f["input/inherent_positions"][...]
@@ -431,14 +431,96 @@ def test_model_selection_keeps_the_best_validation_epoch(files, tmp_path):
 
 
 def test_metrics_history_lives_with_the_checkpoint(files, tmp_path):
-    """A retried job whose metrics.csv was deleted (Snakemake removes declared outputs) gets
-    the epochs before the interruption back from the checkpoint."""
+    """metrics.csv (the declared output) appears only at the end, written from the checkpoint's
+    history: an interrupted training leaves only its progress file, and a retried job that lost
+    every file but checkpoint.pt still gets the epochs before the interruption back."""
     config = small_config(epochs=4, warmup_epochs=2, checkpoint_every=2)
-    args = (config, files["train"], files["validation"], tmp_path / "m")
-    train(*args, seed=1, progress=False, stop_after=2)
-    (tmp_path / "m" / "metrics.csv").unlink()
+    out = tmp_path / "m"
+    args = (config, files["train"], files["validation"], out)
+    train(*args, seed=1, progress=False, stop_after=3)  # interrupted after epoch 3
+    assert not (out / "metrics.csv").exists()
+    assert [r["epoch"] for r in read_metrics(out / "metrics.live.csv")] == [1, 2, 3]
+    (out / "metrics.live.csv").unlink()
     train(*args, seed=1, progress=False, resume=True)
-    assert [r["epoch"] for r in read_metrics(tmp_path / "m" / "metrics.csv")] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == [1, 2, 3, 4]
+    assert not (out / "metrics.live.csv").exists()
+
+
+def _train_command(config: dict, files, out: Path, tmp_path: Path) -> list[str]:
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return [
+        sys.executable, "-m", "tbotan", "train", "--config", str(cfg),
+        "--train", *map(str, files["train"]), "--validation", *map(str, files["validation"]),
+        "--output", str(out), "--seed", "1", "--resume", "--no-progress",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+def test_a_signal_checkpoints_the_training_and_the_rerun_completes_it(
+    files, tmp_path, signame
+):
+    """What a scheduler's time limit does: the signal makes `tbotan train` checkpoint after the
+    current epoch (checkpoint_every alone would not before the end) and exit with 128 + the
+    signal number; Snakemake deletes metrics.csv; the rerun resumes to the weights and metrics
+    of an uninterrupted training, every epoch once."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    epochs = 16
+    config = small_config(epochs=epochs, warmup_epochs=2, checkpoint_every=epochs)
+    reference = train(config, files["train"], files["validation"], tmp_path / "ref", seed=1,
+                      progress=False)  # fmt: skip
+    out = tmp_path / "m"
+    cmd = _train_command(config, files, out, tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    live, deadline = out / "metrics.live.csv", time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if live.is_file() and len(live.read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, signame))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, signame), stderr[-2000:]
+    assert f"stopped by {signame} after epoch" in stderr and "Traceback" not in stderr
+    stopped = load_file(out / "checkpoint.pt", CHECKPOINT_FORMAT)["epoch"]
+    assert 2 <= stopped < epochs
+    assert not (out / "metrics.csv").exists() and not (out / "model.pt").exists()
+    (out / "metrics.live.csv").unlink()  # as if every file but the checkpoint were lost
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming from checkpoint after epoch {stopped} of {epochs}" in done.stderr
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    for mine, theirs in zip(rows, reference.metrics, strict=True):
+        assert mine["loss"] == theirs["loss"] and mine["val_pearson"] == theirs["val_pearson"]
+    a = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_wall_clock_interval_checkpoints_between_checkpoint_every(files, tmp_path):
+    """checkpoint_interval_minutes: a checkpoint after every epoch once the interval has passed
+    (here a tiny one), though checkpoint_every asks for none before the end."""
+    from tbotan.formats.io_utils import set_checkpoint_interval
+
+    config = small_config(epochs=4, warmup_epochs=2, checkpoint_every=4)
+    out = tmp_path / "m"
+    set_checkpoint_interval(1e-6)
+    try:
+        train(config, files["train"], [], out, seed=1, progress=False, stop_after=3)
+    finally:
+        set_checkpoint_interval(None)
+    assert load_file(out / "checkpoint.pt", CHECKPOINT_FORMAT)["epoch"] == 3
+    train(config, files["train"], [], tmp_path / "plain", seed=1, progress=False, stop_after=3)
+    assert not (tmp_path / "plain" / "checkpoint.pt").exists()
 
 
 def test_learning_rate_schedule(files):

@@ -104,6 +104,39 @@ def test_reduced_study_dag_has_the_right_jobs_per_rule(tmp_path, overlays):
     }
 
 
+def test_usable_as_a_module_from_another_folder(tmp_path):
+    """A user's own Snakefile in another folder imports the workflow as a module (what
+    snakedeploy deploy-workflow writes): the dry run builds the whole DAG under the prefix, with
+    the schema, environments and package found next to the workflow, outputs in the user's
+    folder."""
+    (tmp_path / "Snakefile").write_text(
+        f"""
+configfile: {str(ROOT / "config.yaml")!r}
+
+
+module tbotan:
+    snakefile:
+        {str(ROOT / "Snakefile")!r}
+    config:
+        config
+
+
+use rule * from tbotan as tbotan_*
+"""
+    )
+    (tmp_path / "overlay.yaml").write_text("results_dir: results\n")
+    proc = snakemake(
+        "--dry-run", "--printshellcmds", "--configfile", ROOT / "config.yaml",
+        ROOT / "config" / "smoke.yaml", tmp_path / "overlay.yaml", cwd=tmp_path,
+    )  # fmt: skip
+    out = proc.stdout
+    counts = dict(re.findall(r"^(tbotan_[a-z_]+)\s+(\d+)$", out, flags=re.M))
+    assert counts["tbotan_equilibrate"] == "2" and counts["tbotan_figures"] == "1", out[-3000:]
+    assert f"PYTHONPATH={ROOT / 'src'}" in out  # the package next to the module's Snakefile
+    assert "results/smoke/equilibrium/T1.20.gsd" in out
+    assert (tmp_path / "results" / "smoke" / "config.yaml").is_file()  # the user's folder
+
+
 def test_dag_follows_the_configuration(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
@@ -176,9 +209,11 @@ def test_results_dir_with_a_space_is_quoted_in_every_command(tmp_path):
         "--dry-run", "--printshellcmds", *SMOKE_ARGS, overlay, "--config", f"results_dir={results}"
     ).stdout
     commands = shell_commands(out)
-    assert {c.split(" -m tbotan ")[1].split()[0] for c in commands} >= {
-        "equilibrate", "tau-alpha", "quench", "iso", "dataset", "train", "predict", "figures",
-    }  # fmt: skip
+    stages = {"equilibrate", "tau-alpha", "quench", "iso", "dataset", "train", "predict", "figures"}
+    # every command: the stage, with INFO messages for the log and the one --output spelling
+    calls = [c.split(" -m tbotan --log-level info ")[1].split() for c in commands]
+    assert {call[0] for call in calls} >= stages
+    assert all("--out" not in call and "--output" in call for call in calls)
     for command in commands:
         words = shlex.split(command)  # the shell's reading of it
         paths = [w for w in words if w.startswith(str(results))]

@@ -28,18 +28,56 @@ def _modules():
     }
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except the empty ones (None, False, [])."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="log progress details (= --log-level info)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=default, help="messages shown (default warning)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tbotan",
         description="KALJ molecular dynamics, isoconfigurational labels and T-BOTAN.",
+        epilog="exit status: 0 done; 2 an error in the input or the environment, explained in "
+        "one line (also a wrong command line); 128 + N stopped by signal N (SIGTERM: 143, "
+        "SIGUSR1: 138) after writing a checkpoint, rerun to resume; 1 a bug (traceback), or "
+        "figures drew no figure",
     )
     parser.add_argument("--version", action="version", version=f"tbotan {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    _add_logging_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in _modules().items():
-        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        command = sub.add_parser(
+            name, help=module.HELP, description=module.__doc__, formatter_class=_HelpFormatter
+        )
         module.add_arguments(command)
+        # also after the sub-command; SUPPRESS keeps a value given before it
+        _add_logging_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def log_level(args) -> int:
+    """The logging level of ``--log-level`` / ``-v`` (WARNING without either)."""
+    if getattr(args, "log_level", None):
+        return getattr(logging, args.log_level.upper())
+    return logging.INFO if getattr(args, "verbose", None) else logging.WARNING
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -47,12 +85,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tbotan.config import ConfigError
     from tbotan.formats.dataset import DatasetError
     from tbotan.formats.io_utils import OutputError
-    from tbotan.formats.model_file import ModelFileError
     from tbotan.formats.predictions import PredictionsError
-    from tbotan.learning.training import TrainingError
     from tbotan.md import SimulationError
     from tbotan.md.checkpoint import CheckpointMismatch
     from tbotan.physics.configurations import ConfigurationError
+
+    try:  # needs torch, which an environment of the CPU-only stages may lack
+        from tbotan.formats.model_file import ModelFileError
+        from tbotan.learning.training import TrainingError
+    except ImportError:
+        TrainingError = ModelFileError = UserError  # noqa: N806  (no training here)
 
     return (
         UserError,
@@ -119,12 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=log_level(args),
         format="%(levelname)s %(name)s: %(message)s",
     )
     module = _modules()[args.command]
+    from tbotan.formats.io_utils import Interrupted
+
     try:
         return module.run(args)
+    except Interrupted as exc:  # a scheduler's signal: checkpoint written, rerun to resume
+        print(f"tbotan {args.command}: interrupted: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:
         message = describe_error(exc)
         if message is None:

@@ -3,12 +3,14 @@
 #
 #   sudo tests/cluster/start_slurm.sh start    install (Debian packages) and start; idempotent
 #   sudo tests/cluster/start_slurm.sh stop     stop the daemons (packages and config stay)
-#   tests/cluster/start_slurm.sh status        exit 0 when the node answers and is usable
+#   tests/cluster/start_slurm.sh status        exit 0 when the node answers, is usable and has GPUs
 #
 # It installs Debian's slurmctld, slurmd, slurm-client and munge, writes /etc/slurm/slurm.conf
 # for one node named after this host with two partitions on it, `cpu` (default) and a
-# GRES-less `gpu` (jobs are routed to it, but there is no GPU to hand out: it checks the
-# profile's routing, not CUDA), and starts munged, slurmctld and slurmd.
+# `gpu` partition whose node declares 4 GPUs as generic resources without any hardware behind
+# them (gres.conf: AutoDetect=off, four harmless character devices as their files): jobs that ask
+# for GPUs (sbatch --gpus=1) are scheduled and counted like on a GPU cluster, which checks the
+# profile's routing and GPU requests, not CUDA.  It starts munged, slurmctld and slurmd.
 #
 # The node advertises at least 64 GB so that the production memory requests of
 # profiles/slurm (up to 32 GB for training) are accepted; memory is not a consumable
@@ -27,11 +29,17 @@ log_dir=/var/log/slurm
 node=$(hostname -s)
 skip() { echo "start_slurm.sh: $*" >&2; exit 77; }
 
+
 node_ready() {
     command -v sinfo >/dev/null 2>&1 || return 1
     local state
     state=$(timeout 10 sinfo -h -n "$node" -o %T 2>/dev/null | head -n1)
     case "$state" in idle|mixed|allocated|completing) return 0 ;; *) return 1 ;; esac
+}
+
+# the node declares GPUs as generic resources (the GPU tests need them)
+usable() {
+    node_ready && timeout 10 sinfo -h -n "$node" -o %G 2>/dev/null | grep -q "gpu:"
 }
 
 install_packages() {
@@ -53,7 +61,7 @@ install_packages() {
 }
 
 write_config() {
-    local cpus mem_mb
+    local cpus mem_mb gpus=4
     cpus=$(nproc)
     mem_mb=$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
     [ "$mem_mb" -lt 64000 ] && mem_mb=64000
@@ -84,9 +92,18 @@ KillWait=10
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+GresTypes=gpu
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:$gpus State=UNKNOWN
 PartitionName=cpu Nodes=$node Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$node MaxTime=INFINITE State=UP
+CONF
+    # GPUs as counted resources only: no autodetection (there is no NVML).  slurmd wants one
+    # character device per GPU (without File it reports 0 and the node goes INVAL): four
+    # harmless ones stand in for them
+    cat >"$conf_dir/gres.conf" <<CONF
+# Written by tbotan tests/cluster/start_slurm.sh: $gpus GPUs without hardware, for scheduling tests.
+AutoDetect=off
+NodeName=$node Name=gpu File=/dev/null,/dev/zero,/dev/full,/dev/urandom
 CONF
 }
 
@@ -104,15 +121,20 @@ start_munge() {
 }
 
 start() {
-    [ "$(id -u)" -eq 0 ] || { node_ready && exit 0; skip "needs root to install and start SLURM (run it with sudo)"; }
-    node_ready && { echo "start_slurm.sh: SLURM already up on $node" >&2; exit 0; }
+    [ "$(id -u)" -eq 0 ] || { usable && exit 0; skip "needs root to install and start SLURM (run it with sudo)"; }
+    usable && { echo "start_slurm.sh: SLURM already up on $node" >&2; exit 0; }
+    if node_ready; then  # up, but configured by an older version of this script (no GPUs)
+        echo "start_slurm.sh: restarting SLURM on $node to declare its GPUs" >&2
+        pkill -x slurmd; pkill -x slurmctld
+        for _ in $(seq 20); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 0.5; done
+    fi
     install_packages
     write_config
     start_munge
     pgrep -x slurmctld >/dev/null || slurmctld || skip "slurmctld would not start: $(tail -n 3 $log_dir/slurmctld.log 2>/dev/null)"
     pgrep -x slurmd >/dev/null || slurmd || skip "slurmd would not start: $(tail -n 3 $log_dir/slurmd.log 2>/dev/null)"
     for _ in $(seq 60); do
-        node_ready && { echo "start_slurm.sh: SLURM up on $node (partitions cpu, gpu)" >&2; exit 0; }
+        usable && { echo "start_slurm.sh: SLURM up on $node (partitions cpu, gpu; $(sinfo -h -n "$node" -o %G))" >&2; exit 0; }
         scontrol update nodename="$node" state=resume >/dev/null 2>&1
         sleep 1
     done
@@ -129,6 +151,6 @@ stop() {
 case "$action" in
     start) start ;;
     stop) stop ;;
-    status) node_ready ;;
+    status) usable ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

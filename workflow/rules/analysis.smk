@@ -1,8 +1,6 @@
 # Observables and the paper's figures, collected into the Snakemake report.
 
 
-
-
 rule figures:
     input:
         figure_inputs,
@@ -16,18 +14,18 @@ rule figures:
             category="Figures",
             labels={"figure": "{name}"},
         ),
+    log:
+        RUN / "logs" / "figures.log",
+    conda:
+        env("envs/analysis.yaml")
+    resources:
+        runtime=runtime(60),
+        mem_mb=8000,
     params:
         tbotan=TBOTAN,
         config=RESOLVED,
         cfg=section("analysis", "temperatures", "model", "training"),
         run=RUN,
         analysis=RUN / "analysis",
-    log:
-        RUN / "logs" / "figures.log",
-    resources:
-        runtime=60,
-        mem_mb=8000,
-    conda:
-        env("envs/analysis.yaml")
     shell:
-        "{params.tbotan} figures --run-dir {params.run:q} --config {params.config:q} --out {params.analysis:q} > {log:q} 2>&1"
+        "{params.tbotan} figures --run-dir {params.run:q} --config {params.config:q} --output {params.analysis:q} > {log:q} 2>&1"

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import yaml
 
-SRC = Path(workflow.basedir) / "src"
-sys.path.insert(0, str(SRC))
+# The workflow's own folder (the one holding Snakefile, envs/, src/), from this file's place:
+# not workflow.basedir, which is the *calling* workflow's folder when this one is used as a
+# module (`module tbotan: snakefile: ".../Snakefile"`, README "Using it from your own folder").
+# A module read from a remote repository (snakedeploy's github(...)) has no local folder: then
+# the package must be installed where Snakemake runs (pip install), and SRC is None.
+_here = str(workflow.current_basedir)
+ROOT = Path(_here).parents[1] if os.path.isdir(_here) else None
+SRC = ROOT / "src" if ROOT is not None and (ROOT / "src" / "tbotan").is_dir() else None
+if SRC is not None:
+    sys.path.insert(0, str(SRC))
 from tbotan import config as tbotan_config  # noqa: E402  (light: yaml + jsonschema only)
 
 
@@ -29,7 +37,7 @@ except tbotan_config.ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 config.clear()
 config.update(_validated)
-validate(config, schema=str(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+validate(config, schema="../schemas/config.schema.yaml")  # relative to this file
 
 # results_dir and run_name end up in every job's command line.  The rules quote them ({...:q}),
 # so spaces work; characters that are unsafe anyway (quotes, `;`, `$`, backticks, newlines,
@@ -64,7 +72,11 @@ for _key in ("results_dir", "run_name"):
 # profiles/slurm takes the account and partitions from the environment; an unset variable
 # would reach sbatch as a literal "$TBOTAN_SLURM_..." string, so name it before any submission
 # (the executor is known only once execution starts, hence onstart; jobs skip the hooks).
-SLURM_SETTINGS = ("TBOTAN_SLURM_ACCOUNT", "TBOTAN_SLURM_CPU_PARTITION", "TBOTAN_SLURM_GPU_PARTITION")
+SLURM_SETTINGS = (
+    "TBOTAN_SLURM_ACCOUNT",
+    "TBOTAN_SLURM_CPU_PARTITION",
+    "TBOTAN_SLURM_GPU_PARTITION",
+)
 
 
 def check_slurm_settings():
@@ -101,14 +113,16 @@ if not RESOLVED.is_file() or RESOLVED.read_text() != _text:
     _tmp.write_text(_text)
     os.replace(_tmp, RESOLVED)
 
-# How rules call the package: from this checkout, so no environment needs it installed; with
-# the interpreter that runs Snakemake, or with each rule's conda environment (--sdm conda).
+# How rules call the package: from this checkout (PYTHONPATH; the conda environments also
+# install it), with the interpreter that runs Snakemake, or with each rule's conda environment
+# (--sdm conda).  --log-level info: the commands' progress messages reach the job logs.
 PYTHON = "python" if _uses_conda() else sys.executable
-# (a command, inserted unquoted as {params.tbotan}: its paths are quoted here)
+# (a command, inserted unquoted as {params.tbotan}: its paths are quoted here).  `exec`: the
+# tbotan process replaces the job's shell, so a scheduler's signal (SIGTERM before a time limit,
+# scancel) reaches it directly and it checkpoints and exits, instead of the shell dying first.
 TBOTAN = (
-    f"PYTHONPATH={shlex.quote(str(SRC))}${{PYTHONPATH:+:$PYTHONPATH}} "
-    f"{shlex.quote(PYTHON)} -m tbotan"
-)
+    f"PYTHONPATH={shlex.quote(str(SRC))}${{PYTHONPATH:+:$PYTHONPATH}} " if SRC is not None else ""
+) + f"exec {shlex.quote(PYTHON)} -m tbotan --log-level info"
 
 
 def section(*names, T=None):
@@ -128,10 +142,19 @@ def uses_gpu(device):
     return 0 if device == "cpu" else 1
 
 
+def runtime(minutes):
+    """A job's time limit (minutes) growing with its attempt: a job killed at its limit is
+    retried (profiles/slurm: retries) with twice, then three times the time."""
+    return lambda wildcards, attempt: minutes * attempt
+
+
 def env(path):
-    """A conda environment file, relative to the workflow's root."""
+    """A conda environment file, relative to the workflow's root (for a remote module: relative
+    to the rule files in workflow/rules/, which Snakemake resolves in the remote repository)."""
     path = Path(path)
-    return str(path if path.is_absolute() else Path(workflow.basedir) / path)
+    if path.is_absolute():
+        return str(path)
+    return str(ROOT / path) if ROOT is not None else f"../../{path}"
 
 
 def md_env():

@@ -8,27 +8,27 @@ rule train:
     output:
         model=RUN / "models" / "{model}" / "model.pt",
         metrics=RUN / "models" / "{model}" / "metrics.csv",
+    log:
+        RUN / "logs" / "train" / "{model}.log",
+    benchmark:
+        RUN / "benchmarks" / "train" / "{model}.tsv"
+    conda:
+        env("envs/learning.yaml")
+    threads: 2
+    resources:
+        gpu=uses_gpu(config["training"]["device"]),
+        runtime=runtime(720),
+        mem_mb=16000,
     params:
         tbotan=TBOTAN,
         config=RESOLVED,
         cfg=section("model", "training", "dataset"),
         parts=lambda w: model_parts(w.model),
         out=lambda w: RUN / "models" / w.model,
-    log:
-        RUN / "logs" / "train" / "{model}.log",
-    benchmark:
-        RUN / "benchmarks" / "train" / "{model}.tsv"
-    threads: 2
-    resources:
-        gpu=uses_gpu(config["training"]["device"]),
-        runtime=720,
-        mem_mb=16000,
-    conda:
-        env("envs/learning.yaml")
     shell:
         "OMP_NUM_THREADS={threads} {params.tbotan} train --config {params.config:q} "
         "--train {input.train:q} --validation {input.validation:q} --variant {params.parts[0]:q} "
-        "--lambda-global {params.parts[1]:q} --seed {params.parts[2]:q} --out {params.out:q} "
+        "--lambda-global {params.parts[1]:q} --seed {params.parts[2]:q} --output {params.out:q} "
         "--resume --restart-if-incompatible > {log:q} 2>&1"
 
 
@@ -39,17 +39,17 @@ rule predict:
         datasets=expand(RUN / "datasets" / "T{T}_test.h5", T=TEMPERATURES),
     output:
         expand(RUN / "predictions" / "{{model}}" / "T{T}_test.h5", T=TEMPERATURES),
-    params:
-        tbotan=TBOTAN,
     log:
         RUN / "logs" / "predict" / "{model}.log",
+    conda:
+        env("envs/learning.yaml")
     threads: 1
     resources:
         gpu=uses_gpu(config["training"]["device"]),
-        runtime=60,
+        runtime=runtime(60),
         mem_mb=8000,
-    conda:
-        env("envs/learning.yaml")
+    params:
+        tbotan=TBOTAN,
     shell:
         "OMP_NUM_THREADS={threads} {params.tbotan} predict --model {input.model:q} "
-        "--dataset {input.datasets:q} --out {output:q} > {log:q} 2>&1"
+        "--dataset {input.datasets:q} --output {output:q} > {log:q} 2>&1"

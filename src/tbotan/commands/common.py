@@ -21,17 +21,49 @@ def add_config_argument(parser: argparse.ArgumentParser, required: bool = False)
     )
 
 
+class _DeprecatedOption(argparse.Action):
+    """An old spelling of an option: still accepted, with a note on stderr."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"tbotan: {option_string} is deprecated and will be removed; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_output_argument(
+    parser: argparse.ArgumentParser, old: str, help: str, required: bool = False, **kwargs
+) -> None:
+    """``--output`` (the one spelling of every command), with the command's former spelling
+    ``old`` still accepted and deprecated; the value lands in ``args.out``."""
+    target = parser.add_mutually_exclusive_group(required=required) if required else parser
+    target.add_argument("--output", dest="out", help=help, **kwargs)
+    target.add_argument(
+        old, dest="out", action=_DeprecatedOption, new="--output", help=argparse.SUPPRESS, **kwargs
+    )
+
+
 def load_config(args, check_engine: bool = True) -> dict:
     """The validated configuration of ``--config`` (schema defaults when none is given).
 
     ``check_engine=False`` for stages that run no MD (the MD may run in another environment).
     """
     from tbotan import config as cfgmod
+    from tbotan.formats.io_utils import set_checkpoint_interval
 
     paths = getattr(args, "config", None)
     if paths:
-        return cfgmod.load(paths, check_engine=check_engine)
-    return cfgmod.validate({}, check_engine=check_engine)
+        config = cfgmod.load(paths, check_engine=check_engine)
+    else:
+        config = cfgmod.validate({}, check_engine=check_engine)
+    # the long loops (MD segments, training epochs) also checkpoint after this much wall time
+    set_checkpoint_interval(config.get("checkpoint_interval_minutes"))
+    return config
 
 
 # ---------------------------------------------------------------------------- pre-flight checks

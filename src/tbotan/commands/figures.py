@@ -12,6 +12,8 @@ reason; exits 0 when at least one figure was written.
 
 from __future__ import annotations
 
+from tbotan.commands.common import add_output_argument
+
 NAME = "figures"
 HELP = "observables and the paper's figures for a run (summary.json, summary.md, figures/)"
 
@@ -21,7 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--config", default=None, help="resolved configuration (default: <run-dir>/config.yaml)"
     )
-    parser.add_argument("--out", default=None, help="output folder (default: <run-dir>/analysis)")
+    add_output_argument(
+        parser, "--out", default=None, help="output folder (default: <run-dir>/analysis)"
+    )
     parser.add_argument(
         "--split",
         default="test",

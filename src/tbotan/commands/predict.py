@@ -1,6 +1,6 @@
 """``tbotan predict``: predictions of a trained model for a dataset file or one configuration.
 
-For dataset files every configuration is predicted (several files with one ``--out`` each, so
+For dataset files every configuration is predicted (several files with one ``--output`` each, so
 a model is loaded once); for a user configuration (a GSD frame or
 a BOTAN-style ``.npz``), its inherent structure is used when given and otherwise obtained by
 FIRE.  Writes a predictions file (docs/formats.md): C_B per particle, edge predictions, T_pred
@@ -9,7 +9,7 @@ and the global embedding.  The model file fixes the input variant and graph cut-
 
 from __future__ import annotations
 
-from tbotan.commands.common import add_config_argument, load_config
+from tbotan.commands.common import add_config_argument, add_output_argument, load_config
 
 NAME = "predict"
 HELP = "predict C_B, edge labels, T and embeddings with a trained model"
@@ -34,8 +34,8 @@ def add_arguments(parser) -> None:
         default=None,
         help="temperature label stored in the output (never a model input)",
     )
-    parser.add_argument(
-        "--out", nargs="+", required=True, help="predictions file(s) to write, one per input"
+    add_output_argument(
+        parser, "--out", nargs="+", required=True, help="predictions file(s), one per input"
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument(
@@ -69,7 +69,7 @@ def run(args) -> int:
 
     n_inputs = len(args.dataset) if args.dataset else 1
     if len(args.out) != n_inputs:
-        raise UserError(f"give one --out per input: {n_inputs} inputs, {len(args.out)} outputs")
+        raise UserError(f"give one --output per input: {n_inputs} inputs, {len(args.out)} outputs")
     check_writable(*args.out)
     # every input is checked before the model is loaded, anything is quenched or written
     if args.npz:

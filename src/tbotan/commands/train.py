@@ -1,14 +1,16 @@
 """``tbotan train``: train one T-BOTAN model on mixed temperatures (no temperature input).
 
-Writes ``metrics.csv``, ``checkpoint.pt`` and, at the end, ``model.pt`` into ``--out``
-(docs/formats.md).  The input variant and λ_g are configuration (``model.variant``,
+Writes ``checkpoint.pt`` and ``metrics.live.csv`` (progress) while training and, at the end,
+``metrics.csv`` and ``model.pt`` into ``--output`` (docs/formats.md); SIGTERM/SIGUSR1 make it
+checkpoint after the current epoch and exit with status 128 + the signal number.  The input
+variant and λ_g are configuration (``model.variant``,
 ``training.lambda_global``) and may be overridden here; the model id is
 ``{variant}_lg{λ_g}_s{seed}``.
 """
 
 from __future__ import annotations
 
-from tbotan.commands.common import add_config_argument, load_config
+from tbotan.commands.common import add_config_argument, add_output_argument, load_config
 
 NAME = "train"
 HELP = "train T-BOTAN on dataset files (mixed temperatures)"
@@ -25,7 +27,7 @@ def add_arguments(parser) -> None:
         metavar="H5",
         help="validation dataset files, evaluated after every epoch",
     )
-    parser.add_argument("--out", required=True, help="model folder (models/<model id>)")
+    add_output_argument(parser, "--out", required=True, help="model folder (models/<model id>)")
     parser.add_argument(
         "--variant", choices=["is+ts", "is", "ts"], default=None, help="default: model.variant"
     )

@@ -196,3 +196,99 @@ def _default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+# ---------------------------------------------------------------------------- interruptions
+# A batch scheduler ends a job with a signal: SLURM sends SIGTERM at its time limit or on
+# scancel (then SIGKILL after its KillWait), and `sbatch --signal=TERM@600` (profiles/slurm) or
+# `--signal=USR1@600` sends one ahead of the limit.  The long loops (MD segments, training
+# epochs) run inside :func:`stop_on_signals`: a signal only sets a flag, the loop writes a
+# checkpoint at its next boundary (where resuming is exact) and raises :class:`Interrupted`,
+# and the command exits with 128 + the signal number.  Independently, ``checkpoint_interval_
+# minutes`` (configuration) adds a checkpoint at the first boundary after that much wall time.
+
+#: Signals that ask a long loop to checkpoint and stop.
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+_stop: dict = {"signal": None, "interval_s": None}
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal after writing its checkpoint; rerun the command to resume."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, the shell's convention for a job ended by a signal."""
+        return 128 + self.signum
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within this block SIGTERM and SIGUSR1 request a stop (:func:`stop_requested`) instead of
+    killing the process; the previous handlers come back afterwards.  Outside the main thread
+    (where Python cannot set handlers) it does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request(signum, frame):
+        _stop["signal"] = signum
+
+    clear_stop_request()
+    previous = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, request)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_requested() -> int | None:
+    """The number of the signal that asked for a stop, or None."""
+    return _stop["signal"]
+
+
+def clear_stop_request() -> None:
+    _stop["signal"] = None
+
+
+def set_checkpoint_interval(minutes: float | None) -> None:
+    """Checkpoint at the first loop boundary after ``minutes`` of wall time since the last
+    checkpoint (None or 0: only where the protocol itself checkpoints)."""
+    _stop["interval_s"] = float(minutes) * 60.0 if minutes else None
+
+
+class CheckpointClock:
+    """Whether the wall-clock checkpoint interval has passed since the last checkpoint."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.monotonic
+        self.last = self._now()
+
+    def due(self) -> bool:
+        interval = _stop["interval_s"]
+        return interval is not None and self._now() - self.last >= interval
+
+    def reset(self) -> None:
+        self.last = self._now()

@@ -14,15 +14,19 @@ with training-set statistics (:func:`standardization_from_data`, stored in the m
 buffers), and the running statistics of a standardised global readout are initialised from
 training graphs.  After each epoch the model is evaluated on the validation files (Pearson of
 predicted vs true C_B over type-A particles, mean T_pred and its RMSE, per temperature, and every
-loss term) and one row is appended to ``metrics.csv``; ``select_model: val_objective`` keeps
-the weights of the epoch with the lowest validation objective for ``model.pt``.
+loss term) and one row is appended to ``metrics.live.csv`` (progress); ``select_model:
+val_objective`` keeps the weights of the epoch with the lowest validation objective for
+``model.pt``.
 
-Output folder (docs/formats.md): ``metrics.csv``; ``checkpoint.pt`` every
-``checkpoint_every`` epochs and at the end (model, optimiser, epoch, RNG states, configuration,
-variant, λ_g, seed, the metrics so far and the best epoch's weights; written atomically);
-``model.pt`` at the end (configuration, variant and weights: all that ``tbotan predict``
-needs).  ``resume=True`` continues from ``checkpoint.pt``; on the CPU the result is
-bit-identical to an uninterrupted run (tested).  On CUDA, scatter sums use atomics, so runs
+Output folder (docs/formats.md): ``checkpoint.pt`` every ``checkpoint_every`` epochs, at the
+end, after ``checkpoint_interval_minutes`` of wall time and on SIGTERM/SIGUSR1 (model,
+optimiser, epoch, RNG states, configuration, variant, λ_g, seed, the metrics so far and the best
+epoch's weights; written atomically); at the end ``metrics.csv``, written atomically from the
+checkpoint's history (so a retried job whose metrics.csv was deleted, as Snakemake does before
+every attempt, still gets every epoch once), and ``model.pt`` (configuration, variant and
+weights: all that ``tbotan predict`` needs).  ``resume=True`` continues from
+``checkpoint.pt``; on the CPU the result is bit-identical to an uninterrupted run (tested).  On
+CUDA, scatter sums use atomics, so runs
 agree only to rounding.
 
 A non-finite loss or gradient stops training with :class:`TrainingError` naming the epoch,
@@ -74,6 +78,8 @@ from tbotan.physics import kalj
 
 log = logging.getLogger(__name__)
 
+#: The rows so far while training runs (not an output: metrics.csv is written at the end).
+METRICS_LIVE_NAME = "metrics.live.csv"
 
 #: Training keys that may change between a checkpoint and its resumption (they do not change
 #: the result, or, for ``epochs``, only extend it).
@@ -380,6 +386,10 @@ class Trainer:
     def metrics_path(self) -> Path:
         return self.out_dir / METRICS_NAME
 
+    @property
+    def live_metrics_path(self) -> Path:
+        return self.out_dir / METRICS_LIVE_NAME
+
     def _identity(self) -> dict:
         return {
             "model_id": self.model_id,
@@ -468,9 +478,14 @@ class Trainer:
         self.elapsed = float(ckpt["elapsed_s"])
         self.scales = self._target_scales()
         self.best = ckpt.get("best", {})
-        history = ckpt["metrics"] if "metrics" in ckpt else read_metrics_rows(self.metrics_path)
+        if "metrics" in ckpt:
+            history = ckpt["metrics"]
+        else:  # a checkpoint from before the history lived in it
+            history = read_metrics_rows(self.live_metrics_path) or read_metrics_rows(
+                self.metrics_path
+            )
         self.metrics = [row for row in history if row["epoch"] <= self.epoch]
-        write_metrics(self.metrics_path, self.columns, self.metrics)
+        write_metrics(self.live_metrics_path, self.columns, self.metrics)
         log.info("resumed %s from epoch %d", self.model_id, self.epoch)
         return True
 
@@ -685,48 +700,50 @@ class Trainer:
     def run(
         self, stop_after: int | None = None, progress: bool = True, on_epoch: Callable | None = None
     ) -> TrainResult:
-        """Train up to ``training.epochs`` (or stop after epoch ``stop_after``)."""
+        """Train up to ``training.epochs`` (or stop after epoch ``stop_after``).
+
+        SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the
+        current epoch and raise :class:`~tbotan.formats.io_utils.Interrupted`."""
+        from tbotan.formats.io_utils import (
+            CheckpointClock,
+            Interrupted,
+            remove_quietly,
+            signal_name,
+            stop_on_signals,
+            stop_requested,
+        )
+
         total = self.training["epochs"]
         last = total if stop_after is None else min(total, stop_after)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.epoch == 0:
-            write_metrics(self.metrics_path, self.columns, [])
+            write_metrics(self.live_metrics_path, self.columns, [])
+        if self.epoch < total:  # the declared output appears only once training is complete
+            remove_quietly(self.metrics_path)
         bar = None
         if progress:
             from tbotan.progress import progress_bar
 
             bar = progress_bar((last - self.epoch) * len(self.train_set), self.model_id)
+        clock = CheckpointClock()
         try:
-            while self.epoch < last:
-                start = time.perf_counter()
-                row = self.train_epoch(bar)
-                row.update(self.validate())
-                self.epoch += 1
-                seconds = time.perf_counter() - start
-                self.elapsed += seconds
-                row.update(epoch=self.epoch, time_s=seconds, elapsed_s=self.elapsed)
-                if self.select != "last" and (
-                    not self.best or row["val_objective"] < self.best["score"]
-                ):
-                    self.best = {
-                        "epoch": self.epoch,
-                        "score": float(row["val_objective"]),
-                        "state_dict": {
-                            k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
-                        },
-                    }
-                self.metrics.append(row)
-                append_metrics(self.metrics_path, self.columns, row)
-                if self.epoch % self.training["checkpoint_every"] == 0 or self.epoch == total:
-                    self.save_checkpoint()
-                if on_epoch is not None:
-                    on_epoch(row)
+            with stop_on_signals():
+                self._epochs(last, total, bar, on_epoch, clock)
         finally:
             if bar is not None:
                 bar.close()
+        stop = stop_requested()
+        if stop is not None and self.epoch < last:
+            raise Interrupted(
+                f"{self.model_id}: stopped by {signal_name(stop)} after epoch {self.epoch} of "
+                f"{total}; checkpoint written; rerun with --resume to continue",
+                stop,
+            )
         result = TrainResult(self.model_id, self.out_dir, self.epoch, self.metrics)
         if self.epoch == total:
+            write_metrics(self.metrics_path, self.columns, self.metrics)
             result.model_path = self.save_model()
+            remove_quietly(self.live_metrics_path)
         return result
 
     def refit_global(self, state_dict: dict) -> tuple[dict, dict]:
@@ -798,6 +815,44 @@ class Trainer:
         )
         return {k: v.detach().cpu().clone() for k, v in best[2].items()}, record
 
+    def _epochs(self, last: int, total: int, bar, on_epoch, clock) -> None:
+        """Epochs up to ``last``; stops early, checkpointed, when a stop signal came."""
+        from tbotan.formats.io_utils import stop_requested
+
+        while self.epoch < last:
+            start = time.perf_counter()
+            row = self.train_epoch(bar)
+            row.update(self.validate())
+            self.epoch += 1
+            seconds = time.perf_counter() - start
+            self.elapsed += seconds
+            row.update(epoch=self.epoch, time_s=seconds, elapsed_s=self.elapsed)
+            if self.select != "last" and (
+                not self.best or row["val_objective"] < self.best["score"]
+            ):
+                self.best = {
+                    "epoch": self.epoch,
+                    "score": float(row["val_objective"]),
+                    "state_dict": {
+                        k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                    },
+                }
+            self.metrics.append(row)
+            append_metrics(self.live_metrics_path, self.columns, row)
+            stop = stop_requested()
+            if (
+                self.epoch % self.training["checkpoint_every"] == 0
+                or self.epoch == total
+                or stop is not None
+                or clock.due()
+            ):
+                self.save_checkpoint()
+                clock.reset()
+            if on_epoch is not None:
+                on_epoch(row)
+            if stop is not None:
+                return
+
 
 def train(
     config: dict,
@@ -843,7 +898,13 @@ def train(
     )
     if resume:
         try:
-            trainer.resume()
+            if trainer.resume():
+                # on stderr whatever the log level: what a user of a retried job looks for
+                print(
+                    f"{trainer.model_id}: resuming from checkpoint after epoch {trainer.epoch} "
+                    f"of {trainer.training['epochs']}",
+                    file=sys.stderr,
+                )
         except IncompatibleCheckpoint as exc:
             if resume != "compatible":
                 raise

@@ -102,7 +102,22 @@ def run_segments(
     ``handler(index, segment, state, record, collected)`` performs the segment's action: it
     may update ``record`` in place and returns ``(collected, state)``, the new collected
     batch and the state to go on from (``state`` itself unless the action advanced it).
+
+    SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the current
+    segment and raise :class:`~tbotan.formats.io_utils.Interrupted`; with
+    ``checkpoint_interval_minutes`` set (:func:`~tbotan.formats.io_utils.set_checkpoint_interval`)
+    it also checkpoints at the first segment boundary after that much wall time.  Any boundary
+    is a valid checkpoint: each segment starts afresh from the previous one's state, so resuming
+    stays exact.
     """
+    from tbotan.formats.io_utils import (
+        CheckpointClock,
+        Interrupted,
+        signal_name,
+        stop_on_signals,
+        stop_requested,
+    )
+
     state, collected, start = initial, None, 0
     record = {} if record is None else record
     if checkpointer is not None:
@@ -118,16 +133,29 @@ def run_segments(
     bar = progress_bar(
         int(steps[-1]), description, initial=int(steps[start]), unit="step", mininterval=2.0
     )
-    for index in range(start, len(segments)):
-        segment = segments[index]
-        if segment.n_steps:
-            sim = engine.simulation(state, segment.integrator)
-            sim.run(segment.n_steps)
-            state = sim.state()
-        collected, state = handler(index, segment, state, record, collected)
-        bar.update(segment.n_steps)
-        if checkpointer is not None and segment.checkpoint:
-            checkpointer.save(index + 1, state, record, collected)
+    clock = CheckpointClock()
+    with stop_on_signals():
+        for index in range(start, len(segments)):
+            segment = segments[index]
+            if segment.n_steps:
+                sim = engine.simulation(state, segment.integrator)
+                sim.run(segment.n_steps)
+                state = sim.state()
+            collected, state = handler(index, segment, state, record, collected)
+            bar.update(segment.n_steps)
+            stop = stop_requested()
+            if checkpointer is not None and (segment.checkpoint or stop or clock.due()):
+                checkpointer.save(index + 1, state, record, collected)
+                clock.reset()
+            if stop is not None and index + 1 < len(segments):
+                bar.close()
+                where = (
+                    f"checkpoint written after segment {index + 1} of {len(segments)}; "
+                    "rerun the same command to resume"
+                    if checkpointer is not None
+                    else "no checkpoint folder: the run starts afresh when rerun"
+                )
+                raise Interrupted(f"{description}: stopped by {signal_name(stop)}; {where}", stop)
     bar.close()
     return state, collected, record
 
