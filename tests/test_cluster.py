@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tbotan.formats.model_file import read_metrics
+from tbotan.formats.model_file import read_metrics_rows
 from tbotan.physics.configurations import read_gsd
 from workflow_helpers import ROOT, SMOKE_ARGS, snakemake_command
 
@@ -277,7 +277,7 @@ def test_a_cancelled_training_keeps_every_epoch_of_its_metrics(cluster_run):
     assert f"SLURM-job '{cancelled}' failed" in text
     log = (run / "logs" / "train" / f"{TRAIN_VICTIM[1]}.log").read_text()
     assert "resuming from checkpoint" in log, log[-2000:]
-    rows = read_metrics(run / "models" / TRAIN_VICTIM[1] / "metrics.csv")
+    rows = read_metrics_rows(run / "models" / TRAIN_VICTIM[1] / "metrics.csv")
     epochs = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["training"]["epochs"]
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
 
