@@ -285,10 +285,19 @@ class TBotan(nn.Module):
         self.train(was_training)
         if not pooled:
             raise ValueError("calibrate_global needs at least one graph")
-        p = torch.cat(pooled, dim=1)  # (M, G, H)
-        self.pool_mean.copy_(p.mean(dim=1))
+        self.set_global_statistics(torch.cat(pooled, dim=1))
+
+    @torch.no_grad()
+    def set_global_statistics(self, pooled: torch.Tensor) -> None:
+        """The running pooled-vector statistics from pooled vectors (M, G, H) of G graphs:
+        their mean and variance over graphs (variance 1 for a single graph)."""
+        if self.global_readout != "standardized":
+            return
+        self.pool_mean.copy_(pooled.mean(dim=1))
         self.pool_var.copy_(
-            p.var(dim=1, correction=0) if p.shape[1] > 1 else torch.ones_like(self.pool_mean)
+            pooled.var(dim=1, correction=0)
+            if pooled.shape[1] > 1
+            else torch.ones_like(self.pool_mean)
         )
 
     def global_head(self, pooled: torch.Tensor) -> torch.Tensor:

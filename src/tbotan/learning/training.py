@@ -767,21 +767,21 @@ class Trainer:
         model.eval()
 
         def pooled_of(ds):
-            graphs = list(self._loader(ds, range(len(ds))))
+            pooled, t = [], []
             with torch.no_grad():
-                pooled = torch.cat(
-                    [model._trunk(d.x, d.edge_index, d.edge_attr, None, 1, collect=True)
-                     for d in graphs],
-                    dim=1,
-                )
-            t = torch.tensor([float(d.temperature[0]) for d in graphs], device=pooled.device)
-            return graphs, pooled, t.to(pooled.dtype)
+                for d in self._loader(ds, range(len(ds))):
+                    pooled.append(
+                        model._trunk(d.x, d.edge_index, d.edge_attr, None, 1, collect=True)
+                    )
+                    t.append(float(d.temperature[0]))
+            pooled = torch.cat(pooled, dim=1)  # (M, G, H)
+            return pooled, torch.tensor(t, device=pooled.device, dtype=pooled.dtype)
 
-        graphs, p_train, t_train = pooled_of(self.train_set)
-        if model.global_readout == "standardized":
-            model.calibrate_global((d.x, d.edge_index, d.edge_attr) for d in graphs)
-        p_val, t_val = (pooled_of(self.val_set)[1:] if self.val_set else (p_train, t_train))
-        del graphs
+        p_train, t_train = pooled_of(self.train_set)
+        # the trunk's raw pooled vectors do not depend on the readout statistics: set them
+        # from the same vectors (what calibrate_global computes) instead of a second pass
+        model.set_global_statistics(p_train)
+        p_val, t_val = pooled_of(self.val_set) if self.val_set else (p_train, t_train)
         scale = model.target_scale[2].detach()
 
         def rmse(pooled, t) -> float:
