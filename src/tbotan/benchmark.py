@@ -195,6 +195,99 @@ def benchmark_md(
     }
 
 
+def benchmark_md_interleaved(
+    n_particles: int = 4096,
+    batch_sizes: tuple[int, ...] = (1, 16),
+    steps: int = 100,
+    warmup: int = 20,
+    rounds: int = 3,
+    kT: float = 0.8,
+    neighbor_lists: tuple[str, ...] = ("half", "full"),
+    with_lammps: bool = True,
+    lammps_threads: int | None = None,
+    seed: int = 7,
+    progress=print,
+) -> dict:
+    """The torch engine (native kernels, one engine per neighbour-list kind) and LAMMPS timed
+    in turns on one KALJ liquid, CPU, float64: ``rounds`` rounds, each timing every engine and
+    batch size once for ``steps`` steps, so that the load of a shared machine hits all alike.
+
+    Returns a JSON-ready dictionary: every measurement, the median and best replica-steps/s of
+    each (engine, batch size), and the ratios of medians ``torch-{list}_batch{B}_over_lammps``
+    and ``torch-half_batch{B}_over_torch-full``.
+    """
+    import torch
+
+    engines = {
+        f"torch-{nl}": make_engine("torch", device="cpu", kernels="native", neighbor_list=nl)
+        for nl in neighbor_lists
+    }
+    progress(f"preparing a KALJ liquid of N = {n_particles} at T = {kT} ...")
+    liquid = prepare_liquid(n_particles, kT, seed, next(iter(engines.values())))
+    runs = [(label, e, b) for label, e in engines.items() for b in batch_sizes]
+    if with_lammps:
+        threads = lammps_threads or torch.get_num_threads()
+        runs.append(("lammps", make_engine("lammps", threads=threads), 1))
+    rates: dict[str, list[float]] = {f"{label}_batch{b}": [] for label, _, b in runs}
+    measurements = []
+    for r in range(rounds):
+        for label, engine, b in runs:
+            m = time_engine(engine, liquid, b, steps, kT, warmup)
+            m.details["round"] = r
+            m.details["label"] = label
+            measurements.append(asdict(m))
+            rates[f"{label}_batch{b}"].append(m.replica_steps_per_second)
+            progress(f"round {r + 1} {label} batch {b}: {m.replica_steps_per_second:,.1f}")
+    summary = {
+        key: {"median": float(np.median(v)), "best": float(np.max(v)), "all": v}
+        for key, v in rates.items()
+    }
+    ratios = {}
+    for key, value in summary.items():
+        if with_lammps and key.startswith("torch"):
+            ratios[f"{key}_over_lammps"] = value["median"] / summary["lammps_batch1"]["median"]
+    if "half" in neighbor_lists and "full" in neighbor_lists:
+        for b in batch_sizes:
+            ratios[f"torch-half_batch{b}_over_torch-full"] = (
+                summary[f"torch-half_batch{b}"]["median"]
+                / summary[f"torch-full_batch{b}"]["median"]
+            )
+    return {
+        "benchmark": "md-interleaved",
+        "workload": {
+            "system": "KALJ shifted-force",
+            "n_particles": n_particles,
+            "density": kalj.DENSITY,
+            "kT": kT,
+            "dt": 0.005,
+            "ensemble": "NVT (Bussi, tau = 0.5)",
+            "skin": 0.3,
+            "precision": "float64",
+            "steps_per_measurement": steps,
+            "rounds": rounds,
+        },
+        "machine": machine_description(),
+        "measurements": measurements,
+        "summary": summary,
+        "ratios": ratios,
+    }
+
+
+def format_md_interleaved(result: dict) -> str:
+    """A short table of an interleaved MD benchmark (medians over rounds)."""
+    lines = [
+        f"KALJ N = {result['workload']['n_particles']}, float64, "
+        f"{result['machine']['processor']} ({result['machine']['torch_threads']} threads), "
+        f"{result['workload']['rounds']} rounds",
+        f"{'engine, batch':<22} {'median':>10} {'best':>10}  replica-steps/s",
+    ]
+    for key, value in result["summary"].items():
+        lines.append(f"{key:<22} {value['median']:>10,.1f} {value['best']:>10,.1f}")
+    for key, value in result["ratios"].items():
+        lines.append(f"{key}: {value:.2f}x")
+    return "\n".join(lines)
+
+
 def write_json(result: dict, path: str | os.PathLike) -> None:
     """Write a benchmark result as JSON (atomically; nothing left on failure)."""
     from tbotan.io_utils import atomic_path

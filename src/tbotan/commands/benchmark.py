@@ -41,6 +41,13 @@ def add_arguments(parser) -> None:
     md.add_argument(
         "--lammps-threads", type=int, default=None, help="LAMMPS OpenMP threads (default: torch's)"
     )
+    md.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="> 1: CPU only, native kernels: the torch engine with half and with full lists "
+        "and (with --engine lammps) LAMMPS timed in turns, ROUNDS times, medians reported",
+    )
     md.add_argument("--output", default="results/benchmarks/md.json", help="JSON file")
 
     fi = kinds.add_parser(
@@ -113,6 +120,24 @@ def run(args) -> int:
             )
         with_hoomd = {"auto": None, "torch": False, "both": True, "lammps": False, "all": None}
         with_lammps = args.engine == "lammps" or (args.engine == "all" and lammps_available())
+        if args.rounds > 1:
+            result = benchmark.benchmark_md_interleaved(
+                n_particles=args.n_particles,
+                batch_sizes=tuple(args.batch_sizes),
+                steps=args.steps,
+                warmup=args.warmup,
+                rounds=args.rounds,
+                kT=args.kT,
+                neighbor_lists=("half", "full")
+                if args.neighbor_list == "auto"
+                else (args.neighbor_list,),
+                with_lammps=with_lammps,
+                lammps_threads=args.lammps_threads,
+            )
+            print(benchmark.format_md_interleaved(result))
+            benchmark.write_json(result, args.output)
+            print(f"written: {args.output}")
+            return 0
         result = benchmark.benchmark_md(
             n_particles=args.n_particles,
             batch_sizes=tuple(args.batch_sizes),
