@@ -35,7 +35,7 @@ def test_native_and_torch_builds_give_identical_lists(native_module, n):
     conf = ConfigurationBatch.concatenate([dense_random_configuration(n, seed=s) for s in (4, 5)])
     coords, types, box = tensors(conf)
     radii = nl.ListRadii.create(0.3)
-    kernels = NativeKernels(native_module, torch.float64)
+    kernels = NativeKernels(native_module, torch.float64, "full")
     nat, nat_counts = kernels.build(coords, types, box, radii, 176)
     ref, ref_counts = nl.build(coords, types, box, radii, 176)
     assert torch.equal(nat_counts, ref_counts)
@@ -48,7 +48,7 @@ def test_native_forces_and_energies_equal_eager_to_rounding(native_module):
     radii = nl.ListRadii.create(0.3)
     neighbors, counts = nl.build(coords, types, box, radii, 176)
     eager = TorchKernels(PairCoefficients.create(torch.device("cpu"), torch.float64), False)
-    nat = NativeKernels(native_module, torch.float64)
+    nat = NativeKernels(native_module, torch.float64, "full")
     f_e, u_e, w_e, m_e = eager.energy_virial(coords, neighbors, counts, types, box)
     f_n, u_n, w_n, m_n = nat.energy_virial(coords, neighbors, counts, types, box)
     scale = f_e.abs().max()
@@ -64,7 +64,7 @@ def test_native_results_do_not_depend_on_the_thread_count(native_module):
     coords, types, box = tensors(conf)
     radii = nl.ListRadii.create(0.3)
     neighbors, counts = nl.build(coords, types, box, radii, 176)
-    nat = NativeKernels(native_module, torch.float64)
+    nat = NativeKernels(native_module, torch.float64, "full")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -130,3 +130,176 @@ def test_build_key_follows_the_source_bytes_not_their_path(tmp_path):
 def test_loading_leaves_the_build_key_unchanged(native_module):
     # torch's builder appends to the flag lists it is given; the key must not follow
     assert native_module.__name__ == native.extension_name()
+
+
+# ------------------------------------------------------------------ half neighbour lists
+
+
+def half_pairs(neighbors, counts):
+    """Set of unordered flat pairs of a half list, and the number of entries (each pair once)."""
+    pairs, entries = set(), 0
+    for b in range(neighbors.shape[0]):
+        n = neighbors.shape[1]
+        for i in range(n):
+            row = neighbors[b, i, : int(counts[b, i, 0])].tolist()
+            entries += len(row)
+            pairs.update(frozenset((b * n + i, j)) for j in row)
+    return pairs, entries
+
+
+@pytest.mark.parametrize("n", [240, 900, 2000])  # all pairs; cells of r_max / 2, 5³ stencil
+def test_half_list_holds_every_pair_once_with_a_neighbours_first(native_module, n):
+    conf = ConfigurationBatch.concatenate([dense_random_configuration(n, seed=s) for s in (4, 5)])
+    coords, types, box = tensors(conf)
+    radii = nl.ListRadii.create(0.3)
+    half = NativeKernels(native_module, torch.float64, "half")
+    neighbors, counts = half.build(coords, types, box, radii, 176)
+    assert counts.shape == (2, n, 2)
+    pairs, entries = half_pairs(neighbors, counts)
+    brute = {
+        frozenset((b * n + i, b * n + j))
+        for b, i, j in nl.brute_force_pairs(coords, types, box, radii)
+    }
+    assert pairs == brute
+    assert entries == len(brute)  # no pair twice
+    flat_types = types.reshape(-1)
+    for b in range(2):
+        for i in range(0, n, 7):
+            n_all, n_a = (int(v) for v in counts[b, i])
+            assert (flat_types[neighbors[b, i, :n_a]] == 0).all()
+            assert (flat_types[neighbors[b, i, n_a:n_all]] == 1).all()
+            assert (neighbors[b, i, n_all:] == b * n + i).all()  # padding: own index
+    # rows are about evenly loaded (half of a full row on average)
+    assert abs(counts[..., 0].double().mean() - 0.5 * len(brute) * 2 / (2 * n)) < 1e-9
+
+
+def compare_half_with_full(native_module, conf, rel_force=1e-12):
+    coords, types, box = tensors(conf)
+    radii = nl.ListRadii.create(0.3)
+    full = NativeKernels(native_module, torch.float64, "full")
+    half = NativeKernels(native_module, torch.float64, "half")
+    f_list = full.build(coords, types, box, radii, 176)
+    h_list = half.build(coords, types, box, radii, 176)
+    f_f, u_f, w_f, m_f = full.energy_virial(coords, *f_list, types, box)
+    f_h, u_h, w_h, m_h = half.energy_virial(coords, *h_list, types, box)
+    scale = f_f.abs().max()
+    assert (f_h - f_f).abs().max() / scale < rel_force
+    assert (half.forces(coords, *h_list, types, box) - f_h).abs().max() == 0
+    torch.testing.assert_close(u_h, u_f, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(u_h.sum(-1), u_f.sum(-1), rtol=1e-13, atol=0)
+    torch.testing.assert_close(w_h, w_f, rtol=1e-12, atol=0)
+    assert torch.equal(m_h, m_f)
+
+
+def test_half_list_forces_energies_virials_equal_full_list_on_dense_configurations(native_module):
+    for n, seeds in ((300, (1, 2)), (1500, (3, 4))):
+        conf = ConfigurationBatch.concatenate(
+            [dense_random_configuration(n, seed=s) for s in seeds]
+        )
+        compare_half_with_full(native_module, conf)
+
+
+def test_half_list_forces_energies_virials_equal_full_list_on_botan_files(
+    native_module, botan_batch
+):
+    compare_half_with_full(native_module, botan_batch)
+
+
+def test_half_list_results_do_not_depend_on_threads_or_on_the_batch(native_module):
+    conf = ConfigurationBatch.concatenate(
+        [dense_random_configuration(1500, seed=s) for s in (8, 9)]
+    )
+    coords, types, box = tensors(conf)
+    radii = nl.ListRadii.create(0.3)
+    half = NativeKernels(native_module, torch.float64, "half")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        lists = half.build(coords, types, box, radii, 176)
+        one = half.energy_virial(coords, *lists, types, box)
+        torch.set_num_threads(max(2, threads))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(lists, half.build(coords, types, box, radii, 176), strict=True)
+        )
+        many = half.energy_virial(coords, *lists, types, box)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, many, strict=True):
+        assert torch.equal(a, b)
+    # the second system alone: the same rows (up to the flat offset) and bit-identical results
+    alone = conf.select(1)
+    c1, t1, b1 = tensors(alone)
+    nbr1, cnt1 = half.build(c1, t1, b1, radii, 176)
+    assert torch.equal(nbr1[0] + 1500, lists[0][1]) and torch.equal(cnt1[0], lists[1][1])
+    f1, u1, w1, m1 = half.energy_virial(c1, nbr1, cnt1, t1, b1)
+    assert torch.equal(f1[:, 0], one[0][:, 1]) and torch.equal(u1[0], one[1][1])
+    assert torch.equal(w1[0], one[2][1]) and torch.equal(m1[0], one[3][1])
+
+
+def test_half_and_full_lists_follow_the_same_trajectory_to_rounding(liquid_256):
+    conf = liquid_256.repeat(2).with_velocities(
+        np.stack([maxwell_boltzmann_velocities(256, 0.8, 3, b) for b in range(2)])
+    )
+    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=2)
+    finals = {}
+    for neighbor_list in ("full", "half"):
+        if native.load() is None:
+            pytest.skip("native kernels cannot be built here")
+        engine = TorchEngine(device="cpu", kernels="native", neighbor_list=neighbor_list)
+        sim = engine.simulation(conf, integrator)
+        sim.run(60)
+        finals[neighbor_list] = sim.state().unwrapped_positions()
+    np.testing.assert_allclose(finals["half"], finals["full"], rtol=0, atol=1e-10)
+
+
+def test_half_lists_never_miss_a_pair_in_a_long_batched_run(native_module):
+    from tbotan.physics.configurations import random_configuration
+
+    confs = [random_configuration(700, seed=s) for s in (1, 2, 3)]
+    conf = ConfigurationBatch.concatenate(confs).with_velocities(
+        np.stack([maxwell_boltzmann_velocities(700, 2.0, 5, b) for b in range(3)])
+    )
+    engine = TorchEngine(
+        device="cpu",
+        kernels="native",
+        neighbor_list="half",
+        verify_neighbors=True,
+        check_interval=5,
+        skin=0.2,
+    )
+    assert engine.kernels.rebuilds_in_place
+    sim = engine.simulation(conf, Integrator(dt=0.003, kT=2.0, tau=0.2, seed=2))
+    sim.run(600)  # partial in-place rebuilds; raises SimulationError on a missed pair
+    assert np.isfinite(sim.thermo().potential_energy).all()
+
+
+def test_half_lists_need_the_native_kernels():
+    with pytest.raises(ValueError, match="native"):
+        TorchEngine(device="cpu", kernels="eager", neighbor_list="half")
+    with pytest.raises(ValueError, match="neighbor_list"):
+        TorchEngine(device="cpu", neighbor_list="quarter")
+
+
+def test_compiled_kernels_compile_once_per_shape_whatever_the_strides(liquid_256):
+    """torch.compile(dynamic=False) guards on shapes and strides: the engine gives its compiled
+    kernels canonical strides, so batches of one from different sources (a configuration, a
+    repeat, a selection from a batch) reuse one compilation; recompile-limit hits fail."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    pair = liquid_256.repeat(2).with_velocities(
+        np.stack([maxwell_boltzmann_velocities(256, 0.8, 3, b) for b in range(2)])
+    )
+    sources = [pair.select(1), pair.select(0).repeat(1), pair.select(1)]
+    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=2)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=3):
+        engine = TorchEngine(device="cpu", kernels="compiled")
+        graphs = []
+        for conf in sources:
+            engine.simulation(conf, integrator).run(3)
+            graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] >= 2  # forces and kick-drift compiled
+    assert graphs[1] == graphs[0] and graphs[2] == graphs[0], graphs

@@ -128,6 +128,7 @@ def benchmark_md(
     lammps_threads: int | None = None,
     seed: int = 7,
     progress=print,
+    neighbor_list: str = "auto",
 ) -> dict:
     """Measure the torch engine (and HOOMD-blue, LAMMPS beside it) on one KALJ liquid.
 
@@ -136,13 +137,16 @@ def benchmark_md(
         with_lammps: time LAMMPS too, on ``lammps_threads`` OpenMP threads (default: as many
             as torch uses, ``torch.get_num_threads()``).
         hoomd_steps, lammps_steps: timed steps of those engines (default ``steps``).
+        neighbor_list: the torch engine's lists, ``auto`` | ``half`` | ``full``.
 
     Returns a JSON-ready dictionary with the machine, every measurement and the
     torch / other-engine throughput ratios (``torch_batch{B}_over_{engine}``).
     """
     if n_particles < 250:
         raise ValueError(f"n_particles must be ≥ 250 (box larger than 2 r_list), got {n_particles}")
-    torch_engine = make_engine("torch", device=device, kernels=kernels, precision=precision)
+    torch_engine = make_engine(
+        "torch", device=device, kernels=kernels, precision=precision, neighbor_list=neighbor_list
+    )
     progress(f"preparing a KALJ liquid of N = {n_particles} at T = {kT} ...")
     liquid = prepare_liquid(n_particles, kT, seed, torch_engine)
     results: list[MDMeasurement] = []
@@ -189,6 +193,99 @@ def benchmark_md(
         "measurements": [asdict(m) for m in results],
         "ratios": ratios,
     }
+
+
+def benchmark_md_interleaved(
+    n_particles: int = 4096,
+    batch_sizes: tuple[int, ...] = (1, 16),
+    steps: int = 100,
+    warmup: int = 20,
+    rounds: int = 3,
+    kT: float = 0.8,
+    neighbor_lists: tuple[str, ...] = ("half", "full"),
+    with_lammps: bool = True,
+    lammps_threads: int | None = None,
+    seed: int = 7,
+    progress=print,
+) -> dict:
+    """The torch engine (native kernels, one engine per neighbour-list kind) and LAMMPS timed
+    in turns on one KALJ liquid, CPU, float64: ``rounds`` rounds, each timing every engine and
+    batch size once for ``steps`` steps, so that the load of a shared machine hits all alike.
+
+    Returns a JSON-ready dictionary: every measurement, the median and best replica-steps/s of
+    each (engine, batch size), and the ratios of medians ``torch-{list}_batch{B}_over_lammps``
+    and ``torch-half_batch{B}_over_torch-full``.
+    """
+    import torch
+
+    engines = {
+        f"torch-{nl}": make_engine("torch", device="cpu", kernels="native", neighbor_list=nl)
+        for nl in neighbor_lists
+    }
+    progress(f"preparing a KALJ liquid of N = {n_particles} at T = {kT} ...")
+    liquid = prepare_liquid(n_particles, kT, seed, next(iter(engines.values())))
+    runs = [(label, e, b) for label, e in engines.items() for b in batch_sizes]
+    if with_lammps:
+        threads = lammps_threads or torch.get_num_threads()
+        runs.append(("lammps", make_engine("lammps", threads=threads), 1))
+    rates: dict[str, list[float]] = {f"{label}_batch{b}": [] for label, _, b in runs}
+    measurements = []
+    for r in range(rounds):
+        for label, engine, b in runs:
+            m = time_engine(engine, liquid, b, steps, kT, warmup)
+            m.details["round"] = r
+            m.details["label"] = label
+            measurements.append(asdict(m))
+            rates[f"{label}_batch{b}"].append(m.replica_steps_per_second)
+            progress(f"round {r + 1} {label} batch {b}: {m.replica_steps_per_second:,.1f}")
+    summary = {
+        key: {"median": float(np.median(v)), "best": float(np.max(v)), "all": v}
+        for key, v in rates.items()
+    }
+    ratios = {}
+    for key, value in summary.items():
+        if with_lammps and key.startswith("torch"):
+            ratios[f"{key}_over_lammps"] = value["median"] / summary["lammps_batch1"]["median"]
+    if "half" in neighbor_lists and "full" in neighbor_lists:
+        for b in batch_sizes:
+            ratios[f"torch-half_batch{b}_over_torch-full"] = (
+                summary[f"torch-half_batch{b}"]["median"]
+                / summary[f"torch-full_batch{b}"]["median"]
+            )
+    return {
+        "benchmark": "md-interleaved",
+        "workload": {
+            "system": "KALJ shifted-force",
+            "n_particles": n_particles,
+            "density": kalj.DENSITY,
+            "kT": kT,
+            "dt": 0.005,
+            "ensemble": "NVT (Bussi, tau = 0.5)",
+            "skin": 0.3,
+            "precision": "float64",
+            "steps_per_measurement": steps,
+            "rounds": rounds,
+        },
+        "machine": machine_description(),
+        "measurements": measurements,
+        "summary": summary,
+        "ratios": ratios,
+    }
+
+
+def format_md_interleaved(result: dict) -> str:
+    """A short table of an interleaved MD benchmark (medians over rounds)."""
+    lines = [
+        f"KALJ N = {result['workload']['n_particles']}, float64, "
+        f"{result['machine']['processor']} ({result['machine']['torch_threads']} threads), "
+        f"{result['workload']['rounds']} rounds",
+        f"{'engine, batch':<22} {'median':>10} {'best':>10}  replica-steps/s",
+    ]
+    for key, value in result["summary"].items():
+        lines.append(f"{key:<22} {value['median']:>10,.1f} {value['best']:>10,.1f}")
+    for key, value in result["ratios"].items():
+        lines.append(f"{key}: {value:.2f}x")
+    return "\n".join(lines)
 
 
 def write_json(result: dict, path: str | os.PathLike) -> None:
@@ -630,5 +727,178 @@ def format_train(result: dict) -> str:
         lines.append(
             f"BOTAN reference step: {r['step_seconds'] * 1e3:.1f} ms; T-BOTAN step is "
             f"{r['speedup_step']:.2f}x faster (while computing three heads and L_Corr)"
+        )
+    return "\n".join(lines)
+
+
+def benchmark_train_batches(
+    n_particles: int = 1000,
+    batch_sizes: tuple[int, ...] = (1, 4, 8),
+    configurations: int = 8,
+    rounds: int = 2,
+    device: str = "auto",
+    variant: str = "is+ts",
+    hidden: int = 64,
+    message_passing_steps: int = 7,
+    compile: bool = False,
+    amp: bool = False,
+    seed: int = 0,
+    progress=print,
+) -> dict:
+    """Training throughput of :class:`tbotan.training.Trainer` per ``training.batch_size``.
+
+    One training file of ``configurations`` synthetic N-particle configurations; for every
+    batch size B a trainer runs one untimed epoch (allocations, compilation), then ``rounds``
+    timed epochs, the batch sizes taking turns round by round so that machine load hits all
+    alike.  An epoch is ``ceil(configurations / B)`` optimiser steps over every configuration
+    (HDF5 reading and graph building included, as in ``tbotan train``).
+
+    Returns a JSON-ready dictionary: per batch size the median epoch time (s), optimiser
+    steps per second and configurations per second, and configurations per second relative to
+    batch size 1 (or the first batch size given).
+    """
+    import math
+    import tempfile
+
+    from tbotan import config as cfgmod
+    from tbotan.dataset import write_dataset
+    from tbotan.training import Trainer, resolve_device, tune_cpu_allocator
+
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_cpu_allocator()
+    amp = amp and dev.type == "cuda"
+    tmp = Path(tempfile.mkdtemp(prefix="tbotan-bench-batches-"))
+    progress(f"building {configurations + 1} synthetic configurations of N = {n_particles} ...")
+    content = synthetic_dataset_content(n_particles, configurations + 1, seed)
+    from tbotan.dataset import DatasetFile
+
+    write_dataset(tmp / "all.h5", content)
+    whole = DatasetFile(tmp / "all.h5")
+    box = whole.box_length
+    train_file, validation_file = tmp / "train.h5", tmp / "validation.h5"
+    _write_subset(whole, list(range(configurations)), "train", train_file)
+    _write_subset(whole, [configurations], "validation", validation_file)
+    trainers = {}
+    for b in batch_sizes:
+        config = cfgmod.validate(
+            {
+                "model": {
+                    "hidden": hidden,
+                    "message_passing_steps": message_passing_steps,
+                    "variant": variant,
+                },
+                "training": {
+                    "epochs": 10**6,
+                    "warmup_epochs": 0,
+                    "device": dev.type,
+                    "compile": compile,
+                    "amp": amp,
+                    "batch_size": int(b),
+                    "checkpoint_every": 10**6,
+                },
+            }
+        )
+        distances = config["training"]["corr_distances"]
+        if max(distances) > 0.5 * box:
+            shrink = 0.5 * box / max(distances)
+            config["training"]["corr_distances"] = [d * shrink for d in distances]
+        trainers[b] = Trainer(
+            config, [train_file], [validation_file], tmp / f"model-{b}", seed=seed, device=dev.type
+        )
+        progress(f"batch size {b}: untimed first epoch ...")
+        trainers[b].train_epoch()
+        trainers[b].epoch += 1
+    times = {b: [] for b in batch_sizes}
+    for r in range(rounds):
+        for b in batch_sizes:
+            start = time.perf_counter()
+            trainers[b].train_epoch()
+            _sync(dev)
+            times[b].append(time.perf_counter() - start)
+            trainers[b].epoch += 1
+            progress(f"round {r + 1}, batch size {b}: epoch {times[b][-1]:.2f} s")
+    rows = []
+    for b in batch_sizes:
+        seconds = float(np.median(times[b]))
+        steps = max(math.ceil(configurations / b), 1)
+        rows.append(
+            {
+                "batch_size": int(b),
+                "epoch_seconds": seconds,
+                "epoch_seconds_all": times[b],
+                "optimizer_steps": steps,
+                "steps_per_second": steps / seconds,
+                "configurations_per_second": configurations / seconds,
+            }
+        )
+    base = rows[0]["configurations_per_second"]
+    for row in rows:
+        row["configurations_per_second_vs_first"] = row["configurations_per_second"] / base
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "benchmark": "train-batches",
+        "workload": {
+            "n_particles": n_particles,
+            "configurations_per_epoch": configurations,
+            "variant": variant,
+            "hidden": hidden,
+            "message_passing_steps": message_passing_steps,
+            "compile": compile,
+            "amp_bf16": amp,
+            "data": "synthetic",
+            "rounds": rounds,
+        },
+        "machine": machine_description(),
+        "device": str(dev),
+        "batches": rows,
+    }
+
+
+def _write_subset(f, indices, split: str, path) -> None:
+    """Write configurations ``indices`` of dataset file ``f`` as a dataset of split ``split``."""
+    from tbotan.dataset import DatasetContent, Graph, write_dataset
+
+    confs = [f.configuration(c) for c in indices]
+
+    def stack(key):
+        return np.stack([conf[key] for conf in confs])
+
+    write_dataset(
+        path,
+        DatasetContent(
+            attrs={**f.attrs, "split": split},
+            types=stack("types"),
+            thermal_positions=stack("thermal_positions"),
+            inherent_positions=stack("inherent_positions"),
+            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
+            cb=stack("cb"),
+            propensity=stack("propensity"),
+            n_bonds=stack("n_bonds"),
+            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
+            graph_ts=Graph.concatenate(
+                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
+            ),
+            origin=np.zeros((len(indices), 2), int),
+        ),
+    )
+
+
+def format_train_batches(result: dict) -> str:
+    """A short table of a training batch-size benchmark."""
+    w = result["workload"]
+    lines = [
+        f"T-BOTAN training epochs, N = {w['n_particles']}, {w['configurations_per_epoch']} "
+        f"configurations per epoch, {result['device']} ({result['machine']['processor']}, "
+        f"{result['machine']['torch_threads']} threads)",
+        f"{'batch':>5} {'epoch s':>8} {'steps/s':>8} {'configs/s':>9} {'vs first':>8}",
+    ]
+    for r in result["batches"]:
+        ratio = r["configurations_per_second_vs_first"]
+        lines.append(
+            f"{r['batch_size']:>5} {r['epoch_seconds']:>8.2f} {r['steps_per_second']:>8.3f} "
+            f"{r['configurations_per_second']:>9.3f} {ratio:>7.2f}x"
         )
     return "\n".join(lines)

@@ -23,6 +23,12 @@ def add_arguments(parser) -> None:
     md.add_argument("--kernels", default="auto", help="auto | native | compiled | eager")
     md.add_argument("--precision", default="float64", choices=["float64", "float32"])
     md.add_argument(
+        "--neighbor-list",
+        default="auto",
+        choices=["auto", "half", "full"],
+        help="torch engine's neighbour lists (auto: half with the native kernels)",
+    )
+    md.add_argument(
         "--engine",
         default="auto",
         choices=["auto", "torch", "both", "lammps", "all"],
@@ -34,6 +40,13 @@ def add_arguments(parser) -> None:
     md.add_argument("--lammps-steps", type=int, default=None)
     md.add_argument(
         "--lammps-threads", type=int, default=None, help="LAMMPS OpenMP threads (default: torch's)"
+    )
+    md.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="> 1: CPU only, native kernels: the torch engine with half and with full lists "
+        "and (with --engine lammps) LAMMPS timed in turns, ROUNDS times, medians reported",
     )
     md.add_argument("--output", default="results/benchmarks/md.json", help="JSON file")
 
@@ -74,6 +87,17 @@ def add_arguments(parser) -> None:
     tr.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     tr.add_argument("--corr-block-rows", type=int, default=1024)
     tr.add_argument("--no-reference", action="store_true", help="skip BOTAN's reference network")
+    tr.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="instead: training throughput (optimiser steps/s, configurations/s) of whole "
+        "epochs per training.batch_size, on --batch-configurations synthetic graphs of "
+        "--n-particles",
+    )
+    tr.add_argument("--batch-configurations", type=int, default=8)
+    tr.add_argument("--rounds", type=int, default=2, help="timed epochs per batch size")
     tr.add_argument("--output", default="results/benchmarks/train.json", help="JSON file")
 
 
@@ -96,6 +120,24 @@ def run(args) -> int:
             )
         with_hoomd = {"auto": None, "torch": False, "both": True, "lammps": False, "all": None}
         with_lammps = args.engine == "lammps" or (args.engine == "all" and lammps_available())
+        if args.rounds > 1:
+            result = benchmark.benchmark_md_interleaved(
+                n_particles=args.n_particles,
+                batch_sizes=tuple(args.batch_sizes),
+                steps=args.steps,
+                warmup=args.warmup,
+                rounds=args.rounds,
+                kT=args.kT,
+                neighbor_lists=("half", "full")
+                if args.neighbor_list == "auto"
+                else (args.neighbor_list,),
+                with_lammps=with_lammps,
+                lammps_threads=args.lammps_threads,
+            )
+            print(benchmark.format_md_interleaved(result))
+            benchmark.write_json(result, args.output)
+            print(f"written: {args.output}")
+            return 0
         result = benchmark.benchmark_md(
             n_particles=args.n_particles,
             batch_sizes=tuple(args.batch_sizes),
@@ -110,6 +152,7 @@ def run(args) -> int:
             with_lammps=with_lammps,
             lammps_steps=args.lammps_steps,
             lammps_threads=args.lammps_threads,
+            neighbor_list=args.neighbor_list,
         )
         print(benchmark.format_md(result))
     elif args.benchmark == "fire":
@@ -122,6 +165,20 @@ def run(args) -> int:
             args.data, tuple(args.files), engines, lammps_threads=args.lammps_threads
         )
         print(format_fire(result))
+    elif args.benchmark == "train" and args.batch_sizes:
+        result = benchmark.benchmark_train_batches(
+            n_particles=args.n_particles,
+            batch_sizes=tuple(args.batch_sizes),
+            configurations=args.batch_configurations,
+            rounds=args.rounds,
+            device=args.device,
+            variant=args.variant,
+            hidden=args.hidden,
+            message_passing_steps=args.message_passing_steps,
+            compile=args.compile,
+            amp=args.amp,
+        )
+        print(benchmark.format_train_batches(result))
     elif args.benchmark == "train":
         result = benchmark.benchmark_train(
             n_particles=args.n_particles,

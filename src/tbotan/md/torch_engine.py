@@ -68,6 +68,9 @@ class TorchEngine(Engine):
         verify_neighbors: at every blow-up check, also compare the neighbour list with a
             brute-force O(N²) search and fail if a pair inside its cut-off is missing (a
             debugging and testing aid; slow for large N).
+        neighbor_list: ``'auto'`` (half lists with the native kernels, full lists with the
+            torch kernels), ``'half'`` (each pair once, Newton's third law; native kernels
+            only) or ``'full'``.  Both give the same physics; results differ at rounding.
     """
 
     name = "torch"
@@ -84,6 +87,7 @@ class TorchEngine(Engine):
         max_temperature: float = MAX_TEMPERATURE,
         min_distance: float = MIN_DISTANCE,
         verify_neighbors: bool = False,
+        neighbor_list: str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -101,7 +105,11 @@ class TorchEngine(Engine):
         self.min_distance = float(min_distance)
         self.verify_neighbors = bool(verify_neighbors)
         self.kernels, self.coeff = make_kernels(
-            kernels, self.device, self.dtype, bool(cuda_graphs) and self.device.type == "cuda"
+            kernels,
+            self.device,
+            self.dtype,
+            bool(cuda_graphs) and self.device.type == "cuda",
+            neighbor_list,
         )
 
     def describe(self) -> dict:
@@ -111,6 +119,7 @@ class TorchEngine(Engine):
             "device": str(self.device),
             "precision": self.precision,
             "kernels": self.kernels.name,
+            "neighbor_list": self.kernels.neighbor_list,
             "skin": self.radii.skin,
         }
 
@@ -135,6 +144,21 @@ class TorchEngine(Engine):
         return _minimize_fire(self, configurations, fire or FireParameters())
 
 
+def canonical(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with the canonical contiguous strides of its shape (a fresh copy if needed).
+
+    ``.contiguous()`` keeps odd strides of size-1 dimensions (e.g. the zero stride of a
+    broadcast batch of one), and ``torch.compile(dynamic=False)`` guards on strides: one more
+    compilation for the same shapes.  Canonical strides avoid it."""
+    expected, step = [], 1
+    for size in reversed(t.shape):
+        expected.append(step)
+        step *= max(size, 1)
+    if t.is_contiguous() and tuple(reversed(expected)) == t.stride():
+        return t
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).copy_(t)
+
+
 class _State:
     """Device-side state of a batch: coordinates, velocities, forces and neighbour lists."""
 
@@ -146,9 +170,10 @@ class _State:
         self.images: torch.Tensor  # (3, B, N) int64
         self.types: torch.Tensor  # (B, N) int64
         self.box: torch.Tensor  # (B, 3)
+        self.host_box: np.ndarray  # (B, 3) float64 copy of box on the host
         self.reference: torch.Tensor  # (3, B, N) coordinates at the last list build
         self.neighbors: torch.Tensor  # (B, N, K)
-        self.counts: torch.Tensor  # (B, N) valid entries per row
+        self.counts: torch.Tensor  # (B, N) valid entries per row; (B, N, 2) [n, n_A] half lists
         self.timestep: np.ndarray  # (B,) int64
         self.capacity: int
 
@@ -174,8 +199,9 @@ class _State:
         s.images = soa(conf.images, torch.int64)
         vel = conf.velocities if conf.velocities is not None else np.zeros_like(conf.positions)
         s.velocities = soa(vel, dt)
-        s.types = torch.as_tensor(conf.types, device=dev).to(torch.int64).contiguous()
-        s.box = torch.as_tensor(conf.box, device=dev).to(dt).contiguous()
+        s.types = canonical(torch.as_tensor(conf.types, device=dev).to(torch.int64))
+        s.box = canonical(torch.as_tensor(conf.box, device=dev).to(dt))
+        s.host_box = np.asarray(conf.box, dtype=np.float64).reshape(-1, 3)
         s.timestep = conf.timestep.copy()
         density = float(np.mean(conf.n_particles / conf.volume))
         s.capacity = nl.default_capacity(density, engine.radii)
@@ -194,18 +220,22 @@ class _State:
         )
         return self.forces
 
-    def verlet_step(self, dt: torch.Tensor, half_skin_sq: float) -> None:
+    def verlet_step(self, dt: torch.Tensor, half_skin_sq: float) -> torch.Tensor | None:
         """One velocity-Verlet step of every system with its own (B,) time step ``dt`` (0
         freezes a system): half kick and drift, the neighbour-list check (systems that moved
         more than half the skin are rebuilt), forces, half kick.  The one step of both the
-        dynamics (:class:`TorchSimulation`) and FIRE (:func:`_minimize_fire`)."""
+        dynamics (:class:`TorchSimulation`) and FIRE (:func:`_minimize_fire`).
+
+        Returns the (B,) kinetic energies Σ v²/2 (ε, unit masses) after the step where the
+        kernels fuse them with the kick (native), else None (the thermostat computes them)."""
         self.coords, self.velocities, moved = self.engine.kernels.kick_drift_check(
             self.coords, self.velocities, self.forces, self.reference, dt, half_skin_sq
         )
         if bool(moved.any()):
             self.rebuild(moved)
         self.compute_forces()
-        self.velocities = integ.kick(self.velocities, self.forces, dt)
+        self.velocities, kinetic = self.engine.kernels.kick(self.velocities, self.forces, dt)
+        return kinetic
 
     def energy_check(self):
         """Forces, per-particle energies (B, N), virial (B,), min r/σ (B,) of the coordinates."""
@@ -215,6 +245,32 @@ class _State:
 
     def rebuild(self, systems: torch.Tensor | None) -> None:
         """Wrap and rebuild the neighbour lists of ``systems`` (bool (B,) mask; None = all)."""
+        kern = self.engine.kernels
+        if systems is not None and kern.rebuilds_in_place:
+            # native half lists: wrap, reference and rows of the flagged systems in place
+            longest = kern.rebuild_in_place(
+                self.coords,
+                self.images,
+                self.reference,
+                self.types,
+                self.box,
+                systems,
+                self.neighbors,
+                self.counts,
+                self.engine.radii,
+            )
+            bad = torch.nonzero(longest < 0).flatten()
+            if bad.numel():
+                b = int(bad[0])
+                raise SimulationError(
+                    f"system {b} blew up at step {int(self.timestep[b])}: non-finite coordinates "
+                    "(NaN/inf); reduce dt or check the starting configuration"
+                )
+            worst = int(longest.max())
+            if worst > self.capacity:
+                self.capacity = nl.round_capacity(1.2 * worst)
+                self.rebuild(None)
+            return
         if systems is None:
             idx = torch.arange(self.n_systems, device=self.coords.device)
         else:
@@ -236,7 +292,12 @@ class _State:
         else:
             self.reference[:, idx] = wrapped
         neighbors, counts = self.engine.kernels.build(
-            wrapped.contiguous(), self.types[idx], self.box[idx], self.engine.radii, self.capacity
+            wrapped.contiguous(),
+            canonical(self.types[idx]),
+            canonical(self.box[idx]),
+            self.engine.radii,
+            self.capacity,
+            host_box=self.host_box[idx.cpu().numpy()],
         )
         longest = int(counts.max())
         if longest > self.capacity:
@@ -265,28 +326,45 @@ class _State:
                 f"{_closest_pair_text(self, b)}"
             )
 
-    def missing_pairs(self) -> torch.Tensor:
-        """(B,) number of pairs inside their cut-off that the neighbour list lacks (O(N²))."""
+    def missing_pairs(self, row_block: int = 1024) -> torch.Tensor:
+        """(B,) number of pairs inside their cut-off that the neighbour list lacks (O(N²)).
+
+        Works one system and ``row_block`` rows at a time: memory O(N · row_block), never the
+        (B N)² of a dense pair matrix.  A half list (counts (B, N, 2)) holds each pair once, in
+        either particle's row; a pair counts as listed if it is in i's row or j's.
+        """
         n_sys, n = self.types.shape
         dev = self.coords.device
         k = self.neighbors.shape[-1]
-        valid = torch.arange(k, device=dev).view(1, 1, k) < self.counts.unsqueeze(-1)
-        listed = torch.zeros((n_sys * n, n_sys * n), dtype=torch.bool, device=dev)
-        rows = torch.arange(n_sys * n, device=dev)[:, None].expand(-1, k)
-        flat = self.neighbors.reshape(n_sys * n, k)
-        valid = valid.reshape(n_sys * n, k)
-        listed[rows[valid], flat[valid]] = True
+        half = self.counts.dim() == 3
+        n_valid = self.counts[..., 0] if half else self.counts
+        valid = torch.arange(k, device=dev).view(1, 1, k) < n_valid.clamp(max=k).unsqueeze(-1)
         missing = torch.zeros(n_sys, dtype=torch.int64, device=dev)
         cut_sq = self.engine.coeff.r_cut_sq
         for b in range(n_sys):
+            # listed pairs of system b as sorted keys i * n + j (both orders for half lists)
+            rows = torch.arange(n, device=dev)[:, None].expand(-1, k)[valid[b]]
+            cols = self.neighbors[b][valid[b]] - b * n
+            keys = rows * n + cols
+            if half:
+                keys = torch.cat([keys, cols * n + rows])
+            keys = torch.unique(keys)
             x = self.coords[:, b].t()
-            d = x[:, None, :] - x[None, :, :]
-            d = d - self.box[b] * torch.round(d / self.box[b])
-            pair = 2 * self.types[b][:, None] + self.types[b][None, :]
-            eye = torch.eye(n, dtype=torch.bool, device=dev)
-            inside = ((d * d).sum(-1) < cut_sq[pair]) & ~eye
-            block = listed[b * n : (b + 1) * n, b * n : (b + 1) * n]
-            missing[b] = (inside & ~block).sum()
+            types = self.types[b]
+            for first in range(0, n, row_block):
+                i = torch.arange(first, min(first + row_block, n), device=dev)
+                d = x[i, None, :] - x[None, :, :]
+                d = d - self.box[b] * torch.round(d / self.box[b])
+                pair = 2 * types[i][:, None] + types[None, :]
+                inside = (d * d).sum(-1) < cut_sq[pair]
+                inside[torch.arange(i.numel(), device=dev), i] = False
+                ii, jj = torch.nonzero(inside, as_tuple=True)
+                wanted = (ii + first) * n + jj
+                if keys.numel() == 0:
+                    missing[b] += wanted.numel()
+                    continue
+                pos = torch.searchsorted(keys, wanted).clamp(max=keys.numel() - 1)
+                missing[b] += (keys[pos] != wanted).sum()
         return missing
 
     def check_blowup(self) -> None:
@@ -393,7 +471,7 @@ class TorchSimulation(Simulation):
         s.compute_forces()
         noise = None
         for step in range(n_steps):
-            s.verlet_step(self._dt, self._half_skin_sq)
+            kinetic = s.verlet_step(self._dt, self._half_skin_sq)
             s.timestep += 1
             if self._kT is not None:
                 block = step % self.NOISE_BLOCK
@@ -407,6 +485,7 @@ class TorchSimulation(Simulation):
                     self._dof,
                     noise[0][:, block],
                     noise[1][:, block],
+                    kinetic,
                 )
             if (step + 1) % self.engine.check_interval == 0:
                 s.check_blowup()

@@ -103,6 +103,7 @@ def bussi_rescale(
     dof: float,
     r1: torch.Tensor,
     chi2: torch.Tensor,
+    kinetic: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bussi–Donadio–Parrinello stochastic velocity rescaling over one step ``dt``.
 
@@ -117,11 +118,15 @@ def bussi_rescale(
         dt, tau: step and thermostat time constant.
         dof: N_f (3N − 3 with the centre of mass fixed).
         r1, chi2: (B,) noise from :func:`bussi_noise`.
+        kinetic: (B,) kinetic energies of ``velocities`` if already known (float64; e.g. from
+            a fused kick kernel), else computed here.
 
     Returns:
         (3, B, N) rescaled velocities.
     """
-    kinetic = kinetic_energy(velocities).to(torch.float64)
+    if kinetic is None:
+        kinetic = kinetic_energy(velocities)
+    kinetic = kinetic.to(torch.float64)
     target = 0.5 * dof * kT.to(torch.float64)
     c = math.exp(-dt / tau)
     new_kinetic = (

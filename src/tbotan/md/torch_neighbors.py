@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tbotan.physics import kalj
@@ -83,6 +84,20 @@ def needs_rebuild(coords: torch.Tensor, reference: torch.Tensor, skin: float) ->
     return (d * d).sum(0).amax(-1) > (0.5 * skin) ** 2
 
 
+_STENCIL = tuple((a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1))
+_CONSTANTS: dict = {}
+
+
+def _constant(values, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant tensor, copied to ``device`` once and then reused (no host-to-device
+    copy per list build on CUDA).  Callers must not modify it."""
+    key = (values, str(device), dtype)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        out = _CONSTANTS[key] = torch.tensor(values, device=device, dtype=dtype)
+    return out
+
+
 @dataclass
 class _CellList:
     """Particles binned into ``n_cells`` cells per edge (every system of the batch alike)."""
@@ -98,7 +113,7 @@ class _CellList:
     ) -> _CellList:
         n_sys, n = wrapped.shape[1:]
         device = wrapped.device
-        nc = torch.tensor(n_cells, device=device)
+        nc = _constant(tuple(n_cells), device, torch.int64)
         cell_size = box / nc  # (B, 3)
         cell = torch.floor(wrapped / cell_size.t().unsqueeze(-1)).to(torch.int64)  # (3, B, N)
         cell = torch.minimum(torch.clamp(cell, min=0), (nc - 1).view(3, 1, 1)).reshape(3, -1)
@@ -122,11 +137,8 @@ class _CellList:
     def candidates(self, rows: torch.Tensor) -> torch.Tensor:
         """(R, 27 width) candidate flat indices (-1 = empty slot) for the flat indices ``rows``."""
         nx, ny, nz = self.n_cells
-        nc = torch.tensor(self.n_cells, device=rows.device)
-        offsets = torch.tensor(
-            [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)],
-            device=rows.device,
-        )  # (27, 3)
+        nc = _constant(self.n_cells, rows.device, torch.int64)
+        offsets = _constant(_STENCIL, rows.device, torch.int64)  # (27, 3)
         stencil = torch.remainder(self.cell[:, rows].t()[:, None, :] + offsets[None], nc)
         stencil_id = (
             (stencil[..., 0] * ny + stencil[..., 1]) * nz
@@ -148,6 +160,7 @@ def build(
     box: torch.Tensor,
     radii: ListRadii,
     capacity: int,
+    host_box=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Build dense neighbour lists.
 
@@ -157,6 +170,8 @@ def build(
         box: (B, 3) edge lengths; every edge must exceed twice the largest list radius.
         radii: list radii per pair type.
         capacity: row length K.
+        host_box: optional (B, 3) NumPy copy of ``box``: the size checks and the number of
+            cells then come from it, without reading the device (no host sync on CUDA).
 
     Returns:
         neighbors: (B, N, K) int64 flat indices, rows padded with the particle's own index;
@@ -167,14 +182,15 @@ def build(
     n_sys, n = types.shape
     device = coords.device
     r_max = radii.max_radius
-    if bool((box <= 2.0 * r_max).any()):
+    edges = box.detach().cpu().double().numpy() if host_box is None else host_box
+    if (edges <= 2.0 * r_max).any():
         raise ValueError(
-            f"box edges {box.min().item():.4f} too small for the neighbour list: every edge must "
+            f"box edges {edges.min():.4f} too small for the neighbour list: every edge must "
             f"exceed 2 (r_c + skin) = {2 * r_max:.4f}; use more particles or a smaller skin"
         )
-    n_cells = [int(v) for v in torch.floor(box.amin(0) / r_max).tolist()]
+    n_cells = [int(v) for v in np.floor(edges.min(0) / r_max)]
     use_cells = min(n_cells) >= 3
-    list_sq = torch.tensor(radii.radius, device=device, dtype=coords.dtype) ** 2
+    list_sq = _constant(radii.radius, device, coords.dtype) ** 2
     flat_types = types.reshape(-1)
     flat_coords = coords.reshape(3, -1)
 
@@ -192,7 +208,7 @@ def build(
         row_box = box[rows // n]  # (R, 3)
         delta = flat_coords[:, rows, None] - flat_coords[:, cand_safe]  # (3, R, C)
         length = row_box.t().unsqueeze(-1)
-        delta = delta - length * torch.round(delta / length)
+        delta = delta - length * torch.round(delta * (1.0 / length))
         r_sq = (delta * delta).sum(0)
         pair = 2 * flat_types[rows, None] + flat_types[cand_safe]
         mask = valid & (r_sq < list_sq[pair])

@@ -68,10 +68,12 @@ def _pair_geometry(coords, neighbors, types, box):
     own = torch.arange(n_sys * n, device=neighbors.device, dtype=neighbors.dtype).view(n_sys, n, 1)
     listed = neighbors != own
 
+    inv_box = 1.0 / box  # one division per system, then multiplications per pair
+
     def component(c: torch.Tensor, d: int) -> torch.Tensor:
         length = box[:, d].view(n_sys, 1, 1)
         delta = c.view(n_sys, n, 1) - c.reshape(-1)[neighbors]
-        return delta - length * torch.round(delta / length)
+        return delta - length * torch.round(delta * inv_box[:, d].view(n_sys, 1, 1))
 
     dx = component(coords[0], 0)
     dy = component(coords[1], 1)

@@ -363,6 +363,477 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
   return moved;
 }
 
+// ---------------------------------------------------------------------------- half lists
+//
+// Half neighbour lists: every pair {i, j} within its list radius appears once, in the row of
+// its owner, and the force kernels apply Newton's third law (the pair's force is added to i
+// and subtracted from j).  The builds bin particles into cells of edge >= r_max / 2 (stencil
+// of 5^3 cells) when every box edge holds at least five of them, else of edge >= r_max (3^3
+// cells), and visit only the forward half of the stencil: i owns {i, j} if j's cell lies at a
+// lexicographically positive stencil offset from i's, or in i's own cell with j > i.  Boxes
+// with fewer than three cells per edge use all pairs and an index rule that splits each row
+// about evenly: i owns {i, j} if i < j when i + j is odd, and if i > j when i + j is even.
+// Ownership uses indices within the system, never within the batch.
+// Each row holds its A neighbours first (slots [0, nA)) and its B neighbours after them
+// (slots [nA, n)), so that the pair coefficients are constant over each segment:
+//   neighbors  (B, N, K)  int64 flat indices, padded with the row's own index
+//   counts     (B, N, 2)  int64 [n, nA] (n may exceed K on overflow; nA counts stored A
+//                         neighbours of rows that did not overflow)
+// The forces are accumulated without races and in a fixed order: the rows of each system are
+// cut into chunks of a size fixed by N (not by the thread count); each chunk accumulates into
+// a buffer of its own, and a particle's force is the sum of the chunks' buffers in chunk
+// order.  Results are thus independent of the thread count and equal for a system alone and
+// inside a batch; they equal the full-list results to rounding (another summation order).
+
+inline bool owns(int64_t i, int64_t j) { return ((i + j) & 1) ? (i < j) : (i > j); }
+
+int64_t half_chunk_rows(int64_t N) {
+  // at least 512 rows per chunk, at most 8 chunks per system: a function of N only
+  return std::max<int64_t>(512, (N + 7) / 8);
+}
+
+template <typename T>
+void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types, const T* box,
+                       const double* list_sq, double r_max, int64_t N, int64_t K, int64_t offset,
+                       int64_t* nbr, int64_t* cnt) {
+  // one system: x, y, z, types (N,), box (3,), rows nbr (N, K) and cnt (N, 2); neighbour
+  // entries are written as flat indices offset + j.  The cells follow from this system's box
+  // alone, so a system's list is the same alone and inside any batch.
+  constexpr int64_t B = 1;
+  const int64_t BN = N;
+  int64_t nc[3], fine[3];
+  for (int d = 0; d < 3; ++d) {
+    T smallest = box[d];
+    for (int64_t b = 1; b < B; ++b) smallest = std::min(smallest, box[3 * b + d]);
+    nc[d] = static_cast<int64_t>(std::floor(double(smallest) / r_max));
+    fine[d] = static_cast<int64_t>(std::floor(double(smallest) / (0.5 * r_max)));
+  }
+  int reach = 0;  // stencil offsets -reach..reach per axis; 0: all pairs
+  if (fine[0] >= 5 && fine[1] >= 5 && fine[2] >= 5) {
+    reach = 2;
+    for (int d = 0; d < 3; ++d) nc[d] = fine[d];
+  } else if (nc[0] >= 3 && nc[1] >= 3 && nc[2] >= 3) {
+    reach = 1;
+  }
+  const bool use_cells = reach > 0;
+  if (!use_cells) nc[0] = nc[1] = nc[2] = 1;
+  const int64_t n_cells = nc[0] * nc[1] * nc[2];
+  std::vector<int64_t> cell_of(BN), start(B * n_cells + 1, 0);
+  // particles in cell order, with their coordinates and types copied contiguously so that the
+  // candidate loops stream through memory
+  std::vector<int64_t> members(BN);
+  std::vector<T> sx(BN), sy(BN), sz(BN);
+  std::vector<int64_t> st(BN);
+  for (int64_t b = 0; b < B; ++b) {
+    const T* L = box + 3 * b;
+    const T size[3] = {L[0] / T(nc[0]), L[1] / T(nc[1]), L[2] / T(nc[2])};
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t row = b * N + i;
+      const T pos[3] = {x[row], y[row], z[row]};
+      int64_t cc[3];
+      for (int d = 0; d < 3; ++d) {
+        int64_t v = use_cells ? static_cast<int64_t>(std::floor(pos[d] / size[d])) : 0;
+        cc[d] = std::min(std::max<int64_t>(v, 0), nc[d] - 1);
+      }
+      cell_of[row] = (cc[0] * nc[1] + cc[1]) * nc[2] + cc[2] + b * n_cells;
+      start[cell_of[row] + 1] += 1;
+    }
+  }
+  for (int64_t k = 0; k < B * n_cells; ++k) start[k + 1] += start[k];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t row = 0; row < BN; ++row) {
+      const int64_t m = fill[cell_of[row]]++;
+      members[m] = row;
+      sx[m] = x[row];
+      sy[m] = y[row];
+      sz[m] = z[row];
+      st[m] = types[row];
+    }
+  }
+  at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> b_side(std::max<int64_t>(K, 1));
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / N;
+      const int64_t local = row - b * N;
+      const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
+      const T xi = x[row], yi = y[row], zi = z[row];
+      const int64_t ti2 = 2 * types[row];
+      const T lim[2] = {T(list_sq[ti2]), T(list_sq[ti2 + 1])};
+      int64_t* out = nbr + row * K;
+      int64_t na = 0, nb = 0;
+      const int64_t own = cell_of[row] - b * n_cells;
+      const int64_t cz = own % nc[2], cy = (own / nc[2]) % nc[1], cx = own / (nc[1] * nc[2]);
+      auto wrap = [](int64_t v, int64_t n_c, T length, T& shift) {
+        shift = v < 0 ? -length : (v >= n_c ? length : T(0));
+        return v < 0 ? v + n_c : (v >= n_c ? v - n_c : v);
+      };
+      // own_rule: 0 = every candidate is owned (forward stencil cell), 1 = own cell (j > i),
+      // 2 = all pairs (index rule)
+      auto take = [&](int64_t m, T dx, T dy, T dz, int own_rule) {
+        const T r2 = dx * dx + dy * dy + dz * dz;
+        const int64_t tj = st[m];
+        if (!(r2 < lim[tj])) return;
+        const int64_t j = members[m];
+        if (own_rule == 1 && j <= row) return;
+        if (own_rule == 2 && (j == row || !owns(local, j - b * N))) return;
+        if (tj == 0) {
+          if (na < K) out[na] = j;
+          ++na;
+        } else {
+          if (nb < K) b_side[nb] = j;
+          ++nb;
+        }
+      };
+      if (!use_cells) {  // all pairs, minimum image (members are in index order)
+        const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
+        for (int64_t m = start[b]; m < start[b + 1]; ++m) {
+          T dx = xi - sx[m], dy = yi - sy[m], dz = zi - sz[m];
+          dx -= Lx * std::nearbyint(dx * iLx);
+          dy -= Ly * std::nearbyint(dy * iLy);
+          dz -= Lz * std::nearbyint(dz * iLz);
+          take(m, dx, dy, dz, 2);
+        }
+      }
+      for (int a = 0; use_cells && a <= reach; ++a) {
+        T shx;
+        const int64_t ix = wrap(cx + a, nc[0], Lx, shx);
+        for (int e = (a == 0 ? 0 : -reach); e <= reach; ++e) {
+          T shy;
+          const int64_t iy = wrap(cy + e, nc[1], Ly, shy);
+          for (int g = (a == 0 && e == 0 ? 0 : -reach); g <= reach; ++g) {
+            T shz;
+            const int64_t iz = wrap(cz + g, nc[2], Lz, shz);
+            const int64_t cell = (ix * nc[1] + iy) * nc[2] + iz + b * n_cells;
+            const T px = xi - shx, py = yi - shy, pz = zi - shz;
+            const int rule = (a == 0 && e == 0 && g == 0) ? 1 : 0;
+            for (int64_t m = start[cell]; m < start[cell + 1]; ++m)
+              take(m, px - sx[m], py - sy[m], pz - sz[m], rule);
+          }
+        }
+      }
+      const int64_t n = na + nb;
+      int64_t* cr = cnt + 2 * row;
+      cr[0] = n;
+      if (n <= K) {
+        for (int64_t k = 0; k < na; ++k) out[k] += offset;
+        for (int64_t k = 0; k < nb; ++k) out[na + k] = b_side[k] + offset;
+        for (int64_t k = n; k < K; ++k) out[k] = row + offset;
+        cr[1] = na;
+      } else {  // overflow: the caller widens the rows and rebuilds
+        for (int64_t k = 0; k < K; ++k) out[k] = row + offset;
+        cr[1] = 0;
+      }
+    }
+  });
+}
+
+std::vector<torch::Tensor> build_half_neighbors(torch::Tensor coords, torch::Tensor types,
+                                                torch::Tensor box, torch::Tensor list_sq,
+                                                double r_max, int64_t capacity) {
+  TORCH_CHECK(coords.device().is_cpu() && coords.dim() == 3 && coords.size(0) == 3,
+              "coords must be a CPU tensor (3, B, N)");
+  TORCH_CHECK(capacity > 0, "capacity must be positive");
+  auto c = coords.contiguous();
+  auto t = types.contiguous();
+  auto bx = box.contiguous();
+  auto lsq = list_sq.to(torch::kFloat64).contiguous();
+  const auto B = c.size(1), N = c.size(2);
+  TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.numel() == B * N, "types must be int64 (B, N)");
+  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto nbr = torch::empty({B, N, capacity}, opts);
+  auto cnt = torch::empty({B, N, 2}, opts);
+  AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "kalj_build_half_neighbors", [&] {
+    const scalar_t* p = c.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b)
+      build_half_kernel<scalar_t>(p + b * N, p + (B + b) * N, p + (2 * B + b) * N,
+                                  t.data_ptr<int64_t>() + b * N, bx.data_ptr<scalar_t>() + 3 * b,
+                                  lsq.data_ptr<double>(), r_max, N, capacity, b * N,
+                                  nbr.data_ptr<int64_t>() + b * N * capacity,
+                                  cnt.data_ptr<int64_t>() + 2 * b * N);
+  });
+  return {nbr, cnt};
+}
+
+// Neighbour-list rebuild in place for the systems flagged in ``systems`` (B,) bool: wrap
+// their coordinates into [0, L) (as torch_neighbors.wrap; ``images`` (3, B, N) int64 gain the
+// shifts), copy them to ``reference``, and rebuild their half-list rows of ``neighbors``
+// (B, N, K) and ``counts`` (B, N, 2).  Returns (B,) int64: the longest row of each rebuilt
+// system (0 for the others; compare with K for overflow), or -1 for a system whose
+// coordinates are not finite (then nothing of that system is changed).
+torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Tensor reference,
+                           torch::Tensor types, torch::Tensor box, torch::Tensor systems,
+                           torch::Tensor neighbors, torch::Tensor counts, torch::Tensor list_sq,
+                           double r_max) {
+  TORCH_CHECK(coords.device().is_cpu() && coords.dim() == 3 && coords.size(0) == 3,
+              "coords must be a CPU tensor (3, B, N)");
+  for (const auto* t : {&coords, &images, &reference, &types, &box, &systems, &neighbors, &counts})
+    TORCH_CHECK(t->is_contiguous(), "rebuild_half needs contiguous tensors");
+  const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
+  TORCH_CHECK(images.scalar_type() == torch::kInt64 && types.scalar_type() == torch::kInt64 &&
+                  neighbors.scalar_type() == torch::kInt64 &&
+                  counts.scalar_type() == torch::kInt64 && systems.scalar_type() == torch::kBool,
+              "images, types, neighbors, counts must be int64 and systems bool");
+  TORCH_CHECK(counts.numel() == 2 * B * N && neighbors.size(0) == B && neighbors.size(1) == N &&
+                  systems.numel() == B && reference.sizes() == coords.sizes() &&
+                  images.sizes() == coords.sizes(),
+              "inconsistent shapes in rebuild_half");
+  auto lsq = list_sq.to(torch::kFloat64).contiguous();
+  auto longest = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64));
+  int64_t* lo = longest.data_ptr<int64_t>();
+  const bool* sel = systems.data_ptr<bool>();
+  const int64_t BN = B * N;
+  AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_rebuild_half", [&] {
+    scalar_t* r = coords.data_ptr<scalar_t>();
+    scalar_t* ref = reference.data_ptr<scalar_t>();
+    int64_t* img = images.data_ptr<int64_t>();
+    const scalar_t* L = box.data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      if (!sel[b]) continue;
+      bool finite = true;
+      for (int d = 0; d < 3; ++d)
+        for (int64_t i = 0; i < N; ++i) finite &= std::isfinite(r[d * BN + b * N + i]);
+      if (!finite) {
+        lo[b] = -1;
+        continue;
+      }
+      for (int d = 0; d < 3; ++d) {
+        const scalar_t length = L[3 * b + d];
+        for (int64_t i = 0; i < N; ++i) {
+          const int64_t q = d * BN + b * N + i;
+          const scalar_t shift = std::floor(r[q] / length);
+          scalar_t w = r[q] - shift * length;
+          if (w >= length) w = scalar_t(0);
+          r[q] = w;
+          ref[q] = w;
+          img[q] += static_cast<int64_t>(shift);
+        }
+      }
+      int64_t* cnt = counts.data_ptr<int64_t>() + 2 * b * N;
+      build_half_kernel<scalar_t>(r + b * N, r + BN + b * N, r + 2 * BN + b * N,
+                                  types.data_ptr<int64_t>() + b * N, L + 3 * b,
+                                  lsq.data_ptr<double>(), r_max, N, K, b * N,
+                                  neighbors.data_ptr<int64_t>() + b * N * K, cnt);
+      int64_t m = 0;
+      for (int64_t i = 0; i < N; ++i) m = std::max(m, cnt[2 * i]);
+      lo[b] = m;
+    }
+  });
+  return longest;
+}
+
+// Pair forces over half lists.  With ``energy`` non-null also per-particle energies (half of
+// each pair's U to either particle), per-system virials and closest approach.
+template <typename T>
+void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const int64_t* types,
+                      const T* box, const PairTable& tab, int64_t B, int64_t N, int64_t K, T* f,
+                      T* energy, double* virial, double* min_ratio) {
+  const int64_t BN = B * N;
+  const int64_t rows_per_chunk = half_chunk_rows(N);
+  const int64_t C = (N + rows_per_chunk - 1) / rows_per_chunk;
+  const bool with_energy = energy != nullptr;
+  // positions interleaved (x, y, z, pad): one cache line per neighbour instead of three
+  std::vector<T> pos(4 * BN);
+  // chunk buffers (fx, fy, fz, e) per particle of the chunk's system
+  std::vector<T> buf(4 * BN * C);
+  std::vector<double> chunk_virial(B * C, 0.0);
+  std::vector<double> chunk_min(B * C, std::numeric_limits<double>::infinity());
+  at::parallel_for(0, BN, 8192, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      pos[4 * i] = c[i];
+      pos[4 * i + 1] = c[BN + i];
+      pos[4 * i + 2] = c[2 * BN + i];
+      pos[4 * i + 3] = T(0);
+    }
+  });
+  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / C, chunk = task % C;
+      T* acc = buf.data() + 4 * N * task;  // indexed by the local particle index
+      std::fill(acc, acc + 4 * N, T(0));
+      const T* P = pos.data() + 4 * N * b;
+      const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
+      const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
+      const int64_t first = chunk * rows_per_chunk;
+      const int64_t last = std::min(N, first + rows_per_chunk);
+      double w = 0;
+      double rmin = std::numeric_limits<double>::infinity();
+      for (int64_t li = first; li < last; ++li) {
+        const int64_t row = b * N + li;
+        const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
+        const int64_t ti2 = 2 * types[row];
+        const int64_t n = std::min(cnt[2 * row], K);
+        const int64_t na = std::min(cnt[2 * row + 1], n);
+        const int64_t* nb = nbr + row * K;
+        T ax = 0, ay = 0, az = 0, e = 0;
+        for (int seg = 0; seg < 2; ++seg) {
+          const int64_t p = ti2 + seg;
+          const T c12 = T(tab.c12[p]), c6 = T(tab.c6[p]), rc2 = T(tab.rc2[p]);
+          const T duc = T(tab.ducut[p]), uc = T(tab.ucut[p]), rc = T(tab.rcut[p]);
+          const double isig2 = 1.0 / tab.sig2[p];
+          const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
+          for (int64_t k = k0; k < k1; ++k) {
+            const int64_t lj = nb[k] - b * N;
+            const T* Pj = P + 4 * lj;
+            T dx = xi - Pj[0], dy = yi - Pj[1], dz = zi - Pj[2];
+            dx -= Lx * std::nearbyint(dx * iLx);
+            dy -= Ly * std::nearbyint(dy * iLy);
+            dz -= Lz * std::nearbyint(dz * iLz);
+            const T r2 = dx * dx + dy * dy + dz * dz;
+            if (with_energy) rmin = std::min(rmin, double(r2) * isig2);
+            if (!(r2 < rc2)) continue;
+            const T ir = T(1) / std::sqrt(r2);
+            const T ir2 = ir * ir, ir6 = ir2 * ir2 * ir2;
+            const T fr = (T(12) * c12 * ir6 * ir6 - T(6) * c6 * ir6) * ir2 + duc * ir;
+            const T fx = fr * dx, fy = fr * dy, fz = fr * dz;
+            ax += fx;
+            ay += fy;
+            az += fz;
+            T* Aj = acc + 4 * lj;
+            Aj[0] -= fx;
+            Aj[1] -= fy;
+            Aj[2] -= fz;
+            if (with_energy) {
+              const T u = c12 * ir6 * ir6 - c6 * ir6 - uc - (r2 * ir - rc) * duc;
+              e += u;
+              Aj[3] += T(0.5) * u;
+              w += double(fr * r2);
+            }
+          }
+        }
+        T* Ai = acc + 4 * li;
+        Ai[0] += ax;
+        Ai[1] += ay;
+        Ai[2] += az;
+        Ai[3] += T(0.5) * e;
+      }
+      chunk_virial[task] = w;
+      chunk_min[task] = rmin;
+    }
+  });
+  // a particle's totals: its chunks' buffers summed in chunk order
+  at::parallel_for(0, BN, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / N, li = row - b * N;
+      const T* a = buf.data() + 4 * (N * C * b + li);
+      T fx = a[0], fy = a[1], fz = a[2], e = a[3];
+      for (int64_t chunk = 1; chunk < C; ++chunk) {
+        const T* q = a + 4 * N * chunk;
+        fx += q[0];
+        fy += q[1];
+        fz += q[2];
+        e += q[3];
+      }
+      f[row] = fx;
+      f[BN + row] = fy;
+      f[2 * BN + row] = fz;
+      if (with_energy) energy[row] = e;
+    }
+  });
+  if (with_energy) {
+    for (int64_t b = 0; b < B; ++b) {
+      double w = 0, m = std::numeric_limits<double>::infinity();
+      for (int64_t chunk = 0; chunk < C; ++chunk) {
+        w += chunk_virial[b * C + chunk];
+        m = std::min(m, chunk_min[b * C + chunk]);
+      }
+      virial[b] = w;
+      min_ratio[b] = std::sqrt(m);
+    }
+  }
+}
+
+void check_half_layout(const torch::Tensor& coords, const torch::Tensor& neighbors,
+                       const torch::Tensor& counts, const torch::Tensor& types,
+                       const torch::Tensor& box) {
+  TORCH_CHECK(coords.device().is_cpu(), "native kernels run on the CPU");
+  TORCH_CHECK(coords.dim() == 3 && coords.size(0) == 3, "coords must be (3, B, N)");
+  TORCH_CHECK(coords.is_contiguous() && neighbors.is_contiguous() && counts.is_contiguous() &&
+                  types.is_contiguous() && box.is_contiguous(),
+              "native kernels need contiguous tensors");
+  const auto B = coords.size(1), N = coords.size(2);
+  TORCH_CHECK(neighbors.dim() == 3 && neighbors.size(0) == B && neighbors.size(1) == N,
+              "neighbors must be (B, N, K)");
+  TORCH_CHECK(neighbors.scalar_type() == torch::kInt64 && counts.scalar_type() == torch::kInt64 &&
+                  types.scalar_type() == torch::kInt64,
+              "neighbors, counts and types must be int64");
+  TORCH_CHECK(counts.numel() == 2 * B * N, "half-list counts must be (B, N, 2)");
+  TORCH_CHECK(types.numel() == B * N, "types must be (B, N)");
+  TORCH_CHECK(box.scalar_type() == coords.scalar_type() && box.numel() == 3 * B,
+              "box must be (B, 3) with the dtype of coords");
+}
+
+torch::Tensor half_forces(torch::Tensor coords, torch::Tensor neighbors, torch::Tensor counts,
+                          torch::Tensor types, torch::Tensor box, torch::Tensor table) {
+  check_half_layout(coords, neighbors, counts, types, box);
+  const auto tab = read_table(table);
+  const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
+  auto out = torch::empty_like(coords);
+  AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_half_forces", [&] {
+    half_pair_kernel<scalar_t>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
+                               counts.data_ptr<int64_t>(), types.data_ptr<int64_t>(),
+                               box.data_ptr<scalar_t>(), tab, B, N, K, out.data_ptr<scalar_t>(),
+                               nullptr, nullptr, nullptr);
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> half_energy_virial(torch::Tensor coords, torch::Tensor neighbors,
+                                              torch::Tensor counts, torch::Tensor types,
+                                              torch::Tensor box, torch::Tensor table) {
+  check_half_layout(coords, neighbors, counts, types, box);
+  const auto tab = read_table(table);
+  const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
+  auto f = torch::empty_like(coords);
+  auto energy = torch::empty({B, N}, coords.options());
+  auto dopts = coords.options().dtype(torch::kFloat64);
+  auto virial = torch::empty({B}, dopts);
+  auto min_ratio = torch::empty({B}, dopts);
+  AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_half_energy_virial", [&] {
+    half_pair_kernel<scalar_t>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
+                               counts.data_ptr<int64_t>(), types.data_ptr<int64_t>(),
+                               box.data_ptr<scalar_t>(), tab, B, N, K, f.data_ptr<scalar_t>(),
+                               energy.data_ptr<scalar_t>(), virial.data_ptr<double>(),
+                               min_ratio.data_ptr<double>());
+  });
+  return {f, energy, virial.to(coords.scalar_type()), min_ratio.to(coords.scalar_type())};
+}
+
+// Second half of velocity Verlet in place, v += dt/2 F, fused with the kinetic energy
+// K_b = sum v^2 / 2 of each system (float64, summed over particles in index order, components
+// added first: independent of the batch and of the thread count).
+torch::Tensor kick_kinetic(torch::Tensor velocities, torch::Tensor forces, torch::Tensor dt) {
+  TORCH_CHECK(velocities.is_contiguous() && forces.is_contiguous() && dt.is_contiguous(),
+              "kick_kinetic needs contiguous tensors");
+  TORCH_CHECK(velocities.device().is_cpu() && velocities.dim() == 3 && velocities.size(0) == 3,
+              "velocities must be a CPU tensor (3, B, N)");
+  const auto B = velocities.size(1), N = velocities.size(2), BN = B * N;
+  auto kinetic = torch::empty({B}, velocities.options().dtype(torch::kFloat64));
+  AT_DISPATCH_FLOATING_TYPES(velocities.scalar_type(), "kalj_kick_kinetic", [&] {
+    scalar_t* v = velocities.data_ptr<scalar_t>();
+    const scalar_t* f = forces.data_ptr<scalar_t>();
+    const scalar_t* h = dt.data_ptr<scalar_t>();
+    double* k = kinetic.data_ptr<double>();
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const scalar_t half = scalar_t(0.5) * h[b];
+        double sum = 0;
+        for (int64_t i = b * N; i < (b + 1) * N; ++i) {
+          double s = 0;
+          for (int d = 0; d < 3; ++d) {
+            const int64_t q = d * BN + i;
+            v[q] += half * f[q];
+            s += double(v[q]) * double(v[q]);
+          }
+          sum += s;
+        }
+        k[b] = 0.5 * sum;
+      }
+    });
+  });
+  return kinetic;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -373,4 +844,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_neighbors", &build_neighbors, "dense Verlet neighbour lists from a cell list");
   m.def("kick_drift_check", &kick_drift_check,
         "first velocity-Verlet half step in place, and the neighbour-list displacement check");
+  m.def("build_half_neighbors", &build_half_neighbors,
+        "half neighbour lists (each pair once, A then B neighbours per row) from a cell list");
+  m.def("rebuild_half", &rebuild_half,
+        "wrap, reset the reference and rebuild the half lists of flagged systems, in place");
+  m.def("half_forces", &half_forces, "pair forces over half lists (Newton's third law)");
+  m.def("half_energy_virial", &half_energy_virial,
+        "forces, per-particle energies, virial and min r/sigma over half lists");
+  m.def("kick_kinetic", &kick_kinetic,
+        "second velocity-Verlet half step in place, and the kinetic energy of each system");
+  m.def("half_chunk_rows", &half_chunk_rows, "rows per accumulation chunk of the half lists");
 }
