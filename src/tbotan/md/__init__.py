@@ -109,6 +109,9 @@ class Integrator:
         seed: seed of the thermostat noise; system b draws from its own stream
             ``(seed, streams[b])`` so its trajectory does not depend on the rest of the batch.
         streams: (B,) stream index of each system (default 0..B−1).
+        thermostat: which thermostat applies ``kT`` (every engine has ``'bussi'``; an engine
+            lists its own in :attr:`Engine.thermostats`, and the torch engine's are the
+            extension point of :mod:`tbotan.md.torch_thermostats`).
     """
 
     dt: float
@@ -116,6 +119,7 @@ class Integrator:
     tau: float = 0.5
     seed: int = 0
     streams: np.ndarray | None = None
+    thermostat: str = "bussi"
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.dt) and self.dt > 0):
@@ -128,6 +132,8 @@ class Integrator:
                 raise ValueError(f"Integrator.tau must be positive, got {self.tau}")
         if self.seed < 0:
             raise ValueError(f"Integrator.seed must be non-negative, got {self.seed}")
+        if not (isinstance(self.thermostat, str) and self.thermostat):
+            raise ValueError(f"Integrator.thermostat must be a name, got {self.thermostat!r}")
 
     @property
     def ensemble(self) -> str:
@@ -306,9 +312,20 @@ class Engine(abc.ABC):
     def evaluate(self, configurations: ConfigurationBatch) -> BatchEvaluation:
         """Shifted-force energies, forces and virial of each configuration."""
 
+    #: Names of the thermostats this engine can apply (``Integrator.thermostat``).
+    thermostats: tuple[str, ...] = ("bussi",)
+
     @abc.abstractmethod
     def simulation(self, configurations: ConfigurationBatch, integrator: Integrator) -> Simulation:
         """A :class:`Simulation` of ``configurations`` (which must carry velocities)."""
+
+    def check_integrator(self, integrator: Integrator) -> None:
+        """Raise ValueError if this engine cannot integrate ``integrator`` (its thermostat)."""
+        if integrator.kT is not None and integrator.thermostat not in self.thermostats:
+            raise ValueError(
+                f"the {self.name} engine has no thermostat {integrator.thermostat!r}; "
+                f"it has {list(self.thermostats)}"
+            )
 
     @abc.abstractmethod
     def minimize(

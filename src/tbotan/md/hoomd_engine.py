@@ -222,6 +222,7 @@ class HoomdEngine(Engine):
         return BatchEvaluation(per_particle_energy=energies, forces=forces, virial=virial)
 
     def simulation(self, configurations: ConfigurationBatch, integrator: Integrator):
+        self.check_integrator(integrator)
         return HoomdSimulation(self, configurations, integrator)
 
     def minimize(

@@ -358,6 +358,7 @@ class LammpsEngine(Engine):
             lmp.close()
 
     def simulation(self, configurations: ConfigurationBatch, integrator: Integrator):
+        self.check_integrator(integrator)
         return LammpsSimulation(self, configurations, integrator)
 
     def minimize(

@@ -43,6 +43,7 @@ from tbotan.md import (
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
 from tbotan.md.torch_kernels import make_kernels
+from tbotan.md.torch_thermostats import THERMOSTATS, make_thermostat
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
 
@@ -74,6 +75,11 @@ class TorchEngine(Engine):
     """
 
     name = "torch"
+
+    @property
+    def thermostats(self) -> tuple[str, ...]:
+        """The registered thermostats (:data:`tbotan.md.torch_thermostats.THERMOSTATS`)."""
+        return tuple(THERMOSTATS)
 
     def __init__(
         self,
@@ -136,6 +142,7 @@ class TorchEngine(Engine):
     def simulation(
         self, configurations: ConfigurationBatch, integrator: Integrator
     ) -> TorchSimulation:
+        self.check_integrator(integrator)
         return TorchSimulation(self, configurations, integrator)
 
     def minimize(
@@ -440,22 +447,19 @@ def _closest_pair_text(state: _State, b: int) -> str:
 
 
 class TorchSimulation(Simulation):
-    """A batch being integrated by :class:`TorchEngine` (see :class:`tbotan.md.Simulation`)."""
+    """A batch being integrated by :class:`TorchEngine` (see :class:`tbotan.md.Simulation`).
 
-    #: Thermostat noise is drawn for this many steps at a time.
-    NOISE_BLOCK = 256
+    Each step is velocity Verlet (``_State.verlet_step``, shared with FIRE) followed by the
+    integrator's thermostat, if any (:mod:`tbotan.md.torch_thermostats`).
+    """
 
     def __init__(self, engine: TorchEngine, conf: ConfigurationBatch, integrator: Integrator):
         self.engine = engine
         self.integrator = integrator
         self._state = _State.create(engine, conf, need_velocities=True)
         b = self._state.n_systems
-        dev = engine.device
-        self._dt = torch.full((b,), integrator.dt, device=dev, dtype=engine.dtype)
-        kT = integrator.kT_per_system(b)
-        self._kT = None if kT is None else torch.as_tensor(kT, device=dev, dtype=torch.float64)
-        self._seed = torch.full((b,), integrator.seed, device=dev, dtype=torch.int64)
-        self._stream = torch.as_tensor(integrator.streams_per_system(b), device=dev)
+        self._dt = torch.full((b,), integrator.dt, device=engine.device, dtype=engine.dtype)
+        self._thermostat = make_thermostat(integrator, b, conf.n_particles, engine.device)
         self._dof = 3.0 * conf.n_particles - 3.0
         self._half_skin_sq = (0.5 * engine.radii.skin) ** 2
 
@@ -469,40 +473,17 @@ class TorchSimulation(Simulation):
         s = self._state
         s.rebuild(None)  # a run is a pure function of the state at its start
         s.compute_forces()
-        noise = None
+        thermostat = self._thermostat
+        if thermostat is not None:
+            thermostat.begin_run(n_steps)
         for step in range(n_steps):
             kinetic = s.verlet_step(self._dt, self._half_skin_sq)
             s.timestep += 1
-            if self._kT is not None:
-                block = step % self.NOISE_BLOCK
-                if block == 0:
-                    noise = self._thermostat_noise(min(self.NOISE_BLOCK, n_steps - step))
-                s.velocities = integ.bussi_rescale(
-                    s.velocities,
-                    self._kT,
-                    self.integrator.dt,
-                    self.integrator.tau,
-                    self._dof,
-                    noise[0][:, block],
-                    noise[1][:, block],
-                    kinetic,
-                )
+            if thermostat is not None:
+                s.velocities = thermostat.apply(s.velocities, step, s.timestep, kinetic)
             if (step + 1) % self.engine.check_interval == 0:
                 s.check_blowup()
         s.check_blowup()
-
-    def _thermostat_noise(self, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """R₁ and χ²(N_f − 1) of the next ``n_steps`` steps of every system, (B, n_steps) each.
-
-        The counter of the noise used after step t is t + 1 (the step being completed).
-        """
-        start = torch.as_tensor(self._state.timestep, device=self._seed.device) + 1
-        counters = start[:, None] + torch.arange(n_steps, device=self._seed.device)[None, :]
-        b = counters.shape[0]
-        seed = self._seed[:, None].expand(-1, n_steps).reshape(-1)
-        stream = self._stream[:, None].expand(-1, n_steps).reshape(-1)
-        r1, chi2 = integ.bussi_noise(self._dof, seed, stream, counters.reshape(-1))
-        return r1.view(b, n_steps), chi2.view(b, n_steps)
 
     def state(self) -> ConfigurationBatch:
         return self._state.to_configurations()
