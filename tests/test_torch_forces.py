@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,17 @@ def test_engine_options_are_validated():
         TorchEngine(device="tpu")
     with pytest.raises(ValueError, match="min_distance"):
         TorchEngine(min_distance=1.5)
+
+
+def test_configured_neighbor_list_reaches_the_engine_and_bad_values_are_refused():
+    from tbotan import config as cfg
+    from tbotan.pipeline import make_engine_from_config
+
+    repo = Path(__file__).resolve().parents[1]
+    conf = cfg.load([repo / "config.yaml"], {"engine": {"name": "torch", "device": "cpu"}})
+    assert conf["engine"]["neighbor_list"] == "auto"
+    for choice in ("half", "full"):
+        conf["engine"]["neighbor_list"] = choice
+        assert make_engine_from_config(conf).kernels.neighbor_list == choice
+    with pytest.raises(cfg.ConfigError, match="neighbor_list"):
+        cfg.load([repo / "config.yaml"], {"engine": {"neighbor_list": "quarter"}})

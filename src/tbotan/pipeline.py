@@ -122,6 +122,7 @@ def engine_options(config: dict) -> tuple[str, dict]:
             "precision": e["precision"],
             "kernels": e["kernels"],
             "cuda_graphs": e["cuda_graphs"],
+            "neighbor_list": e["neighbor_list"],
             "skin": e["skin"],
             "check_interval": e["check_interval"],
         }
