@@ -319,24 +319,27 @@ def synthetic_attrs(box_length: float, **overrides) -> dict:
     """Dataset attributes (schema v1) for synthetic content: timing runs and tests.
 
     Defaults: T = 0.44, τα = label time = 1, one replica, the paper's bond and graph cut-offs,
-    engine "synthetic", split "train"; ``overrides`` replace or add keys.
+    engine "synthetic", split "train", no provenance
+    (:func:`tbotan.formats.dataset.dataset_attrs`); ``overrides`` replace or add keys.
     """
-    attrs = dict(
+    from tbotan.formats.dataset import dataset_attrs
+
+    attrs = dataset_attrs(
         temperature=0.44,
         tau_alpha=1.0,
         tau_alpha_source="given",
         label_time=1.0,
         n_replicas=1,
-        box_length=float(box_length),
+        box_length=box_length,
         bond_in=observables.BOND_IN,
         bond_out=observables.BOND_OUT,
         graph_cutoff=2.0,
         engine={"engine": "synthetic"},
-        package_versions={},
         config_hash="synthetic",
         seeds=[],
         split="train",
         source="pipeline",
+        provenance=False,
     )
     attrs.update(overrides)
     return attrs
@@ -348,7 +351,7 @@ def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int
     Only for timing: the graphs have the real edge count (≈ 40 per particle at ρ = 1.2, cut-off
     2.0), the labels are structure-free random fields.
     """
-    from tbotan.formats.dataset import DatasetContent, Graph
+    from tbotan.formats.dataset import DatasetContent, configuration_record
     from tbotan.physics import neighbors
 
     rng = np.random.default_rng(seed)
@@ -365,18 +368,23 @@ def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int
         g = neighbors.graph_edges(thermal[c], L, 2.0)
         graphs_ts.append((g, rng.normal(0, 0.1, g.shape[1])))
     cb = np.clip(rng.normal(0.7, 0.1, (n_configurations, n_particles)), 0, 1)
-    return DatasetContent(
-        attrs=synthetic_attrs(L, config_hash="benchmark", seeds=[seed]),
-        types=np.stack([c.types[0] for c in confs]),
-        thermal_positions=thermal,
-        inherent_positions=inherent,
-        inherent_energy=np.zeros(n_configurations),
-        cb=cb,
-        propensity=1.0 - cb,
-        n_bonds=np.full((n_configurations, n_particles), 12),
-        graph=Graph.concatenate(graphs),
-        graph_ts=Graph.concatenate(graphs_ts),
-        origin=np.zeros((n_configurations, 2), int),
+    records = [
+        configuration_record(
+            types=confs[c].types[0],
+            thermal_positions=thermal[c],
+            inherent_positions=inherent[c],
+            inherent_energy=0.0,
+            cb=cb[c],
+            propensity=1.0 - cb[c],
+            n_bonds=np.full(n_particles, 12),
+            graph=graphs[c],
+            graph_ts=graphs_ts[c],
+            origin=(0, 0),
+        )
+        for c in range(n_configurations)
+    ]
+    return DatasetContent.from_configurations(
+        synthetic_attrs(L, config_hash="benchmark", seeds=[seed]), records
     )
 
 
@@ -509,32 +517,12 @@ def benchmark_train(
         shrink = 0.5 * f.box_length / max(distances)
         config["training"]["corr_distances"] = [d * shrink for d in distances]
     # training and validation files for the epoch measurement (read one configuration at a time)
-    from tbotan.formats.dataset import DatasetContent, Graph
+    from tbotan.formats.dataset import select_configurations
 
-    def subset(indices, split):
-        confs = [f.configuration(c) for c in indices]
-
-        def stack(key):
-            return np.stack([conf[key] for conf in confs])
-
-        return DatasetContent(
-            attrs={**f.attrs, "split": split},
-            types=stack("types"),
-            thermal_positions=stack("thermal_positions"),
-            inherent_positions=stack("inherent_positions"),
-            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
-            cb=stack("cb"),
-            propensity=stack("propensity"),
-            n_bonds=stack("n_bonds"),
-            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
-            graph_ts=Graph.concatenate(
-                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
-            ),
-            origin=np.zeros((len(indices), 2), int),
-        )
-
-    write_dataset(tmp / "train.h5", subset(list(range(epoch_configurations)), "train"))
-    write_dataset(tmp / "validation.h5", subset([epoch_configurations], "validation"))
+    write_dataset(tmp / "train.h5", select_configurations(f, range(epoch_configurations), "train"))
+    write_dataset(
+        tmp / "validation.h5", select_configurations(f, [epoch_configurations], "validation")
+    )
 
     data = graph_from_dataset(f, 0, variant).to(dev)
     n_edges = int(data.edge_index.shape[1])
@@ -761,8 +749,9 @@ def benchmark_train_batches(
     import tempfile
 
     from tbotan import config as cfgmod
-    from tbotan.dataset import write_dataset
-    from tbotan.training import Trainer, resolve_device, tune_cpu_allocator
+    from tbotan.devices import resolve_device
+    from tbotan.formats.dataset import DatasetFile, select_configurations, write_dataset
+    from tbotan.learning.training import Trainer, tune_cpu_allocator
 
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -771,14 +760,12 @@ def benchmark_train_batches(
     tmp = Path(tempfile.mkdtemp(prefix="tbotan-bench-batches-"))
     progress(f"building {configurations + 1} synthetic configurations of N = {n_particles} ...")
     content = synthetic_dataset_content(n_particles, configurations + 1, seed)
-    from tbotan.dataset import DatasetFile
-
     write_dataset(tmp / "all.h5", content)
     whole = DatasetFile(tmp / "all.h5")
     box = whole.box_length
     train_file, validation_file = tmp / "train.h5", tmp / "validation.h5"
-    _write_subset(whole, list(range(configurations)), "train", train_file)
-    _write_subset(whole, [configurations], "validation", validation_file)
+    write_dataset(train_file, select_configurations(whole, range(configurations), "train"))
+    write_dataset(validation_file, select_configurations(whole, [configurations], "validation"))
     trainers = {}
     for b in batch_sizes:
         config = cfgmod.validate(
@@ -855,35 +842,6 @@ def benchmark_train_batches(
         "device": str(dev),
         "batches": rows,
     }
-
-
-def _write_subset(f, indices, split: str, path) -> None:
-    """Write configurations ``indices`` of dataset file ``f`` as a dataset of split ``split``."""
-    from tbotan.dataset import DatasetContent, Graph, write_dataset
-
-    confs = [f.configuration(c) for c in indices]
-
-    def stack(key):
-        return np.stack([conf[key] for conf in confs])
-
-    write_dataset(
-        path,
-        DatasetContent(
-            attrs={**f.attrs, "split": split},
-            types=stack("types"),
-            thermal_positions=stack("thermal_positions"),
-            inherent_positions=stack("inherent_positions"),
-            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
-            cb=stack("cb"),
-            propensity=stack("propensity"),
-            n_bonds=stack("n_bonds"),
-            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
-            graph_ts=Graph.concatenate(
-                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
-            ),
-            origin=np.zeros((len(indices), 2), int),
-        ),
-    )
 
 
 def format_train_batches(result: dict) -> str:
