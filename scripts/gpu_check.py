@@ -430,6 +430,8 @@ def stage_benchmark_train(check: Check) -> dict:
     out = check.out / "train-benchmark.json"
     size = ["--n-particles", "4096", "--steps", "6", "--warmup", "2", "--epoch-configurations", "2"]
     if check.dry_run:
+        overlay = check.out / "train-benchmark-dry-run.yaml"  # a smaller network
+        overlay.write_text("model:\n  message_passing_steps: 2\n")
         size = [
             "--n-particles",
             "400",
@@ -439,8 +441,8 @@ def stage_benchmark_train(check: Check) -> dict:
             "1",
             "--epoch-configurations",
             "1",
-            "--message-passing-steps",
-            "2",
+            "--config",
+            str(overlay),
             "--no-reference",
         ]
     flags = ["--compile", "--amp"] if not check.dry_run else []
