@@ -430,6 +430,8 @@ def stage_benchmark_train(check: Check) -> dict:
     out = check.out / "train-benchmark.json"
     size = ["--n-particles", "4096", "--steps", "6", "--warmup", "2", "--epoch-configurations", "2"]
     if check.dry_run:
+        overlay = check.out / "train-benchmark-dry-run.yaml"  # a smaller network
+        overlay.write_text("model:\n  message_passing_steps: 2\n")
         size = [
             "--n-particles",
             "400",
@@ -439,8 +441,8 @@ def stage_benchmark_train(check: Check) -> dict:
             "1",
             "--epoch-configurations",
             "1",
-            "--message-passing-steps",
-            "2",
+            "--config",
+            str(overlay),
             "--no-reference",
         ]
     flags = ["--compile", "--amp"] if not check.dry_run else []
@@ -458,8 +460,8 @@ def stage_benchmark_train(check: Check) -> dict:
 def stage_predict(check: Check) -> dict:
     """Train a tiny model for one epoch on the device, then ``tbotan predict --device``."""
     from tbotan import config as cfgmod
-    from tbotan.checks.benchmark import _write_subset, synthetic_dataset_content
-    from tbotan.formats.dataset import DatasetFile, write_dataset
+    from tbotan.checks.benchmark import synthetic_dataset_content
+    from tbotan.formats.dataset import DatasetFile, select_configurations, write_dataset
     from tbotan.learning.training import train
 
     folder = check.out / "predict"
@@ -467,8 +469,8 @@ def stage_predict(check: Check) -> dict:
     n = 500
     write_dataset(folder / "all.h5", synthetic_dataset_content(n, 3, 0))
     whole = DatasetFile(folder / "all.h5")
-    _write_subset(whole, [0, 1], "train", folder / "train.h5")
-    _write_subset(whole, [2], "validation", folder / "validation.h5")
+    write_dataset(folder / "train.h5", select_configurations(whole, [0, 1], "train"))
+    write_dataset(folder / "validation.h5", select_configurations(whole, [2], "validation"))
     half_box = 0.5 * whole.box_length
     config = cfgmod.validate(
         {

@@ -6,6 +6,9 @@
 - No library module imports the command layer (``tbotan.commands``, ``tbotan.cli``).
 - The physics of the model system (``tbotan/physics/``) imports neither the MD engines, the
   pipeline configuration nor any later stage.
+- Dataset contents are assembled in one place: only ``tbotan/formats/dataset.py`` constructs
+  ``DatasetContent`` or ``Graph`` (everyone else builds through
+  ``DatasetContent.from_configurations`` and ``select_configurations``).
 
 Every ``import``/``from ... import`` of every file counts, function-level (lazy) imports
 included; relative imports are resolved against the file's package.
@@ -122,3 +125,49 @@ def test_the_check_catches_lazy_and_relative_imports():
     relative = "def g():\n    from ..commands import common\n"
     assert "tbotan.commands.common" in imported_modules(path, relative)
     assert not any(refers_to(m, COMMAND_LAYER) for m in imported_modules(path, "import numpy\n"))
+
+
+DATASET_MODULE = PACKAGE / "formats" / "dataset.py"
+
+
+def constructed(path: Path, names: tuple[str, ...], source: str | None = None) -> list[str]:
+    """Calls ``Name(...)`` or ``x.Name(...)``/``Name.method(...)`` of ``names`` in ``path``."""
+    tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in names:  # DatasetContent(...)
+            found.append(f"{func.id} (line {node.lineno})")
+        elif isinstance(func, ast.Attribute) and func.attr in names:  # dataset.Graph(...)
+            found.append(f"{func.attr} (line {node.lineno})")
+        elif (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in names
+            and func.attr != "from_configurations"
+        ):  # Graph.concatenate(...)
+            found.append(f"{func.value.id}.{func.attr} (line {node.lineno})")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in modules_under() if p != DATASET_MODULE], ids=lambda p: module_name(p)
+)
+def test_dataset_contents_are_built_by_the_shared_builders(path):
+    bad = constructed(path, ("DatasetContent", "Graph"))
+    assert not bad, (
+        f"{module_name(path)} assembles dataset content itself ({', '.join(bad)}): use "
+        "DatasetContent.from_configurations / select_configurations of tbotan.formats.dataset"
+    )
+
+
+def test_the_builder_check_sees_direct_construction():
+    path = PACKAGE / "labels" / "chunks.py"
+    direct = "def f(a):\n    return DatasetContent(attrs=a, graph=Graph.concatenate([]))\n"
+    assert len(constructed(path, ("DatasetContent", "Graph"), direct)) == 2
+    qualified = "def f(a):\n    return dataset.DatasetContent(attrs=a)\n"
+    assert len(constructed(path, ("DatasetContent", "Graph"), qualified)) == 1
+    shared = "def f(a, r):\n    return DatasetContent.from_configurations(a, r)\n"
+    assert not constructed(path, ("DatasetContent", "Graph"), shared)

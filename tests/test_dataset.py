@@ -8,7 +8,17 @@ import pytest
 
 from conftest import BOTAN_BOX, BOTAN_REFERENCE, botan_file
 from tbotan.checks.benchmark import synthetic_attrs
-from tbotan.formats.dataset import DatasetContent, DatasetError, DatasetFile, Graph, write_dataset
+from tbotan.formats.dataset import (
+    REQUIRED_ATTRS,
+    DatasetContent,
+    DatasetError,
+    DatasetFile,
+    Graph,
+    configuration_record,
+    dataset_attrs,
+    select_configurations,
+    write_dataset,
+)
 from tbotan.labels.botan import BotanImportError, import_botan
 from tbotan.physics import kalj, neighbors
 
@@ -137,3 +147,195 @@ def test_importer_rejects_wrong_inputs(tmp_path, cpu_engine, botan_dir):
         import_botan([botan_file(botan_dir, 1)], box=20.0, temperature=0.44, engine=cpu_engine)
     with pytest.raises(BotanImportError, match="not a Table I temperature"):
         import_botan([botan_file(botan_dir, 1)], box=BOTAN_BOX, temperature=0.6, engine=cpu_engine)
+
+
+# ---------------------------------------------------------------------------- shared builders
+
+
+def extra_content(n_conf=5, seed=1) -> DatasetContent:
+    """tiny_content with everything a pipeline file has: origins, extra-time labels and the
+    configurations attribute."""
+    content = tiny_content(n_conf, seed=seed)
+    rng = np.random.default_rng(seed)
+    content.origin = np.stack([np.arange(n_conf) // 2, np.arange(n_conf) % 2], axis=1)
+    content.cb_extra = rng.uniform(0, 1, (n_conf, 2, content.n_particles))
+    content.extra_times = np.array([0.25, 0.5])
+    content.attrs.update(configurations=list(range(10, 10 + n_conf)))
+    return content
+
+
+def file_contents(path) -> tuple[dict, dict]:
+    """Every dataset (as an array) and every attribute of an HDF5 file."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
+        f.visititems(
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[...]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    return arrays, attrs
+
+
+def assert_same_file(a, b):
+    (arrays_a, attrs_a), (arrays_b, attrs_b) = file_contents(a), file_contents(b)
+    assert attrs_a == attrs_b
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for key, value in arrays_a.items():
+        assert value.dtype == arrays_b[key].dtype, key
+        np.testing.assert_array_equal(value, arrays_b[key], err_msg=key)
+
+
+def records(source, indices):
+    return [source.configuration(c, extras=True) for c in indices]
+
+
+def test_records_rebuild_the_content_they_came_from(tmp_path):
+    content = extra_content()
+    write_dataset(tmp_path / "whole.h5", content)
+    n = content.n_configurations
+    rebuilt = DatasetContent.from_configurations(
+        content.attrs, records(content, range(n)), content.extra_times
+    )
+    write_dataset(tmp_path / "rebuilt.h5", rebuilt)
+    assert_same_file(tmp_path / "whole.h5", tmp_path / "rebuilt.h5")
+    # the records of the file are the records of the content
+    f = DatasetFile(tmp_path / "whole.h5")
+    from_file = DatasetContent.from_configurations(f.attrs, records(f, range(n)), f.extra_times)
+    write_dataset(tmp_path / "from_file.h5", from_file)
+    assert_same_file(tmp_path / "whole.h5", tmp_path / "from_file.h5")
+    one, back = content.configuration(3, extras=True), f.configuration(3, extras=True)
+    assert sorted(one) == sorted(back)
+    for key in one:
+        np.testing.assert_allclose(one[key], back[key], rtol=1e-7, err_msg=key)
+
+
+def test_selection_from_memory_and_from_file_agree(tmp_path):
+    content = extra_content()
+    write_dataset(tmp_path / "whole.h5", content)
+    idx = [3, 1, 4]
+    memory = select_configurations(content, idx, "validation")
+    from_file = select_configurations(DatasetFile(tmp_path / "whole.h5"), idx, "validation")
+    write_dataset(tmp_path / "memory.h5", memory)
+    write_dataset(tmp_path / "file.h5", from_file)
+    assert_same_file(tmp_path / "memory.h5", tmp_path / "file.h5")
+    back = DatasetFile(tmp_path / "file.h5").load()
+    assert back.attrs["split"] == "validation" and back.attrs["configurations"] == [13, 11, 14]
+    np.testing.assert_array_equal(back.thermal_positions, content.thermal_positions[idx])
+    np.testing.assert_array_equal(back.origin, content.origin[idx])
+    np.testing.assert_array_equal(back.cb_extra, content.cb_extra[idx].astype(np.float32))
+    np.testing.assert_array_equal(back.extra_times, content.extra_times)
+    for k, c in enumerate(idx):
+        for name in ("graph", "graph_ts"):
+            got, want = getattr(back, name).edges_of(k), getattr(content, name).edges_of(c)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1].astype(np.float32))
+    # without a split, the split and every other attribute stay
+    assert select_configurations(content, [0]).attrs["split"] == content.attrs["split"]
+
+
+def test_selections_joined_give_back_the_whole(tmp_path):
+    content = extra_content()
+    parts = [select_configurations(content, [0, 1]), select_configurations(content, [2, 3, 4])]
+    joined = DatasetContent.from_configurations(
+        content.attrs,
+        [r for part in parts for r in records(part, range(part.n_configurations))],
+        content.extra_times,
+    )
+    write_dataset(tmp_path / "whole.h5", content)
+    write_dataset(tmp_path / "joined.h5", joined)
+    assert_same_file(tmp_path / "whole.h5", tmp_path / "joined.h5")
+
+
+def test_builder_refuses_incomplete_records():
+    content = extra_content(3)
+    with pytest.raises(ValueError, match="at least one configuration"):
+        DatasetContent.from_configurations(content.attrs, [])
+    with pytest.raises(ValueError, match="no extra_times"):
+        DatasetContent.from_configurations(content.attrs, records(content, range(3)))
+    # cb_extra is kept only when every configuration has it
+    mixed = records(content, range(3))
+    mixed[1]["cb_extra"] = None
+    built = DatasetContent.from_configurations(content.attrs, mixed, content.extra_times)
+    assert built.cb_extra is None and built.extra_times is None
+    record = configuration_record(
+        types=content.types[0],
+        thermal_positions=content.thermal_positions[0],
+        inherent_positions=content.inherent_positions[0],
+        inherent_energy=-6.5,
+        cb=content.cb[0],
+        propensity=content.propensity[0],
+        n_bonds=content.n_bonds[0],
+        graph=content.graph.edges_of(0),
+        graph_ts=content.graph_ts.edges_of(0),
+        origin=(4, 1),
+    )
+    assert sorted(record) == sorted(content.configuration(0, extras=True))
+    one = DatasetContent.from_configurations(content.attrs, [record])
+    assert one.origin.tolist() == [[4, 1]] and one.inherent_energy.tolist() == [-6.5]
+
+
+def test_dataset_attrs_are_the_schema_attributes():
+    common = dict(
+        temperature=np.float64(0.5),
+        tau_alpha=217,
+        tau_alpha_source="table",
+        label_time=217,
+        n_replicas=np.int64(32),
+        box_length=15.05658,
+        bond_in=1.3,
+        bond_out=1.6,
+        graph_cutoff=2,
+        engine={"engine": "torch"},
+        config_hash="abc",
+        seeds=[np.int64(1), 2],
+        split="chunk",
+        source="pipeline",
+    )
+    attrs = dataset_attrs(**common, chunk=3)
+    written = {"schema_version", "kind", "complete"}  # set by write_dataset
+    assert set(attrs) == (set(REQUIRED_ATTRS) - written) | {"git_commit", "chunk"}
+    assert type(attrs["temperature"]) is float and type(attrs["n_replicas"]) is int
+    assert attrs["seeds"] == [1, 2] and all(type(s) is int for s in attrs["seeds"])
+    assert attrs["package_versions"] and attrs["chunk"] == 3
+    bare = dataset_attrs(**common, provenance=False)
+    assert "git_commit" not in bare and bare["package_versions"] == {}
+    # the benchmarks' synthetic attributes are the same builder's
+    assert set(synthetic_attrs(5.0)) == set(bare)
+
+
+def test_importer_builds_its_content_from_labelled_records(tmp_path, cpu_engine, liquid_256):
+    """Small BOTAN-style inputs: file c is system c, sample 0; the attributes are the
+    schema's; every array comes from configuration_labels of that file."""
+    from tbotan.labels.replicas import configuration_labels
+
+    paths, rng = [], np.random.default_rng(5)
+    L = float(liquid_256.box[0, 0])
+    for c in range(2):
+        initial = np.mod(liquid_256.positions[0] + rng.normal(0, 0.01 * c, (256, 3)), L)
+        final = initial[None] + rng.normal(0, 0.3, (3, 256, 3))
+        paths.append(tmp_path / f"in{c}.npz")
+        np.savez(paths[-1], types=liquid_256.types[0], initial_positions=initial, positions=final)
+    content = import_botan(paths, box=L, temperature=0.8, engine=cpu_engine, split="train")
+    assert content.origin.tolist() == [[0, 0], [1, 0]]
+    assert content.attrs["n_replicas"] == 3 and content.attrs["source"] == "botan-import"
+    assert set(content.attrs) == set(REQUIRED_ATTRS) - {"schema_version", "kind", "complete"} | {
+        "git_commit",
+        "inputs",
+    }
+    with np.load(paths[1]) as data:
+        lab = configuration_labels(
+            data["initial_positions"],
+            data["positions"],
+            content.inherent_positions[1],
+            data["types"],
+            L,
+            content.attrs["bond_in"],
+            content.attrs["bond_out"],
+            content.attrs["graph_cutoff"],
+        )
+    np.testing.assert_array_equal(content.cb[1], lab.cb)
+    np.testing.assert_array_equal(content.graph.edges_of(1)[0], lab.graph_is)
+    np.testing.assert_array_equal(content.graph_ts.edges_of(1)[1], lab.edge_ts.astype(np.float32))
+    write_dataset(tmp_path / "small.h5", content)
+    assert DatasetFile(tmp_path / "small.h5").n_configurations == 2

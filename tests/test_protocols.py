@@ -291,6 +291,9 @@ def test_label_chunks_assemble_into_disjoint_splits(
     assert train.attrs["tau_alpha"] == 0.5 and train.attrs["label_time"] == 0.5
     assert np.all((train.cb >= 0) & (train.cb <= 1))
     np.testing.assert_allclose(train.inherent_energy, energy[3:6])
+    # the origins (system, sample) of the equilibrium file follow their configurations
+    origin = np.stack([equilibrated.system[3:6], equilibrated.sample[3:6]], axis=1)
+    np.testing.assert_array_equal(train.origin, origin)
     with pytest.raises(ValueError, match="missing or duplicated"):
         assemble_splits(small_config, 1.5, chunks[:1])
     write_dataset(tmp_path / "train.h5", train)

@@ -260,17 +260,6 @@ def test_cli_trains_and_predicts_every_kind_of_input(files, tmp_path, capsys, li
     assert np.mean(np.linalg.norm(forces, axis=1)) < 1e-10
 
 
-def test_training_benchmark_runs(tmp_path):
-    from tbotan.checks.benchmark import benchmark_train
-
-    result = benchmark_train(
-        n_particles=250, steps=2, warmup=1, device="cpu", epoch_configurations=2, hidden=16
-    )
-    step = result["step"]
-    assert step["seconds"] > 0 and 0 < step["corr_fraction"] < 1
-    assert result["epoch"]["seconds"] > 0 and result["memory"]["peak_bytes"] > 0
-
-
 # ---------------------------------------------------------------------------- real data
 
 
@@ -461,9 +450,7 @@ def _train_command(config: dict, files, out: Path, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
-def test_a_signal_checkpoints_the_training_and_the_rerun_completes_it(
-    files, tmp_path, signame
-):
+def test_a_signal_checkpoints_the_training_and_the_rerun_completes_it(files, tmp_path, signame):
     """What a scheduler's time limit does: the signal makes `tbotan train` checkpoint after the
     current epoch (checkpoint_every alone would not before the end) and exit with 128 + the
     signal number; Snakemake deletes metrics.csv; the rerun resumes to the weights and metrics
@@ -571,8 +558,9 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
     from tbotan.learning.inference import load_model
 
     base = dict(epochs=3, warmup_epochs=3, checkpoint_every=3, lambda_global=0.1)
-    plain = train(small_config(**base), files["train"], files["validation"], tmp_path / "a",
-                  progress=False)
+    plain = train(
+        small_config(**base), files["train"], files["validation"], tmp_path / "a", progress=False
+    )
     config = small_config(**base, global_refit_epochs=300, global_refit_lr=3e-3)
     refit = train(config, files["train"], files["validation"], tmp_path / "b", progress=False)
     record = load_file(refit.model_path, "tbotan-model")["global_refit"]
@@ -597,6 +585,7 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
         pooled = m_refit._trunk(x, edge_index, edge_attr, None, 1, collect=True)
         assert torch.allclose(m_refit.global_head(pooled)[0], b.t_pred, rtol=0, atol=1e-6)
 
-    again = train(config, files["train"], files["validation"], tmp_path / "b", resume=True,
-                  progress=False)
+    again = train(
+        config, files["train"], files["validation"], tmp_path / "b", resume=True, progress=False
+    )
     assert load_file(again.model_path, "tbotan-model")["global_refit"] == record

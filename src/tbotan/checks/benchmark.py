@@ -15,6 +15,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from tbotan.physics.configurations import (
     maxwell_boltzmann_velocities,
     random_configuration,
 )
+
+if TYPE_CHECKING:
+    from tbotan.formats.dataset import DatasetFile
 
 
 @dataclass
@@ -319,24 +323,27 @@ def synthetic_attrs(box_length: float, **overrides) -> dict:
     """Dataset attributes (schema v1) for synthetic content: timing runs and tests.
 
     Defaults: T = 0.44, τα = label time = 1, one replica, the paper's bond and graph cut-offs,
-    engine "synthetic", split "train"; ``overrides`` replace or add keys.
+    engine "synthetic", split "train", no provenance
+    (:func:`tbotan.formats.dataset.dataset_attrs`); ``overrides`` replace or add keys.
     """
-    attrs = dict(
+    from tbotan.formats.dataset import dataset_attrs
+
+    attrs = dataset_attrs(
         temperature=0.44,
         tau_alpha=1.0,
         tau_alpha_source="given",
         label_time=1.0,
         n_replicas=1,
-        box_length=float(box_length),
+        box_length=box_length,
         bond_in=observables.BOND_IN,
         bond_out=observables.BOND_OUT,
         graph_cutoff=2.0,
         engine={"engine": "synthetic"},
-        package_versions={},
         config_hash="synthetic",
         seeds=[],
         split="train",
         source="pipeline",
+        provenance=False,
     )
     attrs.update(overrides)
     return attrs
@@ -348,7 +355,7 @@ def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int
     Only for timing: the graphs have the real edge count (≈ 40 per particle at ρ = 1.2, cut-off
     2.0), the labels are structure-free random fields.
     """
-    from tbotan.formats.dataset import DatasetContent, Graph
+    from tbotan.formats.dataset import DatasetContent, configuration_record
     from tbotan.physics import neighbors
 
     rng = np.random.default_rng(seed)
@@ -365,18 +372,23 @@ def synthetic_dataset_content(n_particles: int, n_configurations: int, seed: int
         g = neighbors.graph_edges(thermal[c], L, 2.0)
         graphs_ts.append((g, rng.normal(0, 0.1, g.shape[1])))
     cb = np.clip(rng.normal(0.7, 0.1, (n_configurations, n_particles)), 0, 1)
-    return DatasetContent(
-        attrs=synthetic_attrs(L, config_hash="benchmark", seeds=[seed]),
-        types=np.stack([c.types[0] for c in confs]),
-        thermal_positions=thermal,
-        inherent_positions=inherent,
-        inherent_energy=np.zeros(n_configurations),
-        cb=cb,
-        propensity=1.0 - cb,
-        n_bonds=np.full((n_configurations, n_particles), 12),
-        graph=Graph.concatenate(graphs),
-        graph_ts=Graph.concatenate(graphs_ts),
-        origin=np.zeros((n_configurations, 2), int),
+    records = [
+        configuration_record(
+            types=confs[c].types[0],
+            thermal_positions=thermal[c],
+            inherent_positions=inherent[c],
+            inherent_energy=0.0,
+            cb=cb[c],
+            propensity=1.0 - cb[c],
+            n_bonds=np.full(n_particles, 12),
+            graph=graphs[c],
+            graph_ts=graphs_ts[c],
+            origin=(0, 0),
+        )
+        for c in range(n_configurations)
+    ]
+    return DatasetContent.from_configurations(
+        synthetic_attrs(L, config_hash="benchmark", seeds=[seed]), records
     )
 
 
@@ -421,18 +433,104 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def benchmark_config(
+    config: dict | None = None,
+    *,
+    device: str | None = None,
+    compile: bool | None = None,
+    amp: bool | None = None,
+    batch_size: int | None = None,
+    box_length: float | None = None,
+) -> dict:
+    """The configuration a training benchmark trains with: ``config`` (the schema's defaults,
+    i.e. the repository's ``config.yaml``, when None) with what a benchmark varies over it.
+
+    ``device``, ``compile``, ``amp`` and ``batch_size`` replace ``training.device``,
+    ``training.compile``, ``training.amp`` and ``training.batch_size`` when given; the warm-up
+    is over (``training.warmup_epochs`` 0: every loss term active from the first step); the
+    L_Corr distances are scaled down to fit half of ``box_length`` where they do not (the
+    paper's d = 2, 4, 6 need L ≥ 12).  Everything else (``model``, the loss, the optimiser,
+    ``training.corr_block_rows``, ...) is the configuration's.
+    """
+    from tbotan import config as cfgmod
+
+    base = cfgmod.validate({}, check_engine=False) if config is None else config
+    overlay: dict = {"warmup_epochs": 0}
+    for key, value in (
+        ("device", device),
+        ("compile", compile),
+        ("amp", amp),
+        ("batch_size", batch_size),
+    ):
+        if value is not None:
+            overlay[key] = value
+    out = cfgmod.validate(cfgmod.merge(base, {"training": overlay}), check_engine=False)
+    distances = out["training"]["corr_distances"]
+    if box_length is not None and max(distances) > 0.5 * box_length:
+        shrink = 0.5 * box_length / max(distances)
+        out["training"]["corr_distances"] = [d * shrink for d in distances]
+    return out
+
+
+def _epoch_files(
+    folder: Path,
+    n_train: int,
+    n_particles: int,
+    dataset: str | os.PathLike | None,
+    seed: int,
+    progress,
+) -> tuple[Path, Path, int, DatasetFile]:
+    """``train.h5`` (``n_train`` configurations) and ``validation.h5`` (the next one) in
+    ``folder``: from the first configurations of ``dataset``, or synthetic N-particle ones
+    (:func:`synthetic_dataset_content`).  Returns (train, validation, n_train, the source)."""
+    from tbotan.formats.dataset import DatasetFile, select_configurations, write_dataset
+
+    if dataset is None:
+        progress(f"building {n_train + 1} synthetic configurations of N = {n_particles} ...")
+        source = folder / "synthetic.h5"
+        write_dataset(source, synthetic_dataset_content(n_particles, n_train + 1, seed))
+    else:
+        source = Path(dataset)
+    f = DatasetFile(source)
+    if f.n_configurations < 2:
+        raise ValueError(f"{source}: the benchmark needs at least 2 configurations")
+    n_train = min(n_train, f.n_configurations - 1)
+    train, validation = folder / "train.h5", folder / "validation.h5"
+    write_dataset(train, select_configurations(f, range(n_train), "train"))
+    write_dataset(validation, select_configurations(f, [n_train], "validation"))
+    return train, validation, n_train, f
+
+
+def _workload(trainer) -> dict:
+    """What a training benchmark ran: the trainer's model and training settings."""
+    from tbotan import config as cfgmod
+    from tbotan.learning.model import count_parameters
+
+    m, t = trainer.config["model"], trainer.training
+    return {
+        "variant": trainer.variant,
+        "hidden": m["hidden"],
+        "mlp_layers": m["mlp_layers"],
+        "message_passing_steps": m["message_passing_steps"],
+        "global_readout": m["global_readout"],
+        "parameters": count_parameters(trainer.model),
+        "compile": bool(t["compile"]),
+        "amp_bf16": trainer.amp,
+        "corr_block_rows": t["corr_block_rows"],
+        "corr_distances": list(t["corr_distances"]),
+        "batch_size": t["batch_size"],
+        "config_hash": cfgmod.section_hash(trainer.config, ["model", "training"]),
+    }
+
+
 def benchmark_train(
-    n_particles: int = 4096,
+    config: dict | None = None,
+    n_particles: int | None = None,
     steps: int = 10,
     warmup: int = 3,
-    device: str = "auto",
-    variant: str = "is+ts",
-    hidden: int = 64,
-    mlp_layers: int = 2,
-    message_passing_steps: int = 7,
-    compile: bool = False,
-    amp: bool = False,
-    corr_block_rows: int = 1024,
+    device: str | None = None,
+    compile: bool | None = None,
+    amp: bool | None = None,
     dataset: str | os.PathLike | None = None,
     epoch_configurations: int = 4,
     reference: bool = True,
@@ -441,17 +539,22 @@ def benchmark_train(
 ) -> dict:
     """Time T-BOTAN training on N-particle graphs (docs/benchmarks.md, "Learning").
 
-    Measures, on one device: (1) the training step (forward, all loss terms with the warm-up
-    over, backward, clip, Adam) on one graph, split into forward / loss / backward+update, and
-    the share of the step spent in L_Corr (forward and backward); (2) a real epoch of
-    :class:`tbotan.learning.training.Trainer` over ``epoch_configurations`` configurations written
-    to a temporary dataset file (reading and graph building included; with ``compile`` after one
-    untimed epoch) plus its validation on one
-    configuration; (3) peak memory; (4) optionally the same step of BOTAN's reference network
-    (:func:`reference_botan_model`, node + edge MSE) on the same graph, measured interleaved
-    with ours so that machine load affects both alike.
+    The model and the training are those of ``config`` (a validated configuration; the
+    schema's defaults when None), built by :class:`tbotan.learning.training.Trainer` as
+    ``tbotan train`` builds them, with the benchmark's settings over it
+    (:func:`benchmark_config`: ``device``, ``compile``, ``amp`` when given, the warm-up over).
+    Measures, on one device: (1) the trainer's training step (forward, all loss terms,
+    backward, clip, Adam, with the trainer's model, loss settings and optimiser) on one graph,
+    split into forward / loss / backward+update, and the share of the step spent in L_Corr
+    (forward and backward); (2) a real :meth:`~tbotan.learning.training.Trainer.train_epoch`
+    over ``epoch_configurations`` configurations written to a temporary dataset file (reading
+    and graph building included; with ``compile`` after one untimed epoch) plus its validation
+    on one configuration; (3) peak memory; (4) optionally the same step of BOTAN's reference
+    network (:func:`reference_botan_model` of the same width and depth, node + edge MSE) on
+    the same graph, measured interleaved with ours so that machine load affects both alike.
 
-    Configurations are synthetic (``dataset`` None) or the first ones of a dataset file.
+    Configurations are synthetic, of ``n_particles`` (default: ``system.n_particles``), when
+    ``dataset`` is None, else the first ones of that dataset file.
     """
     import resource
     import tempfile
@@ -460,196 +563,137 @@ def benchmark_train(
 
     from tbotan import config as cfgmod
     from tbotan.devices import resolve_device
-    from tbotan.formats.dataset import DatasetFile, write_dataset
+    from tbotan.formats.dataset import DatasetFile
     from tbotan.learning.graphs import graph_from_dataset, octahedral_augment, octahedral_operation
-    from tbotan.learning.losses import correlation_loss, loss_weights, tbotan_losses
-    from tbotan.learning.model import TBotan, count_parameters
-    from tbotan.learning.training import Trainer, tune_cpu_allocator
+    from tbotan.learning.losses import correlation_loss, loss_weights
+    from tbotan.learning.training import Trainer
 
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        tune_cpu_allocator()
-    amp = amp and dev.type == "cuda"
-    config = cfgmod.validate(
-        {
-            "model": {
-                "hidden": hidden,
-                "mlp_layers": mlp_layers,
-                "message_passing_steps": message_passing_steps,
-                "variant": variant,
-            },
-            "training": {
-                "epochs": 1,
-                "warmup_epochs": 0,
-                "device": dev.type,
-                "compile": compile,
-                "amp": amp,
-                "corr_block_rows": corr_block_rows,
-                "checkpoint_every": 1,
-            },
-        }
-    )
-    tmp = Path(tempfile.mkdtemp(prefix="tbotan-bench-"))
-    if dataset is None:
-        progress(
-            f"building {epoch_configurations + 1} synthetic configurations of N = {n_particles} ..."
+    base = cfgmod.validate({}, check_engine=False) if config is None else config
+    n_particles = n_particles or base["system"]["n_particles"]
+    dev = resolve_device(device or base["training"]["device"])
+    with tempfile.TemporaryDirectory(prefix="tbotan-bench-") as folder:
+        tmp = Path(folder)
+        train_file, validation_file, epoch_configurations, source = _epoch_files(
+            tmp, epoch_configurations, n_particles, dataset, seed, progress
         )
-        content = synthetic_dataset_content(n_particles, epoch_configurations + 1, seed)
-        source = tmp / "synthetic.h5"
-        write_dataset(source, content)
-    else:
-        source = Path(dataset)
-    f = DatasetFile(source)
-    if f.n_configurations < 2:
-        raise ValueError(f"{source}: the benchmark needs at least 2 configurations")
-    epoch_configurations = min(epoch_configurations, f.n_configurations - 1)
-    # the paper's L_Corr distances where the box holds them; scaled to fit L/2 in smaller boxes
-    distances = config["training"]["corr_distances"]
-    if max(distances) > 0.5 * f.box_length:
-        shrink = 0.5 * f.box_length / max(distances)
-        config["training"]["corr_distances"] = [d * shrink for d in distances]
-    # training and validation files for the epoch measurement (read one configuration at a time)
-    from tbotan.formats.dataset import DatasetContent, Graph
-
-    def subset(indices, split):
-        confs = [f.configuration(c) for c in indices]
-
-        def stack(key):
-            return np.stack([conf[key] for conf in confs])
-
-        return DatasetContent(
-            attrs={**f.attrs, "split": split},
-            types=stack("types"),
-            thermal_positions=stack("thermal_positions"),
-            inherent_positions=stack("inherent_positions"),
-            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
-            cb=stack("cb"),
-            propensity=stack("propensity"),
-            n_bonds=stack("n_bonds"),
-            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
-            graph_ts=Graph.concatenate(
-                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
-            ),
-            origin=np.zeros((len(indices), 2), int),
+        config = benchmark_config(
+            base, device=str(dev), compile=compile, amp=amp, box_length=source.box_length
         )
-
-    write_dataset(tmp / "train.h5", subset(list(range(epoch_configurations)), "train"))
-    write_dataset(tmp / "validation.h5", subset([epoch_configurations], "validation"))
-
-    data = graph_from_dataset(f, 0, variant).to(dev)
-    n_edges = int(data.edge_index.shape[1])
-    torch.manual_seed(seed)
-    model = TBotan.from_config(config, variant).to(dev)
-    forward = torch.compile(model, dynamic=True) if compile else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    weights = loss_weights(config["training"], 1)  # warm-up over: every term active
-    distances = config["training"]["corr_distances"]
-    rng = np.random.default_rng(seed)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    def our_step(split: dict | None = None):
-        t0 = time.perf_counter()
-        sample = octahedral_augment(data, *octahedral_operation(rng))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
-            out = forward(sample.x, sample.edge_index, sample.edge_attr)
-        if split is not None:
-            _sync(dev)
-        t1 = time.perf_counter()
-        terms = tbotan_losses(out, sample, weights, distances, corr_block_rows)
-        if split is not None:
-            _sync(dev)
-        t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        _sync(dev)
-        t3 = time.perf_counter()
-        if split is not None:
-            split["forward"].append(t1 - t0)
-            split["loss"].append(t2 - t1)
-            split["backward_update"].append(t3 - t2)
-        return t3 - t0
-
-    a = data.a_mask
-    corr_input = data.y[a].clone()
-
-    def corr_step():
-        t0 = time.perf_counter()
-        pred = corr_input.clone().requires_grad_(True)
-        value = correlation_loss(
-            pred * 1.01, data.y[a], data.corr_positions, data.box, distances, corr_block_rows
+        trainer = Trainer(
+            config, [train_file], [validation_file], tmp / "model", seed=seed, device=str(dev)
         )
-        value.backward()
-        _sync(dev)
-        return time.perf_counter() - t0
+        training = trainer.training
+        model, optimizer = trainer.model, trainer.optimizer
+        data = graph_from_dataset(DatasetFile(train_file), 0, trainer.variant).to(dev)
+        n_edges = int(data.edge_index.shape[1])
+        weights = loss_weights(training, 1, trainer.lambda_global)  # every term active
+        distances, block_rows = training["corr_distances"], training["corr_block_rows"]
+        rng = np.random.default_rng(seed)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
 
-    ref_model = ref_step = None
-    if reference:
-        torch.manual_seed(seed)
-        ref_model = reference_botan_model(hidden, mlp_layers, message_passing_steps).to(dev)
-        ref_optimizer = torch.optim.Adam(ref_model.parameters(), lr=1e-4)
-        ref_x = data.x[:, 1:2].contiguous()  # BOTAN: the species as one number
-        ref_edge = data.edge_attr[:, :3].contiguous()
-
-        def ref_step():
+        def our_step(split: dict | None = None):
+            """One optimiser step of the trainer on ``data`` (as in Trainer.train_epoch)."""
             t0 = time.perf_counter()
-            node, edge = ref_model(ref_x, data.edge_index, ref_edge)
-            loss = 0.5 * torch.nn.functional.mse_loss(node[:, 0], data.y)
-            loss = loss + 0.5 * torch.nn.functional.mse_loss(edge[:, 0], data.y_edge)
-            ref_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 1.0)
-            ref_optimizer.step()
+            sample = data
+            if training["augment"]:
+                sample = octahedral_augment(data, *octahedral_operation(rng))
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trainer.amp):
+                out = trainer.forward(sample.x, sample.edge_index, sample.edge_attr)
+            if split is not None:
+                _sync(dev)
+            t1 = time.perf_counter()
+            terms = trainer.loss_terms(out, sample, weights)
+            if split is not None:
+                _sync(dev)
+            t2 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
+            optimizer.step()
+            _sync(dev)
+            t3 = time.perf_counter()
+            if split is not None:
+                split["forward"].append(t1 - t0)
+                split["loss"].append(t2 - t1)
+                split["backward_update"].append(t3 - t2)
+            return t3 - t0
+
+        a = data.a_mask
+        corr_input = data.y[a].clone()
+
+        def corr_step():
+            t0 = time.perf_counter()
+            pred = corr_input.clone().requires_grad_(True)
+            value = correlation_loss(
+                pred * 1.01, data.y[a], data.corr_positions, data.box, distances, block_rows
+            )
+            value.backward()
             _sync(dev)
             return time.perf_counter() - t0
 
-    progress(f"warm-up ({warmup} steps{', compiling' if compile else ''}) ...")
-    for _ in range(max(warmup, 1)):
-        our_step()
-    # peak memory of T-BOTAN training alone (before the reference network runs)
-    if dev.type == "cuda":
-        peak = int(torch.cuda.max_memory_allocated(dev))
-        memory = {"kind": "cuda max_memory_allocated", "peak_bytes": peak}
-    else:
-        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-        memory = {"kind": "process max RSS (getrusage)", "peak_bytes": peak}
-    for _ in range(warmup):
-        corr_step()
-        if ref_step is not None:
-            ref_step()
-    progress(f"timing {steps} training steps on N = {data.num_nodes}, E = {n_edges} ...")
-    split = {"forward": [], "loss": [], "backward_update": []}
-    ours, corr, ref = [], [], []
-    for _ in range(steps):  # interleaved: load on a shared machine hits all alike
-        ours.append(our_step())
-        our_step(split)
-        corr.append(corr_step())
-        if ref_step is not None:
-            ref.append(ref_step())
+        m = config["model"]
+        ref_model = ref_step = None
+        if reference:
+            torch.manual_seed(seed)
+            ref_model = reference_botan_model(
+                m["hidden"], m["mlp_layers"], m["message_passing_steps"]
+            ).to(dev)
+            ref_optimizer = torch.optim.Adam(ref_model.parameters(), lr=training["learning_rate"])
+            ref_x = data.x[:, 1:2].contiguous()  # BOTAN: the species as one number
+            ref_edge = data.edge_attr[:, :3].contiguous()
 
-    progress(f"one training epoch of {epoch_configurations} configurations (Trainer) ...")
-    trainer = Trainer(
-        config,
-        [tmp / "train.h5"],
-        [tmp / "validation.h5"],
-        tmp / "model",
-        seed=seed,
-        device=dev.type,
-    )
-    if compile:  # compile the trainer's own model before timing (training and eval graphs)
-        progress("  (a first, untimed epoch compiles the trainer's model)")
+            def ref_step():
+                t0 = time.perf_counter()
+                node, edge = ref_model(ref_x, data.edge_index, ref_edge)
+                loss = 0.5 * torch.nn.functional.mse_loss(node[:, 0], data.y)
+                loss = loss + 0.5 * torch.nn.functional.mse_loss(edge[:, 0], data.y_edge)
+                ref_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(ref_model.parameters(), training["grad_clip"])
+                ref_optimizer.step()
+                _sync(dev)
+                return time.perf_counter() - t0
+
+        compiled = bool(training["compile"])
+        progress(f"warm-up ({warmup} steps{', compiling' if compiled else ''}) ...")
+        for _ in range(max(warmup, 1)):
+            our_step()
+        # peak memory of T-BOTAN training alone (before the reference network runs)
+        if dev.type == "cuda":
+            peak = int(torch.cuda.max_memory_allocated(dev))
+            memory = {"kind": "cuda max_memory_allocated", "peak_bytes": peak}
+        else:
+            peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+            memory = {"kind": "process max RSS (getrusage)", "peak_bytes": peak}
+        for _ in range(warmup):
+            corr_step()
+            if ref_step is not None:
+                ref_step()
+        progress(f"timing {steps} training steps on N = {data.num_nodes}, E = {n_edges} ...")
+        split = {"forward": [], "loss": [], "backward_update": []}
+        ours, corr, ref = [], [], []
+        for _ in range(steps):  # interleaved: load on a shared machine hits all alike
+            ours.append(our_step())
+            our_step(split)
+            corr.append(corr_step())
+            if ref_step is not None:
+                ref.append(ref_step())
+
+        progress(f"one training epoch of {epoch_configurations} configurations (Trainer) ...")
+        if compiled:  # the eval graph and the other graphs' shapes compile before timing
+            progress("  (a first, untimed epoch compiles the trainer's model)")
+            trainer.train_epoch()
+            trainer.validate()
+        start = time.perf_counter()
         trainer.train_epoch()
+        _sync(dev)
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
         trainer.validate()
-    start = time.perf_counter()
-    trainer.train_epoch()
-    _sync(dev)
-    train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    trainer.validate()
-    _sync(dev)
-    validation_seconds = time.perf_counter() - start
+        _sync(dev)
+        validation_seconds = time.perf_counter() - start
+        workload = _workload(trainer)
 
     step_s = float(np.median(ours))
     result = {
@@ -657,14 +701,7 @@ def benchmark_train(
         "workload": {
             "n_particles": int(data.num_nodes),
             "n_edges": n_edges,
-            "variant": variant,
-            "hidden": hidden,
-            "mlp_layers": mlp_layers,
-            "message_passing_steps": message_passing_steps,
-            "parameters": count_parameters(model),
-            "compile": compile,
-            "amp_bf16": amp,
-            "corr_block_rows": corr_block_rows,
+            **workload,
             "data": "synthetic" if dataset is None else str(dataset),
         },
         "machine": machine_description(),
@@ -695,9 +732,6 @@ def benchmark_train(
             "step_seconds": ref_s,
             "speedup_step": ref_s / step_s,
         }
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
@@ -732,26 +766,29 @@ def format_train(result: dict) -> str:
 
 
 def benchmark_train_batches(
-    n_particles: int = 1000,
+    config: dict | None = None,
+    n_particles: int | None = None,
     batch_sizes: tuple[int, ...] = (1, 4, 8),
     configurations: int = 8,
     rounds: int = 2,
-    device: str = "auto",
-    variant: str = "is+ts",
-    hidden: int = 64,
-    message_passing_steps: int = 7,
-    compile: bool = False,
-    amp: bool = False,
+    device: str | None = None,
+    compile: bool | None = None,
+    amp: bool | None = None,
+    dataset: str | os.PathLike | None = None,
     seed: int = 0,
     progress=print,
 ) -> dict:
-    """Training throughput of :class:`tbotan.training.Trainer` per ``training.batch_size``.
+    """Training throughput of :class:`tbotan.learning.training.Trainer` per
+    ``training.batch_size``.
 
-    One training file of ``configurations`` synthetic N-particle configurations; for every
-    batch size B a trainer runs one untimed epoch (allocations, compilation), then ``rounds``
-    timed epochs, the batch sizes taking turns round by round so that machine load hits all
-    alike.  An epoch is ``ceil(configurations / B)`` optimiser steps over every configuration
-    (HDF5 reading and graph building included, as in ``tbotan train``).
+    The model and the training are those of ``config`` (the schema's defaults when None),
+    with the benchmark's settings over it (:func:`benchmark_config`), as in
+    :func:`benchmark_train`.  One training file of ``configurations`` synthetic N-particle
+    configurations (default N: ``system.n_particles``; or the first ones of ``dataset``); for
+    every batch size B a trainer runs one untimed epoch (allocations, compilation), then
+    ``rounds`` timed epochs, the batch sizes taking turns round by round so that machine load
+    hits all alike.  An epoch is ``ceil(configurations / B)`` optimiser steps over every
+    configuration (HDF5 reading and graph building included, as in ``tbotan train``).
 
     Returns a JSON-ready dictionary: per batch size the median epoch time (s), optimiser
     steps per second and configurations per second, and configurations per second relative to
@@ -761,63 +798,49 @@ def benchmark_train_batches(
     import tempfile
 
     from tbotan import config as cfgmod
-    from tbotan.dataset import write_dataset
-    from tbotan.training import Trainer, resolve_device, tune_cpu_allocator
+    from tbotan.devices import resolve_device
+    from tbotan.learning.training import Trainer
 
-    dev = resolve_device(device)
-    if dev.type == "cpu":
-        tune_cpu_allocator()
-    amp = amp and dev.type == "cuda"
-    tmp = Path(tempfile.mkdtemp(prefix="tbotan-bench-batches-"))
-    progress(f"building {configurations + 1} synthetic configurations of N = {n_particles} ...")
-    content = synthetic_dataset_content(n_particles, configurations + 1, seed)
-    from tbotan.dataset import DatasetFile
-
-    write_dataset(tmp / "all.h5", content)
-    whole = DatasetFile(tmp / "all.h5")
-    box = whole.box_length
-    train_file, validation_file = tmp / "train.h5", tmp / "validation.h5"
-    _write_subset(whole, list(range(configurations)), "train", train_file)
-    _write_subset(whole, [configurations], "validation", validation_file)
-    trainers = {}
-    for b in batch_sizes:
-        config = cfgmod.validate(
-            {
-                "model": {
-                    "hidden": hidden,
-                    "message_passing_steps": message_passing_steps,
-                    "variant": variant,
-                },
-                "training": {
-                    "epochs": 10**6,
-                    "warmup_epochs": 0,
-                    "device": dev.type,
-                    "compile": compile,
-                    "amp": amp,
-                    "batch_size": int(b),
-                    "checkpoint_every": 10**6,
-                },
-            }
+    base = cfgmod.validate({}, check_engine=False) if config is None else config
+    n_particles = n_particles or base["system"]["n_particles"]
+    dev = resolve_device(device or base["training"]["device"])
+    with tempfile.TemporaryDirectory(prefix="tbotan-bench-batches-") as folder:
+        tmp = Path(folder)
+        train_file, validation_file, configurations, source = _epoch_files(
+            tmp, configurations, n_particles, dataset, seed, progress
         )
-        distances = config["training"]["corr_distances"]
-        if max(distances) > 0.5 * box:
-            shrink = 0.5 * box / max(distances)
-            config["training"]["corr_distances"] = [d * shrink for d in distances]
-        trainers[b] = Trainer(
-            config, [train_file], [validation_file], tmp / f"model-{b}", seed=seed, device=dev.type
-        )
-        progress(f"batch size {b}: untimed first epoch ...")
-        trainers[b].train_epoch()
-        trainers[b].epoch += 1
-    times = {b: [] for b in batch_sizes}
-    for r in range(rounds):
+        trainers = {}
         for b in batch_sizes:
-            start = time.perf_counter()
+            config = benchmark_config(
+                base,
+                device=str(dev),
+                compile=compile,
+                amp=amp,
+                batch_size=int(b),
+                box_length=source.box_length,
+            )
+            trainers[b] = Trainer(
+                config,
+                [train_file],
+                [validation_file],
+                tmp / f"model-{b}",
+                seed=seed,
+                device=str(dev),
+            )
+            progress(f"batch size {b}: untimed first epoch ...")
             trainers[b].train_epoch()
-            _sync(dev)
-            times[b].append(time.perf_counter() - start)
             trainers[b].epoch += 1
-            progress(f"round {r + 1}, batch size {b}: epoch {times[b][-1]:.2f} s")
+        times = {b: [] for b in batch_sizes}
+        for r in range(rounds):
+            for b in batch_sizes:
+                start = time.perf_counter()
+                trainers[b].train_epoch()
+                _sync(dev)
+                times[b].append(time.perf_counter() - start)
+                trainers[b].epoch += 1
+                progress(f"round {r + 1}, batch size {b}: epoch {times[b][-1]:.2f} s")
+        workload = _workload(trainers[batch_sizes[0]])
+        n_particles = source.n_particles
     rows = []
     for b in batch_sizes:
         seconds = float(np.median(times[b]))
@@ -832,58 +855,24 @@ def benchmark_train_batches(
                 "configurations_per_second": configurations / seconds,
             }
         )
-    base = rows[0]["configurations_per_second"]
+    base_rate = rows[0]["configurations_per_second"]
     for row in rows:
-        row["configurations_per_second_vs_first"] = row["configurations_per_second"] / base
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
+        row["configurations_per_second_vs_first"] = row["configurations_per_second"] / base_rate
+    for key in ("batch_size", "config_hash"):  # they vary with the batch size
+        workload.pop(key)
     return {
         "benchmark": "train-batches",
         "workload": {
             "n_particles": n_particles,
             "configurations_per_epoch": configurations,
-            "variant": variant,
-            "hidden": hidden,
-            "message_passing_steps": message_passing_steps,
-            "compile": compile,
-            "amp_bf16": amp,
-            "data": "synthetic",
+            **workload,
+            "data": "synthetic" if dataset is None else str(dataset),
             "rounds": rounds,
         },
         "machine": machine_description(),
         "device": str(dev),
         "batches": rows,
     }
-
-
-def _write_subset(f, indices, split: str, path) -> None:
-    """Write configurations ``indices`` of dataset file ``f`` as a dataset of split ``split``."""
-    from tbotan.dataset import DatasetContent, Graph, write_dataset
-
-    confs = [f.configuration(c) for c in indices]
-
-    def stack(key):
-        return np.stack([conf[key] for conf in confs])
-
-    write_dataset(
-        path,
-        DatasetContent(
-            attrs={**f.attrs, "split": split},
-            types=stack("types"),
-            thermal_positions=stack("thermal_positions"),
-            inherent_positions=stack("inherent_positions"),
-            inherent_energy=np.array([conf["inherent_energy"] for conf in confs]),
-            cb=stack("cb"),
-            propensity=stack("propensity"),
-            n_bonds=stack("n_bonds"),
-            graph=Graph.concatenate([(c["graph_index"], c["graph_labels"]) for c in confs]),
-            graph_ts=Graph.concatenate(
-                [(c["graph_ts_index"], c["graph_ts_labels"]) for c in confs]
-            ),
-            origin=np.zeros((len(indices), 2), int),
-        ),
-    )
 
 
 def format_train_batches(result: dict) -> str:

@@ -1,6 +1,16 @@
-"""``tbotan benchmark md|fire|train``: throughput of the MD engines, of FIRE and of training."""
+"""``tbotan benchmark md|fire|train``: throughput of the MD engines, of FIRE and of training.
+
+``benchmark train`` times the model and the training of a configuration (``--config``; the
+schema's defaults, i.e. the repository's ``config.yaml``, without one), built as ``tbotan
+train`` builds them; its options set only what a benchmark varies (graph size, steps, device,
+compilation, mixed precision, batch sizes).
+"""
 
 from __future__ import annotations
+
+import argparse
+
+from tbotan.commands.common import _DeprecatedOption, add_config_argument, load_config
 
 NAME = "benchmark"
 HELP = "measure throughput (md, fire, train)"
@@ -10,15 +20,18 @@ def add_arguments(parser) -> None:
     kinds = parser.add_subparsers(dest="benchmark", required=True)
     md = kinds.add_parser(
         "md",
+        formatter_class=parser.formatter_class,
         help="replica-steps per second of the MD engines on one KALJ liquid",
         description="Time the torch engine at each batch size and, beside it on the same liquid, "
         "HOOMD-blue (when it imports) and/or LAMMPS; print the ratios and write JSON.",
     )
-    md.add_argument("--n-particles", type=int, default=4096)
-    md.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    md.add_argument("--n-particles", type=int, default=4096, help="N of the liquid")
+    md.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1, 32], help="torch engine batch sizes"
+    )
     md.add_argument("--steps", type=int, default=500, help="timed steps per measurement")
-    md.add_argument("--warmup", type=int, default=100)
-    md.add_argument("--kT", type=float, default=0.8)
+    md.add_argument("--warmup", type=int, default=100, help="untimed steps before each")
+    md.add_argument("--kT", type=float, default=0.8, help="temperature of the liquid")
     md.add_argument("--device", default="auto", help="auto | cpu | cuda")
     md.add_argument("--kernels", default="auto", help="auto | native | compiled | eager")
     md.add_argument("--precision", default="float64", choices=["float64", "float32"])
@@ -36,8 +49,8 @@ def add_arguments(parser) -> None:
         "(required); lammps: torch and LAMMPS (required); all: torch and every other engine "
         "that imports",
     )
-    md.add_argument("--hoomd-steps", type=int, default=None)
-    md.add_argument("--lammps-steps", type=int, default=None)
+    md.add_argument("--hoomd-steps", type=int, default=None, help="default: --steps")
+    md.add_argument("--lammps-steps", type=int, default=None, help="default: --steps")
     md.add_argument(
         "--lammps-threads", type=int, default=None, help="LAMMPS OpenMP threads (default: torch's)"
     )
@@ -52,13 +65,16 @@ def add_arguments(parser) -> None:
 
     fi = kinds.add_parser(
         "fire",
+        formatter_class=parser.formatter_class,
         help="inherent structures per second by FIRE on the BOTAN files, torch vs LAMMPS",
         description="Minimise the BOTAN configurations (T = 0.44, N = 4096) to mean |F| < 1e-12 "
         "with each engine in one run (torch: all files in one batch; LAMMPS: one after "
         "another); print IS/s, steps and e_IS beside the reference values, and write JSON.",
     )
     fi.add_argument("--data", required=True, help="folder of isoconfig_N4096T0.44_*_tc07.npz")
-    fi.add_argument("--files", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    fi.add_argument(
+        "--files", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="indices of the files"
+    )
     fi.add_argument(
         "--engine", default="all", choices=["torch", "lammps", "all"], help="all: torch and LAMMPS"
     )
@@ -69,24 +85,57 @@ def add_arguments(parser) -> None:
 
     tr = kinds.add_parser(
         "train",
+        formatter_class=parser.formatter_class,
         help="time per training step and epoch of T-BOTAN, peak memory, share of L_Corr",
-        description="Time T-BOTAN training steps (all loss terms active) and one real epoch on "
-        "N-particle graphs (synthetic, or the configurations of --dataset), with BOTAN's "
-        "reference network timed beside it on the same graph; print a report and write JSON.",
+        description="Time the training steps (all loss terms active) and one real epoch of the "
+        "configuration's T-BOTAN model and training (its model and training sections, built "
+        "by the Trainer of `tbotan train`) on N-particle graphs (synthetic, or the "
+        "configurations of --dataset), with BOTAN's reference network of the same width and "
+        "depth timed beside it on the same graph; print a report and write JSON.",
     )
-    tr.add_argument("--n-particles", type=int, default=4096, help="N of synthetic graphs")
+    add_config_argument(tr, aliases=("--configfile",))
+    tr.add_argument(
+        "--n-particles",
+        type=int,
+        default=None,
+        help="N of synthetic graphs (default: system.n_particles)",
+    )
     tr.add_argument("--dataset", default=None, help="time on this dataset file's configurations")
     tr.add_argument("--steps", type=int, default=10, help="timed steps (interleaved)")
-    tr.add_argument("--warmup", type=int, default=3)
-    tr.add_argument("--epoch-configurations", type=int, default=4)
-    tr.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    tr.add_argument("--variant", default="is+ts", choices=["is+ts", "is", "ts"])
-    tr.add_argument("--hidden", type=int, default=64)
-    tr.add_argument("--message-passing-steps", type=int, default=7)
-    tr.add_argument("--compile", action="store_true", help="torch.compile the model")
-    tr.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
-    tr.add_argument("--corr-block-rows", type=int, default=1024)
+    tr.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
+    tr.add_argument(
+        "--epoch-configurations", type=int, default=4, help="configurations of the timed epoch"
+    )
+    tr.add_argument(
+        "--device", default=None, help="auto | cpu | cuda | cuda:N (default: training.device)"
+    )
+    tr.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the model (default: training.compile)",
+    )
+    tr.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast on CUDA (default: training.amp)",
+    )
     tr.add_argument("--no-reference", action="store_true", help="skip BOTAN's reference network")
+    for flag, key, kwargs in (
+        ("--variant", "model.variant", {"choices": ["is+ts", "is", "ts"]}),
+        ("--hidden", "model.hidden", {"type": int}),
+        ("--message-passing-steps", "model.message_passing_steps", {"type": int}),
+        ("--corr-block-rows", "training.corr_block_rows", {"type": int}),
+    ):  # former options: the configuration's keys now
+        tr.add_argument(
+            flag,
+            action=_DeprecatedOption,
+            new=f"{key} in a --config file",
+            default=None,
+            help=argparse.SUPPRESS,
+            **kwargs,
+        )
     tr.add_argument(
         "--batch-sizes",
         type=int,
@@ -94,9 +143,11 @@ def add_arguments(parser) -> None:
         default=None,
         help="instead: training throughput (optimiser steps/s, configurations/s) of whole "
         "epochs per training.batch_size, on --batch-configurations synthetic graphs of "
-        "--n-particles",
+        "--n-particles (or of --dataset)",
     )
-    tr.add_argument("--batch-configurations", type=int, default=8)
+    tr.add_argument(
+        "--batch-configurations", type=int, default=8, help="configurations per epoch there"
+    )
     tr.add_argument("--rounds", type=int, default=2, help="timed epochs per batch size")
     tr.add_argument("--output", default="results/benchmarks/train.json", help="JSON file")
 
@@ -167,30 +218,26 @@ def run(args) -> int:
         print(format_fire(result))
     elif args.benchmark == "train" and args.batch_sizes:
         result = benchmark.benchmark_train_batches(
+            train_config(args),
             n_particles=args.n_particles,
             batch_sizes=tuple(args.batch_sizes),
             configurations=args.batch_configurations,
             rounds=args.rounds,
             device=args.device,
-            variant=args.variant,
-            hidden=args.hidden,
-            message_passing_steps=args.message_passing_steps,
             compile=args.compile,
             amp=args.amp,
+            dataset=args.dataset,
         )
         print(benchmark.format_train_batches(result))
     elif args.benchmark == "train":
         result = benchmark.benchmark_train(
+            train_config(args),
             n_particles=args.n_particles,
             steps=args.steps,
             warmup=args.warmup,
             device=args.device,
-            variant=args.variant,
-            hidden=args.hidden,
-            message_passing_steps=args.message_passing_steps,
             compile=args.compile,
             amp=args.amp,
-            corr_block_rows=args.corr_block_rows,
             dataset=args.dataset,
             epoch_configurations=args.epoch_configurations,
             reference=not args.no_reference,
@@ -199,3 +246,28 @@ def run(args) -> int:
     benchmark.write_json(result, args.output)
     print(f"written: {args.output}")
     return 0
+
+
+#: The former ``benchmark train`` options and the configuration keys that replace them.
+DEPRECATED_TRAIN_OPTIONS = {
+    "variant": ("model", "variant"),
+    "hidden": ("model", "hidden"),
+    "message_passing_steps": ("model", "message_passing_steps"),
+    "corr_block_rows": ("training", "corr_block_rows"),
+}
+
+
+def train_config(args) -> dict:
+    """The configuration ``benchmark train`` times: ``--config`` (schema defaults without it),
+    with the values of the deprecated options over it."""
+    from tbotan import config as cfgmod
+
+    config = load_config(args, check_engine=False)
+    overlay: dict = {}
+    for dest, (section, key) in DEPRECATED_TRAIN_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overlay.setdefault(section, {})[key] = value
+    if overlay:
+        config = cfgmod.validate(cfgmod.merge(config, overlay), check_engine=False)
+    return config

@@ -10,9 +10,14 @@ import argparse
 import sys
 
 
-def add_config_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
+def add_config_argument(
+    parser: argparse.ArgumentParser, required: bool = False, aliases: tuple[str, ...] = ()
+) -> None:
+    """``--config YAML...`` (also spelled ``aliases``), read by :func:`load_config`."""
     parser.add_argument(
         "--config",
+        *aliases,
+        dest="config",
         nargs="+",
         required=required,
         metavar="YAML",

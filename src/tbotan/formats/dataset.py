@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,20 @@ REQUIRED_ATTRS = (
 )
 
 GRAPHS = ("graph", "graph_ts")  # IS graph, thermal-structure graph
+
+#: The per-configuration arrays: DatasetContent field -> (HDF5 dataset, dtype stored).
+ARRAYS = {
+    "types": ("types", np.int8),
+    "thermal_positions": ("thermal/positions", np.float64),
+    "inherent_positions": ("inherent/positions", np.float64),
+    "inherent_energy": ("inherent/energy", np.float64),
+    "cb": ("labels/cb", np.float32),
+    "propensity": ("labels/propensity", np.float32),
+    "n_bonds": ("labels/n_bonds", np.int16),
+}
+
+#: The HDF5 dataset of each graph's edge labels.
+EDGE_LABELS = {"graph": "labels/edge", "graph_ts": "labels/edge_ts"}
 
 
 class DatasetError(ValueError):
@@ -91,9 +106,100 @@ class Graph:
         return Graph(offsets=offsets, index=index, labels=labels)
 
 
+def configuration_record(
+    *,
+    types: np.ndarray,
+    thermal_positions: np.ndarray,
+    inherent_positions: np.ndarray,
+    inherent_energy: float,
+    cb: np.ndarray,
+    propensity: np.ndarray,
+    n_bonds: np.ndarray,
+    graph: tuple[np.ndarray, np.ndarray],
+    graph_ts: tuple[np.ndarray, np.ndarray],
+    origin: tuple[int, int],
+    cb_extra: np.ndarray | None = None,
+) -> dict:
+    """One configuration as :meth:`DatasetContent.from_configurations` takes it.
+
+    The keys are those of :meth:`DatasetFile.configuration` with ``extras=True``: the arrays
+    of :data:`ARRAYS` ((N,), (N, 3) or a number), ``graph_index``/``graph_labels`` and
+    ``graph_ts_index``/``graph_ts_labels`` from ``graph`` and ``graph_ts`` ((2, E) edges,
+    (E,) edge labels), ``origin`` (system, sample) and ``cb_extra`` ((T_x, N) or None).
+    """
+    return {
+        "types": types,
+        "thermal_positions": thermal_positions,
+        "inherent_positions": inherent_positions,
+        "inherent_energy": inherent_energy,
+        "cb": cb,
+        "propensity": propensity,
+        "n_bonds": n_bonds,
+        "graph_index": graph[0],
+        "graph_labels": graph[1],
+        "graph_ts_index": graph_ts[0],
+        "graph_ts_labels": graph_ts[1],
+        "origin": origin,
+        "cb_extra": cb_extra,
+    }
+
+
+def dataset_attrs(
+    *,
+    temperature: float,
+    tau_alpha: float,
+    tau_alpha_source: str,
+    label_time: float,
+    n_replicas: int,
+    box_length: float,
+    bond_in: float,
+    bond_out: float,
+    graph_cutoff: float,
+    engine: dict,
+    config_hash: str,
+    seeds: Iterable[int],
+    split: str,
+    source: str,
+    provenance: bool = True,
+    **extra,
+) -> dict:
+    """The attributes of a dataset file (:data:`REQUIRED_ATTRS` but those
+    :func:`write_dataset` sets), with the types the schema wants, and ``extra`` keys beside.
+
+    ``provenance``: also the package versions and the git commit of this checkout
+    (``git_commit``); False for synthetic data (empty versions, no commit).
+    """
+    attrs = dict(
+        temperature=float(temperature),
+        tau_alpha=float(tau_alpha),
+        tau_alpha_source=tau_alpha_source,
+        label_time=float(label_time),
+        n_replicas=int(n_replicas),
+        box_length=float(box_length),
+        bond_in=float(bond_in),
+        bond_out=float(bond_out),
+        graph_cutoff=float(graph_cutoff),
+        engine=engine,
+        package_versions=package_versions() if provenance else {},
+        config_hash=config_hash,
+        seeds=[int(s) for s in seeds],
+        split=split,
+        source=source,
+        **extra,
+    )
+    if provenance:
+        attrs["git_commit"] = git_commit() or ""
+    return attrs
+
+
 @dataclass
 class DatasetContent:
-    """Everything a dataset file holds (see the module documentation for shapes)."""
+    """Everything a dataset file holds (see the module documentation for shapes).
+
+    Built from per-configuration records by :meth:`from_configurations` (the pipeline's
+    chunks and splits, the BOTAN importer, the synthetic data of the benchmarks), cut by
+    :func:`select_configurations`, read from a file by :meth:`DatasetFile.load`.
+    """
 
     attrs: dict
     types: np.ndarray  # (C, N) int8
@@ -116,6 +222,72 @@ class DatasetContent:
     @property
     def n_particles(self) -> int:
         return self.types.shape[1]
+
+    @classmethod
+    def from_configurations(
+        cls,
+        attrs: Mapping,
+        configurations: Iterable[Mapping],
+        extra_times: np.ndarray | None = None,
+    ) -> DatasetContent:
+        """A content from per-configuration records (:func:`configuration_record`), in order.
+
+        ``cb_extra`` is kept when every record has it (then ``extra_times``, the label times
+        in units of τα, is required), else dropped with ``extra_times``.
+        """
+        records = list(configurations)
+        if not records:
+            raise ValueError("a dataset holds at least one configuration; none were given")
+
+        def stack(key):
+            return np.stack([np.asarray(r[key]) for r in records])
+
+        extras = [r.get("cb_extra") for r in records]
+        cb_extra = None if any(e is None for e in extras) else np.stack(extras)
+        if cb_extra is not None and extra_times is None:
+            raise ValueError("the configurations carry cb_extra, but no extra_times were given")
+        return cls(
+            attrs=dict(attrs),
+            **{name: stack(name) for name in ARRAYS},
+            graph=Graph.concatenate([(r["graph_index"], r["graph_labels"]) for r in records]),
+            graph_ts=Graph.concatenate(
+                [(r["graph_ts_index"], r["graph_ts_labels"]) for r in records]
+            ),
+            origin=stack("origin"),
+            extra_times=None if cb_extra is None else extra_times,
+            cb_extra=cb_extra,
+        )
+
+    def configuration(self, c: int, graphs: tuple[str, ...] = GRAPHS, extras: bool = False):
+        """Configuration ``c`` as a record, like :meth:`DatasetFile.configuration`."""
+        out = {name: getattr(self, name)[c] for name in ARRAYS}
+        out["inherent_energy"] = float(out["inherent_energy"])
+        for name in graphs:
+            out[f"{name}_index"], out[f"{name}_labels"] = getattr(self, name).edges_of(c)
+        if extras:
+            out["origin"] = self.origin[c] if len(self.origin) else np.zeros(2, np.int32)
+            out["cb_extra"] = None if self.cb_extra is None else self.cb_extra[c]
+        return out
+
+
+def select_configurations(
+    source: DatasetContent | DatasetFile, indices: Iterable[int], split: str | None = None
+) -> DatasetContent:
+    """Configurations ``indices`` of a content or of a dataset file, in that order.
+
+    Every array, both graphs, the origins and the extra-time labels follow; so does the
+    ``configurations`` attribute of pipeline files (their indices in the equilibrium file);
+    ``split`` renames the split.  A file is read one configuration at a time.
+    """
+    idx = [int(i) for i in indices]
+    attrs = dict(source.attrs)
+    if split is not None:
+        attrs["split"] = split
+    if isinstance(attrs.get("configurations"), list):
+        attrs["configurations"] = [attrs["configurations"][i] for i in idx]
+    return DatasetContent.from_configurations(
+        attrs, (source.configuration(i, extras=True) for i in idx), source.extra_times
+    )
 
 
 def package_versions() -> dict:
@@ -170,18 +342,13 @@ def write_dataset(path: str | os.PathLike, content: DatasetContent) -> None:
             if key == "complete":
                 continue
             f.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-        f.create_dataset("types", data=content.types.astype(np.int8))
-        f.create_dataset("thermal/positions", data=content.thermal_positions.astype(np.float64))
-        f.create_dataset("inherent/positions", data=content.inherent_positions.astype(np.float64))
-        f.create_dataset("inherent/energy", data=content.inherent_energy.astype(np.float64))
-        f.create_dataset("labels/cb", data=content.cb.astype(np.float32))
-        f.create_dataset("labels/propensity", data=content.propensity.astype(np.float32))
-        f.create_dataset("labels/n_bonds", data=content.n_bonds.astype(np.int16))
-        for name, graph in zip(GRAPHS, (content.graph, content.graph_ts), strict=True):
+        for name, (key, dtype) in ARRAYS.items():
+            f.create_dataset(key, data=getattr(content, name).astype(dtype))
+        for name in GRAPHS:
+            graph = getattr(content, name)
             f.create_dataset(f"{name}/edge_offsets", data=graph.offsets.astype(np.int64))
             f.create_dataset(f"{name}/edge_index", data=graph.index.astype(np.int32))
-            label_key = "labels/edge" if name == "graph" else "labels/edge_ts"
-            f.create_dataset(label_key, data=graph.labels.astype(np.float32))
+            f.create_dataset(EDGE_LABELS[name], data=graph.labels.astype(np.float32))
         f.create_dataset("meta/origin", data=np.asarray(content.origin, dtype=np.int32))
         if content.cb_extra is not None:
             f.create_dataset("labels/cb_extra", data=content.cb_extra.astype(np.float32))
@@ -391,7 +558,7 @@ class DatasetFile:
         for key in ("labels/cb", "labels/propensity", "inherent/energy"):
             if not np.all(np.isfinite(f[key][...])):
                 raise DatasetError(f"{where}: '{key}' contains NaN or infinite values")
-        for name, label_key in (("graph", "labels/edge"), ("graph_ts", "labels/edge_ts")):
+        for name, label_key in EDGE_LABELS.items():
             _validate_graph_file(f, name, label_key, n, where)
         if "meta/origin" in f and f["meta/origin"].shape != (n_conf, 2):
             raise DatasetError(
@@ -418,27 +585,38 @@ class DatasetFile:
     def __len__(self) -> int:
         return self.n_configurations
 
-    def configuration(self, c: int, graphs: tuple[str, ...] = GRAPHS) -> dict:
-        """One configuration as a dict of NumPy arrays (reads only that slice)."""
+    @property
+    def extra_times(self) -> np.ndarray | None:
+        """Label times of ``labels/cb_extra`` in units of τα (None: the file has none)."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f["labels/extra_times"][...] if "labels/extra_times" in f else None
+
+    def configuration(self, c: int, graphs: tuple[str, ...] = GRAPHS, extras: bool = False) -> dict:
+        """One configuration as a dict of NumPy arrays (reads only that slice).
+
+        Keys: the fields of :data:`ARRAYS` (types as int64, the energy as a float), and
+        ``{name}_index`` (int64) and ``{name}_labels`` of each graph in ``graphs``; with
+        ``extras`` also ``origin`` and ``cb_extra`` (None when the file has none): then it is
+        a whole record (:func:`configuration_record`).
+        """
         import h5py
 
         if not 0 <= c < self.n_configurations:
             raise IndexError(f"{self.path} has {self.n_configurations} configurations, not {c + 1}")
         with h5py.File(self.path, "r") as f:
-            out = {
-                "types": f["types"][c].astype(np.int64),
-                "thermal_positions": f["thermal/positions"][c],
-                "inherent_positions": f["inherent/positions"][c],
-                "inherent_energy": float(f["inherent/energy"][c]),
-                "cb": f["labels/cb"][c],
-                "propensity": f["labels/propensity"][c],
-                "n_bonds": f["labels/n_bonds"][c],
-            }
+            out = {name: f[key][c] for name, (key, _) in ARRAYS.items()}
+            out["types"] = out["types"].astype(np.int64)
+            out["inherent_energy"] = float(out["inherent_energy"])
             for name in graphs:
-                label_key = "labels/edge" if name == "graph" else "labels/edge_ts"
                 lo, hi = (int(v) for v in f[f"{name}/edge_offsets"][c : c + 2])
                 out[f"{name}_index"] = f[f"{name}/edge_index"][:, lo:hi].astype(np.int64)
-                out[f"{name}_labels"] = f[label_key][lo:hi]
+                out[f"{name}_labels"] = f[EDGE_LABELS[name]][lo:hi]
+            if extras:
+                origin = f["meta/origin"][c] if "meta/origin" in f else np.zeros(2, np.int32)
+                out["origin"] = origin
+                out["cb_extra"] = f["labels/cb_extra"][c] if "labels/cb_extra" in f else None
         return out
 
     def load(self) -> DatasetContent:
@@ -447,24 +625,18 @@ class DatasetFile:
 
         with h5py.File(self.path, "r") as f:
 
-            def graph(name, label_key):
+            def graph(name):
                 return Graph(
                     offsets=f[f"{name}/edge_offsets"][...],
                     index=f[f"{name}/edge_index"][...],
-                    labels=f[label_key][...],
+                    labels=f[EDGE_LABELS[name]][...],
                 )
 
             return DatasetContent(
                 attrs=dict(self.attrs),
-                types=f["types"][...],
-                thermal_positions=f["thermal/positions"][...],
-                inherent_positions=f["inherent/positions"][...],
-                inherent_energy=f["inherent/energy"][...],
-                cb=f["labels/cb"][...],
-                propensity=f["labels/propensity"][...],
-                n_bonds=f["labels/n_bonds"][...],
-                graph=graph("graph", "labels/edge"),
-                graph_ts=graph("graph_ts", "labels/edge_ts"),
+                **{name: f[key][...] for name, (key, _) in ARRAYS.items()},
+                graph=graph("graph"),
+                graph_ts=graph("graph_ts"),
                 origin=f["meta/origin"][...] if "meta/origin" in f else np.zeros((0, 2), np.int32),
                 extra_times=f["labels/extra_times"][...] if "labels/extra_times" in f else None,
                 cb_extra=f["labels/cb_extra"][...] if "labels/cb_extra" in f else None,

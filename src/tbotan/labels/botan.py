@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan.formats.dataset import DatasetContent, Graph, git_commit, package_versions
+from tbotan.formats.dataset import DatasetContent, dataset_attrs
 from tbotan.labels.replicas import configuration_labels
 from tbotan.physics import kalj, observables
 from tbotan.physics.configurations import ConfigurationBatch
@@ -211,7 +211,7 @@ def import_botan(
         before_md(thermal.n_systems, thermal.n_particles)
     minimized = engine.minimize(thermal, fire)
     inherent = minimized.configurations
-    per_config, graphs, graphs_ts = [], [], []
+    records = []
     for c, f in enumerate(files):
         labels = configuration_labels(
             thermal_unwrapped=f["initial_positions"],
@@ -223,9 +223,15 @@ def import_botan(
             bond_out=bond_out,
             graph_cutoff=graph_cutoff,
         )
-        per_config.append(labels)
-        graphs.append((labels.graph_is, labels.edge_is))
-        graphs_ts.append((labels.graph_ts, labels.edge_ts))
+        records.append(
+            labels.record(
+                types=thermal.types[c],
+                thermal_positions=thermal.positions[c],
+                inherent_positions=inherent.positions[c],
+                inherent_energy=minimized.energy[c],
+                origin=(c, 0),  # file c as system c
+            )
+        )
         if progress is not None:
             progress(c + 1, len(files))
     params = dict(
@@ -238,38 +244,24 @@ def import_botan(
         graph_cutoff=graph_cutoff,
         files=[Path(p).name for p in paths],
     )
-    attrs = dict(
-        temperature=float(temperature),
-        tau_alpha=float(tau_alpha),
+    attrs = dataset_attrs(
+        temperature=temperature,
+        tau_alpha=tau_alpha,
         tau_alpha_source="given",
-        label_time=float(label_time),
-        n_replicas=int(n_replicas),
+        label_time=label_time,
+        n_replicas=n_replicas,
         box_length=L,
-        bond_in=float(bond_in),
-        bond_out=float(bond_out),
-        graph_cutoff=float(graph_cutoff),
+        bond_in=bond_in,
+        bond_out=bond_out,
+        graph_cutoff=graph_cutoff,
         engine=engine.describe(),
-        package_versions=package_versions(),
         config_hash=cfgmod.section_hash(params),
         seeds=[],
         split=split,
         source="botan-import",
         inputs=[str(p) for p in paths],
-        git_commit=git_commit() or "",
     )
-    return DatasetContent(
-        attrs=attrs,
-        types=thermal.types,
-        thermal_positions=thermal.positions,
-        inherent_positions=inherent.positions,
-        inherent_energy=minimized.energy,
-        cb=np.stack([x.cb for x in per_config]),
-        propensity=np.stack([x.propensity for x in per_config]),
-        n_bonds=np.stack([x.n_bonds for x in per_config]),
-        graph=Graph.concatenate(graphs),
-        graph_ts=Graph.concatenate(graphs_ts),
-        origin=np.stack([np.arange(len(files)), np.zeros(len(files), int)], axis=1),
-    )
+    return DatasetContent.from_configurations(attrs, records)
 
 
 def check_user_npz(path: str | os.PathLike, box: float | None = None) -> None:

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tbotan import config as cfgmod
-from tbotan.formats.dataset import DatasetContent, DatasetFile, Graph, git_commit, package_versions
+from tbotan.formats.dataset import (
+    DatasetContent,
+    DatasetFile,
+    dataset_attrs,
+    select_configurations,
+)
 from tbotan.labels.replicas import configuration_labels
 from tbotan.md.protocols import isoconfigurational
 from tbotan.physics.configurations import (
@@ -135,7 +140,8 @@ def label_chunk(
     params = iso_parameters(config, T, tau_alpha, source)
     final, extra = isoconfigurational(engine, thermal, ids, params, checkpoint_dir)
     iso, box = config["iso"], float(thermal.box[0, 0])
-    graphs, graphs_ts, labels = [], [], []
+    system, sample, energy = inputs.system, inputs.sample, inputs.energy
+    records = []
     start = thermal.unwrapped_positions()
     for c in range(len(ids)):
         lab = configuration_labels(
@@ -149,51 +155,38 @@ def label_chunk(
             graph_cutoff=config["graph"]["cutoff"],
             extra_final_unwrapped=None if extra is None else extra[:, c],
         )
-        labels.append(lab)
-        graphs.append((lab.graph_is, lab.edge_is))
-        graphs_ts.append((lab.graph_ts, lab.edge_ts))
-    system, sample, energy = inputs.system, inputs.sample, inputs.energy
-    attrs = dict(
-        temperature=float(T),
-        tau_alpha=float(tau_alpha),
+        records.append(
+            lab.record(
+                types=thermal.types[c],
+                thermal_positions=thermal.positions[c],
+                inherent_positions=inherent.positions[c],
+                inherent_energy=energy[c],
+                origin=(system[c], sample[c]),
+            )
+        )
+    attrs = dataset_attrs(
+        temperature=T,
+        tau_alpha=tau_alpha,
         tau_alpha_source=source,
-        label_time=float(params.label_time),
-        n_replicas=int(params.n_replicas),
+        label_time=params.label_time,
+        n_replicas=params.n_replicas,
         box_length=box,
-        bond_in=float(iso["bond_in"]),
-        bond_out=float(iso["bond_out"]),
-        graph_cutoff=float(config["graph"]["cutoff"]),
+        bond_in=iso["bond_in"],
+        bond_out=iso["bond_out"],
+        graph_cutoff=config["graph"]["cutoff"],
         engine=engine.describe(),
-        package_versions=package_versions(),
         config_hash=cfgmod.section_hash(config),
-        seeds=[int(config["seed"]), int(params.seed)],
+        seeds=[config["seed"], params.seed],
         split="chunk",
         source="pipeline",
         ensemble=params.ensemble,
         chunk=int(chunk),
         configurations=ids.tolist(),
-        git_commit=git_commit() or "",
     )
     extra_times = None
-    cb_extra = None
     if extra is not None:
         extra_times = np.array([t / tau_alpha for t in params.extra_times if t < params.label_time])
-        cb_extra = np.stack([lab.cb_extra for lab in labels])
-    return DatasetContent(
-        attrs=attrs,
-        types=thermal.types,
-        thermal_positions=thermal.positions,
-        inherent_positions=inherent.positions,
-        inherent_energy=energy,
-        cb=np.stack([x.cb for x in labels]),
-        propensity=np.stack([x.propensity for x in labels]),
-        n_bonds=np.stack([x.n_bonds for x in labels]),
-        graph=Graph.concatenate(graphs),
-        graph_ts=Graph.concatenate(graphs_ts),
-        origin=np.stack([system, sample], axis=1),
-        extra_times=extra_times,
-        cb_extra=cb_extra,
-    )
+    return DatasetContent.from_configurations(attrs, records, extra_times)
 
 
 SPLIT_ORDER = ("test", "validation", "train")
@@ -240,58 +233,17 @@ def assemble_splits(config: dict, T: float, chunk_files: Sequence[str | os.PathL
             continue
         idx = np.arange(first, first + sizes[split])
         first += sizes[split]
-        out[split] = _select(joined, idx, split)
+        out[split] = select_configurations(joined, idx, split)
     return out
 
 
 def _concatenate(contents: list[DatasetContent]) -> DatasetContent:
-    def graph(name):
-        per = []
-        for c in contents:
-            g = getattr(c, name)
-            per.extend(g.edges_of(i) for i in range(c.n_configurations))
-        return Graph.concatenate(per)
-
-    extra = [c.cb_extra for c in contents]
+    """The chunks as one content (attribute ``chunk`` dropped, ``configurations`` joined)."""
     attrs = dict(contents[0].attrs)
     attrs.pop("chunk", None)
     attrs["configurations"] = np.concatenate([c.attrs["configurations"] for c in contents]).tolist()
-    return DatasetContent(
-        attrs=attrs,
-        types=np.concatenate([c.types for c in contents]),
-        thermal_positions=np.concatenate([c.thermal_positions for c in contents]),
-        inherent_positions=np.concatenate([c.inherent_positions for c in contents]),
-        inherent_energy=np.concatenate([c.inherent_energy for c in contents]),
-        cb=np.concatenate([c.cb for c in contents]),
-        propensity=np.concatenate([c.propensity for c in contents]),
-        n_bonds=np.concatenate([c.n_bonds for c in contents]),
-        graph=graph("graph"),
-        graph_ts=graph("graph_ts"),
-        origin=np.concatenate([c.origin for c in contents]),
-        extra_times=contents[0].extra_times,
-        cb_extra=None if any(e is None for e in extra) else np.concatenate(extra),
-    )
-
-
-def _select(content: DatasetContent, idx: np.ndarray, split: str) -> DatasetContent:
-    attrs = dict(content.attrs)
-    attrs["split"] = split
-    attrs["configurations"] = [attrs["configurations"][i] for i in idx]
-    return DatasetContent(
-        attrs=attrs,
-        types=content.types[idx],
-        thermal_positions=content.thermal_positions[idx],
-        inherent_positions=content.inherent_positions[idx],
-        inherent_energy=content.inherent_energy[idx],
-        cb=content.cb[idx],
-        propensity=content.propensity[idx],
-        n_bonds=content.n_bonds[idx],
-        graph=Graph.concatenate([content.graph.edges_of(i) for i in idx]),
-        graph_ts=Graph.concatenate([content.graph_ts.edges_of(i) for i in idx]),
-        origin=content.origin[idx],
-        extra_times=content.extra_times,
-        cb_extra=None if content.cb_extra is None else content.cb_extra[idx],
-    )
+    records = (c.configuration(i, extras=True) for c in contents for i in range(c.n_configurations))
+    return DatasetContent.from_configurations(attrs, records, contents[0].extra_times)
 
 
 def split_file_names(config: dict, T: float) -> dict[str, str]:

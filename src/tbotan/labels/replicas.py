@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tbotan.formats.dataset import configuration_record
 from tbotan.physics import neighbors, observables
 
 
@@ -36,6 +37,31 @@ class ConfigurationLabels:
     graph_ts: np.ndarray
     edge_ts: np.ndarray
     cb_extra: np.ndarray | None = None
+
+    def record(
+        self,
+        *,
+        types: np.ndarray,
+        thermal_positions: np.ndarray,
+        inherent_positions: np.ndarray,
+        inherent_energy: float,
+        origin: tuple[int, int],
+    ) -> dict:
+        """These labels with the configuration's positions, as one dataset record
+        (:func:`tbotan.formats.dataset.configuration_record`)."""
+        return configuration_record(
+            types=types,
+            thermal_positions=thermal_positions,
+            inherent_positions=inherent_positions,
+            inherent_energy=inherent_energy,
+            cb=self.cb,
+            propensity=self.propensity,
+            n_bonds=self.n_bonds,
+            graph=(self.graph_is, self.edge_is),
+            graph_ts=(self.graph_ts, self.edge_ts),
+            origin=origin,
+            cb_extra=self.cb_extra,
+        )
 
 
 def configuration_labels(

@@ -543,9 +543,9 @@ class Trainer:
     def _losses(self, data, weights):
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(data.x, data.edge_index, data.edge_attr)
-        return out, self._terms(out, data, weights)
+        return out, self.loss_terms(out, data, weights)
 
-    def _terms(self, out, data, weights) -> dict[str, torch.Tensor]:
+    def loss_terms(self, out, data, weights) -> dict[str, torch.Tensor]:
         """The loss terms of one graph's outputs, with this training's settings."""
         return tbotan_losses(
             out,
@@ -582,7 +582,7 @@ class Trainer:
             n1, e1 = n0 + data.num_nodes, e0 + data.edge_index.shape[1]
             o = TBotanOutput(out.cb[n0:n1], out.edge[e0:e1], out.t_pred[k], out.embedding[k])
             outputs.append(o)
-            per_graph.append(self._terms(o, data, weights))
+            per_graph.append(self.loss_terms(o, data, weights))
             n0, e0 = n1, e1
         terms = {t: torch.stack([p[t] for p in per_graph]).mean() for t in TERMS}
         return outputs, terms
@@ -811,7 +811,11 @@ class Trainer:
         }
         log.info(
             "global head refitted on the final trunk: %s T-RMSE %.4f -> %.4f (step %d of %d)",
-            record["selected_on"], before, best[0], best[1], steps,
+            record["selected_on"],
+            before,
+            best[0],
+            best[1],
+            steps,
         )
         return {k: v.detach().cpu().clone() for k, v in best[2].items()}, record
 
