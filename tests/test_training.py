@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import h5py
@@ -589,3 +590,14 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
         config, files["train"], files["validation"], tmp_path / "b", resume=True, progress=False
     )
     assert load_file(again.model_path, "tbotan-model")["global_refit"] == record
+
+
+def test_training_runs_where_the_configured_md_engine_is_absent(files, tmp_path):
+    """`engine.name: hoomd` concerns the MD rules (their own conda env); training and its
+    command must not require HOOMD-blue where they run."""
+    if importlib.util.find_spec("hoomd") is not None:
+        pytest.skip("HOOMD-blue imports here: the case of an environment without it is moot")
+    config = small_config(epochs=1, warmup_epochs=1, augment=False, checkpoint_every=1)
+    config["engine"]["name"] = "hoomd"
+    result = train(config, files["train"][:1], [], tmp_path / "m", seed=0, progress=False)
+    assert len(result.metrics) == 1

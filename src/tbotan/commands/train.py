@@ -69,7 +69,7 @@ def run(args) -> int:
         if config["training"]["warmup_epochs"] > args.epochs:
             overlay["training"]["warmup_epochs"] = args.epochs
             print(f"note: warm-up shortened to {args.epochs} epochs (--epochs)")
-        config = cfgmod.validate(cfgmod.merge(config, overlay))
+        config = cfgmod.validate(cfgmod.merge(config, overlay), check_engine=False)
     result = train(
         config,
         args.train,

@@ -301,7 +301,7 @@ class Trainer:
         seed: int = 0,
         device: str | None = None,
     ) -> None:
-        config = cfgmod.validate(config)
+        config = cfgmod.validate(config, check_engine=False)  # training runs no MD
         self.variant = check_variant(variant or config["model"]["variant"])
         self.lambda_global = float(
             config["training"]["lambda_global"] if lambda_global is None else lambda_global
