@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/snakefmt --check Snakefile workflow/
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint
 

@@ -88,9 +88,7 @@ def test_reduced_study_dag_has_the_right_jobs_per_rule(tmp_path, overlays):
     # hand-computed: trained 30 + 4 + 6 = 40 configurations in chunks of 4 -> 10 iso jobs and
     # 3 dataset splits each; untrained 6 test configurations -> 2 iso jobs, 1 split; models:
     # IS+TS (one seed), the IS and TS ablations, no extra lambda_g (the sweep is the main one)
-    counts = job_counts(
-        "--configfile", *files, "--config", f"results_dir={tmp_path}"
-    )
+    counts = job_counts("--configfile", *files, "--config", f"results_dir={tmp_path}")
     assert counts == {
         "equilibrate": 6,
         "tau_alpha": 6,

@@ -1102,4 +1102,3 @@ def report(
     write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     write_text(out_dir / "summary.md", summary_markdown(summary))
     return outcomes
-

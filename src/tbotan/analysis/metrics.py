@@ -221,5 +221,3 @@ def embedding_distance_matrices_per_seed(embeddings: Sequence[np.ndarray]) -> np
         [np.asarray(u, dtype=np.float64).mean(axis=1) for u in embeddings], axis=1
     )  # (S, K, H)
     return pairwise_distances(means)
-
-

@@ -501,5 +501,3 @@ def _analyse_temperature(
             slab_cb=np.asarray(pred.cb[0][in_slab], dtype=np.float64),
         )
     return tdata, per_model
-
-

@@ -172,5 +172,3 @@ def four_point_structure_factor(
     return StructureFactor(
         q=bins.centres, counts=bins.counts, per_configuration=out[0] if single else out
     )
-
-

@@ -59,9 +59,7 @@ def run(args) -> int:
         raise UserError(f"run folder not found: {run_dir}")
     config = runs.load_run_config(args.config or run_dir / "config.yaml")
     out = Path(args.out) if args.out else run_dir / "analysis"
-    result = runs.analyse_run(
-        run_dir, config, split=args.split, baselines=not args.no_baselines
-    )
+    result = runs.analyse_run(run_dir, config, split=args.split, baselines=not args.no_baselines)
     for note in result.notes:
         print(f"note: {note}")
     if result.baselines is not None:

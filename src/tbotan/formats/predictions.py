@@ -35,7 +35,6 @@ PREDICTION_ATTRS = (
 )
 
 
-
 class PredictionsError(DatasetError):
     """A predictions file is missing, damaged or inconsistent with its dataset."""
 

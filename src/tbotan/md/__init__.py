@@ -85,9 +85,7 @@ def check_system_state(
         raise blowup_error(b, step, "non-finite coordinates or velocities")
     closest = closest_over_sigma() if callable(closest_over_sigma) else closest_over_sigma
     if closest is not None and closest < min_distance:
-        raise blowup_error(
-            b, step, f"overlapping particles (closest pair at {closest:.3f} σ_μν)"
-        )
+        raise blowup_error(b, step, f"overlapping particles (closest pair at {closest:.3f} σ_μν)")
     u = energy_per_particle() if callable(energy_per_particle) else energy_per_particle
     if not u <= max_potential_energy:
         raise blowup_error(b, step, f"potential energy exploded (U/N = {u:.4g})")

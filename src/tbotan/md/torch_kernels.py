@@ -51,7 +51,11 @@ class Kernels(Protocol):
     rebuilds_in_place: bool
 
     def build(
-        self, wrapped: torch.Tensor, types: torch.Tensor, box: torch.Tensor, radii: nl.ListRadii,
+        self,
+        wrapped: torch.Tensor,
+        types: torch.Tensor,
+        box: torch.Tensor,
+        radii: nl.ListRadii,
         capacity: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Neighbour lists of wrapped coordinates: (neighbors (B, N, K), counts (B, N))."""
