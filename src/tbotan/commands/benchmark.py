@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from tbotan.commands.common import _DeprecatedOption, add_config_argument, load_config
+from tbotan.commands.common import DeprecatedOption, add_config_argument, load_config
 
 NAME = "benchmark"
 HELP = "measure throughput (md, fire, train)"
@@ -130,7 +130,7 @@ def add_arguments(parser) -> None:
     ):  # former options: the configuration's keys now
         tr.add_argument(
             flag,
-            action=_DeprecatedOption,
+            action=DeprecatedOption,
             new=f"{key} in a --config file",
             default=None,
             help=argparse.SUPPRESS,

@@ -26,7 +26,7 @@ def add_config_argument(
     )
 
 
-class _DeprecatedOption(argparse.Action):
+class DeprecatedOption(argparse.Action):
     """An old spelling of an option: still accepted, with a note on stderr."""
 
     def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
@@ -49,7 +49,7 @@ def add_output_argument(
     target = parser.add_mutually_exclusive_group(required=required) if required else parser
     target.add_argument("--output", dest="out", help=help, **kwargs)
     target.add_argument(
-        old, dest="out", action=_DeprecatedOption, new="--output", help=argparse.SUPPRESS, **kwargs
+        old, dest="out", action=DeprecatedOption, new="--output", help=argparse.SUPPRESS, **kwargs
     )
 
 
