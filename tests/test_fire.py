@@ -21,11 +21,14 @@ def test_fire_reproduces_hoomd_inherent_structures_of_botan_files(botan_minimize
     result = botan_minimized
     for b, index in enumerate(sorted(BOTAN_REFERENCE)):
         ref = BOTAN_REFERENCE[index]
-        # independent check of convergence with the NumPy evaluator
+        # independent check of convergence with the NumPy evaluator: its forces differ from the
+        # engine's (another summation order) by rounding, ~1e-15 per particle, so mean |F| is
+        # allowed 1e-14 above the engine's tolerance of 1e-12
         check = kalj.evaluate(
             result.configurations.positions[b], result.configurations.types[b], botan_batch.box[b]
         )
-        assert np.linalg.norm(check.forces, axis=1).mean() < 1e-12
+        assert result.mean_force[b] < 1e-12
+        assert np.linalg.norm(check.forces, axis=1).mean() < 1e-12 + 1e-14
         assert check.potential_energy / 4096 == pytest.approx(result.energy[b], abs=1e-12)
         assert result.energy[b] == pytest.approx(ref["e_is"], abs=1e-4)
         # HOOMD's steps are counted in blocks of 100 (the reference is the block's end)
