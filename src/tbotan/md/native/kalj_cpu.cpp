@@ -451,6 +451,40 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
       st[m] = types[row];
     }
   }
+  // the forward half stencil of every cell, computed once per build: cell index and the
+  // periodic shift of its positions, in the order (a, e, g) the candidate loops visit them
+  // (own cell first), so rows list their neighbours in the same order as a per-particle walk
+  const int64_t n_stencil = use_cells ? ((2 * reach + 1) * (2 * reach + 1) * (2 * reach + 1) + 1) / 2 : 0;
+  std::vector<int64_t> stencil_cell(n_cells * n_stencil);
+  std::vector<T> stencil_shift(3 * n_cells * n_stencil);
+  if (use_cells) {
+    const T Lx = box[0], Ly = box[1], Lz = box[2];
+    auto wrap = [](int64_t v, int64_t n_c, T length, T& shift) {
+      shift = v < 0 ? -length : (v >= n_c ? length : T(0));
+      return v < 0 ? v + n_c : (v >= n_c ? v - n_c : v);
+    };
+    for (int64_t own = 0; own < n_cells; ++own) {
+      const int64_t cz = own % nc[2], cy = (own / nc[2]) % nc[1], cx = own / (nc[1] * nc[2]);
+      int64_t k = own * n_stencil;
+      for (int a = 0; a <= reach; ++a) {
+        T shx;
+        const int64_t ix = wrap(cx + a, nc[0], Lx, shx);
+        for (int e = (a == 0 ? 0 : -reach); e <= reach; ++e) {
+          T shy;
+          const int64_t iy = wrap(cy + e, nc[1], Ly, shy);
+          for (int g = (a == 0 && e == 0 ? 0 : -reach); g <= reach; ++g) {
+            T shz;
+            const int64_t iz = wrap(cz + g, nc[2], Lz, shz);
+            stencil_cell[k] = (ix * nc[1] + iy) * nc[2] + iz;
+            stencil_shift[3 * k] = shx;
+            stencil_shift[3 * k + 1] = shy;
+            stencil_shift[3 * k + 2] = shz;
+            ++k;
+          }
+        }
+      }
+    }
+  }
   at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> b_side(std::max<int64_t>(K, 1));
     for (int64_t row = begin; row < end; ++row) {
@@ -463,11 +497,6 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
       int64_t* out = nbr + row * K;
       int64_t na = 0, nb = 0;
       const int64_t own = cell_of[row] - b * n_cells;
-      const int64_t cz = own % nc[2], cy = (own / nc[2]) % nc[1], cx = own / (nc[1] * nc[2]);
-      auto wrap = [](int64_t v, int64_t n_c, T length, T& shift) {
-        shift = v < 0 ? -length : (v >= n_c ? length : T(0));
-        return v < 0 ? v + n_c : (v >= n_c ? v - n_c : v);
-      };
       // own_rule: 0 = every candidate is owned (forward stencil cell), 1 = own cell (j > i),
       // 2 = all pairs (index rule)
       auto take = [&](int64_t m, T dx, T dy, T dz, int own_rule) {
@@ -495,21 +524,17 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
           take(m, dx, dy, dz, 2);
         }
       }
-      for (int a = 0; use_cells && a <= reach; ++a) {
-        T shx;
-        const int64_t ix = wrap(cx + a, nc[0], Lx, shx);
-        for (int e = (a == 0 ? 0 : -reach); e <= reach; ++e) {
-          T shy;
-          const int64_t iy = wrap(cy + e, nc[1], Ly, shy);
-          for (int g = (a == 0 && e == 0 ? 0 : -reach); g <= reach; ++g) {
-            T shz;
-            const int64_t iz = wrap(cz + g, nc[2], Lz, shz);
-            const int64_t cell = (ix * nc[1] + iy) * nc[2] + iz + b * n_cells;
-            const T px = xi - shx, py = yi - shy, pz = zi - shz;
-            const int rule = (a == 0 && e == 0 && g == 0) ? 1 : 0;
-            for (int64_t m = start[cell]; m < start[cell + 1]; ++m)
-              take(m, px - sx[m], py - sy[m], pz - sz[m], rule);
-          }
+      if (use_cells) {
+        // own cell first (pairs j > i), then the forward stencil cells (every pair owned)
+        const int64_t* sc = stencil_cell.data() + own * n_stencil;
+        const T* ss = stencil_shift.data() + 3 * own * n_stencil;
+        for (int64_t m = start[sc[0]]; m < start[sc[0] + 1]; ++m)
+          take(m, xi - sx[m], yi - sy[m], zi - sz[m], 1);
+        for (int64_t k = 1; k < n_stencil; ++k) {
+          const int64_t cell = sc[k];
+          const T px = xi - ss[3 * k], py = yi - ss[3 * k + 1], pz = zi - ss[3 * k + 2];
+          for (int64_t m = start[cell]; m < start[cell + 1]; ++m)
+            take(m, px - sx[m], py - sy[m], pz - sz[m], 0);
         }
       }
       const int64_t n = na + nb;
