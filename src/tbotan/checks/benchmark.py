@@ -71,13 +71,33 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+#: Time step and Bussi time constant of the timed MD (and of the liquid's last preparation).
+TIMED_DT = 0.005
+TIMED_TAU = 0.5
+
+
+def md_workload(n_particles: int, kT: float, precision: str, skin: float, **extra) -> dict:
+    """The ``workload`` record of an MD benchmark: the liquid and the timed protocol."""
+    return {
+        "system": "KALJ shifted-force",
+        "n_particles": n_particles,
+        "density": kalj.DENSITY,
+        "kT": kT,
+        "dt": TIMED_DT,
+        "ensemble": f"NVT (Bussi, tau = {TIMED_TAU})",
+        "skin": skin,
+        "precision": precision,
+        **extra,
+    }
+
+
 def prepare_liquid(n_particles: int, kT: float, seed: int, engine) -> ConfigurationBatch:
     """A KALJ liquid at ``kT``: random lattice, melt at T = 2, then 500 steps at ``kT``."""
     conf = random_configuration(n_particles, seed=seed)
     conf = conf.with_velocities(maxwell_boltzmann_velocities(n_particles, 2.0, seed, 0)[None])
     sim = engine.simulation(conf, Integrator(dt=0.002, kT=2.0, tau=0.1, seed=seed))
     sim.run(500)
-    sim = engine.simulation(sim.state(), Integrator(dt=0.005, kT=kT, tau=0.5, seed=seed))
+    sim = engine.simulation(sim.state(), Integrator(dt=TIMED_DT, kT=kT, tau=TIMED_TAU, seed=seed))
     sim.run(500)
     return sim.state()
 
@@ -89,12 +109,14 @@ def time_engine(
     n = liquid.n_particles
     batch = liquid.repeat(batch_size)
     vel = np.stack([maxwell_boltzmann_velocities(n, kT, 1, b) for b in range(batch_size)])
-    sim = engine.simulation(batch.with_velocities(vel), Integrator(dt=0.005, kT=kT, tau=0.5))
+    sim = engine.simulation(
+        batch.with_velocities(vel), Integrator(dt=TIMED_DT, kT=kT, tau=TIMED_TAU)
+    )
     sim.run(warmup)
-    _synchronize(engine)
+    _sync(getattr(engine, "device", None))
     start = time.perf_counter()
     sim.run(steps)
-    _synchronize(engine)
+    _sync(getattr(engine, "device", None))
     seconds = time.perf_counter() - start
     thermo = sim.thermo()
     return MDMeasurement(
@@ -106,14 +128,6 @@ def time_engine(
         replica_steps_per_second=batch_size * steps / seconds,
         details={**engine.describe(), "final_temperature": float(thermo.temperature.mean())},
     )
-
-
-def _synchronize(engine) -> None:
-    device = getattr(engine, "device", None)
-    if device is not None and getattr(device, "type", "") == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 def benchmark_md(
@@ -183,16 +197,7 @@ def benchmark_md(
             )
     return {
         "benchmark": "md",
-        "workload": {
-            "system": "KALJ shifted-force",
-            "n_particles": n_particles,
-            "density": kalj.DENSITY,
-            "kT": kT,
-            "dt": 0.005,
-            "ensemble": "NVT (Bussi, tau = 0.5)",
-            "skin": 0.3,
-            "precision": precision,
-        },
+        "workload": md_workload(n_particles, kT, precision, torch_engine.radii.skin),
         "machine": machine_description(),
         "measurements": [asdict(m) for m in results],
         "ratios": ratios,
@@ -258,18 +263,14 @@ def benchmark_md_interleaved(
             )
     return {
         "benchmark": "md-interleaved",
-        "workload": {
-            "system": "KALJ shifted-force",
-            "n_particles": n_particles,
-            "density": kalj.DENSITY,
-            "kT": kT,
-            "dt": 0.005,
-            "ensemble": "NVT (Bussi, tau = 0.5)",
-            "skin": 0.3,
-            "precision": "float64",
-            "steps_per_measurement": steps,
-            "rounds": rounds,
-        },
+        "workload": md_workload(
+            n_particles,
+            kT,
+            "float64",
+            next(iter(engines.values())).radii.skin,
+            steps_per_measurement=steps,
+            rounds=rounds,
+        ),
         "machine": machine_description(),
         "measurements": measurements,
         "summary": summary,
@@ -427,9 +428,10 @@ def reference_botan_model(hidden: int = 64, layers: int = 2, steps: int = 7):
 
 
 def _sync(device) -> None:
-    import torch
+    """Wait for the queued CUDA work of ``device`` (a torch device; anything else: no-op)."""
+    if getattr(device, "type", None) == "cuda":
+        import torch
 
-    if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
