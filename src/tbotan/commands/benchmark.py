@@ -186,26 +186,24 @@ def run(args) -> int:
                 lammps_threads=args.lammps_threads,
             )
             print(benchmark.format_md_interleaved(result))
-            benchmark.write_json(result, args.output)
-            print(f"written: {args.output}")
-            return 0
-        result = benchmark.benchmark_md(
-            n_particles=args.n_particles,
-            batch_sizes=tuple(args.batch_sizes),
-            steps=args.steps,
-            warmup=args.warmup,
-            kT=args.kT,
-            device=args.device,
-            kernels=args.kernels,
-            precision=args.precision,
-            with_hoomd=with_hoomd[args.engine],
-            hoomd_steps=args.hoomd_steps,
-            with_lammps=with_lammps,
-            lammps_steps=args.lammps_steps,
-            lammps_threads=args.lammps_threads,
-            neighbor_list=args.neighbor_list,
-        )
-        print(benchmark.format_md(result))
+        else:
+            result = benchmark.benchmark_md(
+                n_particles=args.n_particles,
+                batch_sizes=tuple(args.batch_sizes),
+                steps=args.steps,
+                warmup=args.warmup,
+                kT=args.kT,
+                device=args.device,
+                kernels=args.kernels,
+                precision=args.precision,
+                with_hoomd=with_hoomd[args.engine],
+                hoomd_steps=args.hoomd_steps,
+                with_lammps=with_lammps,
+                lammps_steps=args.lammps_steps,
+                lammps_threads=args.lammps_threads,
+                neighbor_list=args.neighbor_list,
+            )
+            print(benchmark.format_md(result))
     elif args.benchmark == "fire":
         from tbotan.checks.benchmark_fire import benchmark_fire, format_fire
 
