@@ -117,14 +117,11 @@ THERMOSTATS: dict[str, type] = {"bussi": BussiThermostat}
 def make_thermostat(
     integrator: Integrator, n_systems: int, n_particles: int, device: torch.device
 ) -> Thermostat | None:
-    """The thermostat ``integrator`` asks for, or None for NVE (``kT`` unset)."""
+    """The thermostat ``integrator`` asks for, or None for NVE (``kT`` unset).
+
+    Its name is checked against :data:`THERMOSTATS` by ``Engine.check_integrator`` when the
+    engine's ``simulation`` is created, before this runs.
+    """
     if integrator.kT is None:
         return None
-    try:
-        cls = THERMOSTATS[integrator.thermostat]
-    except KeyError:
-        raise ValueError(
-            f"the torch engine has no thermostat {integrator.thermostat!r}; "
-            f"it has {sorted(THERMOSTATS)}"
-        ) from None
-    return cls(integrator, n_systems, n_particles, device)
+    return THERMOSTATS[integrator.thermostat](integrator, n_systems, n_particles, device)
