@@ -206,9 +206,9 @@ def test_half_list_forces_energies_virials_equal_full_list_on_botan_files(
 
 
 def test_half_list_results_do_not_depend_on_threads_or_on_the_batch(native_module):
-    conf = ConfigurationBatch.concatenate(
-        [dense_random_configuration(1500, seed=s) for s in (8, 9)]
-    )
+    n = 2500  # two accumulation chunks per system (2048 rows and 452)
+    assert native_module.half_chunk_rows(n) < n
+    conf = ConfigurationBatch.concatenate([dense_random_configuration(n, seed=s) for s in (8, 9)])
     coords, types, box = tensors(conf)
     radii = nl.ListRadii.create(0.3)
     half = NativeKernels(native_module, torch.float64, "half")
@@ -231,10 +231,67 @@ def test_half_list_results_do_not_depend_on_threads_or_on_the_batch(native_modul
     alone = conf.select(1)
     c1, t1, b1 = tensors(alone)
     nbr1, cnt1 = half.build(c1, t1, b1, radii, 176)
-    assert torch.equal(nbr1[0] + 1500, lists[0][1]) and torch.equal(cnt1[0], lists[1][1])
+    assert torch.equal(nbr1[0] + n, lists[0][1]) and torch.equal(cnt1[0], lists[1][1])
     f1, u1, w1, m1 = half.energy_virial(c1, nbr1, cnt1, t1, b1)
     assert torch.equal(f1[:, 0], one[0][:, 1]) and torch.equal(u1[0], one[1][1])
     assert torch.equal(w1[0], one[2][1]) and torch.equal(m1[0], one[3][1])
+
+
+@pytest.fixture
+def portable_too(native_module):
+    """The native module, with the explicitly vectorised loops switched back on afterwards."""
+    if not native_module.simd_available():
+        pytest.skip("this build has no AVX-512 loops to compare (the CPU or compiler lacks them)")
+    yield native_module
+    native_module.use_simd(True)
+
+
+@pytest.mark.parametrize("n", [1000, 4096])  # 6³ and 10³ cells of r_max / 2
+def test_vectorised_and_portable_half_kernels_agree(portable_too, n):
+    """AVX-512 list builds are the portable builds entry for entry; AVX-512 forces, energies and
+    virials equal the portable ones to rounding (1/r from a refined reciprocal square root, lanes
+    summed in another order), on a dense configuration and through an in-place rebuild."""
+    conf = ConfigurationBatch.concatenate([dense_random_configuration(n, seed=s) for s in (6, 7)])
+    coords, types, box = tensors(conf)
+    radii = nl.ListRadii.create(0.3)
+    half = NativeKernels(portable_too, torch.float64, "half")
+    results = {}
+    for simd in (True, False):
+        portable_too.use_simd(simd)
+        lists = half.build(coords, types, box, radii, 176)
+        results[simd] = (lists, half.energy_virial(coords, *lists, types, box))
+        assert torch.equal(half.forces(coords, *lists, types, box), results[simd][1][0])
+    (l_v, (f_v, u_v, w_v, m_v)), (l_p, (f_p, u_p, w_p, m_p)) = results[True], results[False]
+    assert all(torch.equal(a, b) for a, b in zip(l_v, l_p, strict=True))
+    assert (f_v - f_p).abs().max() / f_p.abs().max() < 1e-13
+    torch.testing.assert_close(u_v, u_p, rtol=1e-12, atol=1e-12)  # sums of ±O(1) pair terms
+    torch.testing.assert_close(w_v, w_p, rtol=1e-13, atol=0)
+    assert torch.equal(m_v, m_p)
+    # in-place rebuilds of both systems (whole systems in parallel with two threads, one after
+    # the other with one), with and without the vectorised loops: the same rows
+    shifted = coords + 0.37 * box.T[:, :, None]  # out of the box: the rebuild wraps them back
+    rebuilt = {}
+    threads = torch.get_num_threads()
+    try:
+        for simd, n_threads in ((True, 1), (True, 2), (False, 1)):
+            portable_too.use_simd(simd)
+            torch.set_num_threads(n_threads)
+            c = shifted.clone()
+            images = torch.zeros_like(c, dtype=torch.int64)
+            reference = torch.zeros_like(c)
+            nbr, cnt = (t.clone() for t in l_p)
+            longest = half.rebuild_in_place(
+                c, images, reference, types, box, torch.ones(2, dtype=torch.bool), nbr, cnt, radii
+            )
+            rebuilt[simd, n_threads] = (c, images, reference, nbr, cnt, longest)
+    finally:
+        torch.set_num_threads(threads)
+    first = rebuilt[True, 1]
+    for other in (rebuilt[True, 2], rebuilt[False, 1]):
+        assert all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    assert torch.equal(first[2], first[0])  # the reference is the wrapped coordinates
+    assert (first[0] >= 0).all() and (first[0] < box.T[:, :, None]).all()
+    assert int(first[5].max()) == int(first[4][..., 0].max()) <= 176
 
 
 def test_half_and_full_lists_follow_the_same_trajectory_to_rounding(liquid_256):

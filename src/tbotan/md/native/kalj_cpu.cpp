@@ -17,15 +17,22 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
+#include <atomic>
+#include <type_traits>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace {
 
 constexpr int64_t kGrain = 512;  // rows per task: small systems run on one thread
+constexpr int kLanes = 8;        // neighbours per vectorised block of the half-list force loop
 
 struct PairTable {
   double c12[4], c6[4], rc2[4], ucut[4], ducut[4], rcut[4], sig2[4];
@@ -385,12 +392,66 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // order.  Results are thus independent of the thread count and equal for a system alone and
 // inside a batch; they equal the full-list results to rounding (another summation order).
 
+// The explicitly vectorised loops (AVX-512, where the build targets it) can be switched off
+// at run time (``use_simd(False)``) to compare them with the portable loops in one build.
+std::atomic<bool> simd_on{true};
+
+bool native_simd_enabled() { return simd_on.load(std::memory_order_relaxed); }
+
 inline bool owns(int64_t i, int64_t j) { return ((i + j) & 1) ? (i < j) : (i > j); }
 
 int64_t half_chunk_rows(int64_t N) {
-  // at least 512 rows per chunk, at most 8 chunks per system: a function of N only
-  return std::max<int64_t>(512, (N + 7) / 8);
+  // at least 2048 rows per chunk (each chunk's buffer spans the whole system: fewer, larger
+  // chunks move less memory), at most 8 chunks per system: a function of N only
+  return std::max<int64_t>(2048, (N + 7) / 8);
 }
+
+template <typename T>
+bool use_simd_build() {
+#if defined(__AVX512F__)
+  return std::is_same_v<T, double> && native_simd_enabled();
+#else
+  return false;
+#endif
+}
+
+constexpr int64_t kSimdSlack = 8;  // spare slots past K for the vectorised list appends
+
+#if defined(__AVX512F__)
+// Candidates members[lo, hi) of one row, at (sx, sy, sz)[m], seen from (px, py, pz) = the row's
+// position minus the run's periodic shift: those inside their list radius lim[type] are
+// appended, in member order, A neighbours to ``out`` and B neighbours to ``b_side`` (counts na,
+// nb; entries past K are counted but not stored; both arrays have kSimdSlack spare slots).
+inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, double pz,
+                              const double* lim, const double* sx, const double* sy,
+                              const double* sz, const int64_t* st, const int64_t* members,
+                              int64_t* out, int64_t* b_side, int64_t K, int64_t& na,
+                              int64_t& nb) {
+  const __m512d vx = _mm512_set1_pd(px), vy = _mm512_set1_pd(py), vz = _mm512_set1_pd(pz);
+  const __m512d limA = _mm512_set1_pd(lim[0]), limB = _mm512_set1_pd(lim[1]);
+  const __m512i zero = _mm512_setzero_si512();
+  for (int64_t m = lo; m < hi; m += 8) {
+    const int64_t left = hi - m;
+    const __mmask8 valid = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+    const __m512d dx = _mm512_sub_pd(vx, _mm512_maskz_loadu_pd(valid, sx + m));
+    const __m512d dy = _mm512_sub_pd(vy, _mm512_maskz_loadu_pd(valid, sy + m));
+    const __m512d dz = _mm512_sub_pd(vz, _mm512_maskz_loadu_pd(valid, sz + m));
+    const __m512d r2 = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(dx, dx), _mm512_mul_pd(dy, dy)), _mm512_mul_pd(dz, dz));
+    const __mmask8 is_b = _mm512_mask_cmpneq_epi64_mask(valid, _mm512_maskz_loadu_epi64(valid, st + m), zero);
+    const __m512d limit = _mm512_mask_blend_pd(is_b, limA, limB);
+    // r2 < limit, as the scalar loop's !(r2 < lim) test
+    const __mmask8 keep = _mm512_mask_cmp_pd_mask(valid, r2, limit, _CMP_LT_OQ);
+    // branch-free appends (whether a candidate is kept is not predictable): both sides are
+    // stored every time, and the counts advance by the number kept
+    const __m512i j = _mm512_maskz_loadu_epi64(valid, members + m);
+    const __mmask8 keep_a = keep & static_cast<__mmask8>(~is_b), keep_b = keep & is_b;
+    if (na <= K) _mm512_storeu_si512(out + na, _mm512_maskz_compress_epi64(keep_a, j));
+    if (nb <= K) _mm512_storeu_si512(b_side + nb, _mm512_maskz_compress_epi64(keep_b, j));
+    na += __builtin_popcount(keep_a);
+    nb += __builtin_popcount(keep_b);
+  }
+}
+#endif
 
 template <typename T>
 void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types, const T* box,
@@ -421,7 +482,7 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   std::vector<int64_t> cell_of(BN), start(B * n_cells + 1, 0);
   // particles in cell order, with their coordinates and types copied contiguously so that the
   // candidate loops stream through memory
-  std::vector<int64_t> members(BN);
+  std::vector<int64_t> members(BN), slot(BN);
   std::vector<T> sx(BN), sy(BN), sz(BN);
   std::vector<int64_t> st(BN);
   for (int64_t b = 0; b < B; ++b) {
@@ -445,6 +506,7 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
     for (int64_t row = 0; row < BN; ++row) {
       const int64_t m = fill[cell_of[row]]++;
       members[m] = row;
+      slot[row] = m;
       sx[m] = x[row];
       sy[m] = y[row];
       sz[m] = z[row];
@@ -485,8 +547,34 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
       }
     }
   }
+  // the same stencil as runs of consecutive members with one shift (cells next to each other
+  // along z are next to each other in member order): what the vectorised candidate loop walks
+  const bool simd = use_simd_build<T>() && use_cells;
+  std::vector<int64_t> run_first(simd ? n_cells + 1 : 0, 0), run_lo, run_hi;
+  std::vector<T> run_shift;
+  if (simd) {
+    for (int64_t own = 0; own < n_cells; ++own) {
+      run_first[own] = static_cast<int64_t>(run_lo.size());
+      for (int64_t k = own * n_stencil + 1; k < (own + 1) * n_stencil; ++k) {
+        const int64_t lo = start[stencil_cell[k]], hi = start[stencil_cell[k] + 1];
+        if (lo == hi) continue;
+        const T* shift = stencil_shift.data() + 3 * k;
+        const int64_t r = static_cast<int64_t>(run_lo.size()) - 1;
+        if (r >= run_first[own] && run_hi[r] == lo && run_shift[3 * r] == shift[0] &&
+            run_shift[3 * r + 1] == shift[1] && run_shift[3 * r + 2] == shift[2]) {
+          run_hi[r] = hi;
+          continue;
+        }
+        run_lo.push_back(lo);
+        run_hi.push_back(hi);
+        run_shift.insert(run_shift.end(), shift, shift + 3);
+      }
+    }
+    run_first[n_cells] = static_cast<int64_t>(run_lo.size());
+  }
   at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> b_side(std::max<int64_t>(K, 1));
+    // B neighbours until the row is assembled; kSimdSlack spare slots for vector stores
+    std::vector<int64_t> a_side(simd ? K + kSimdSlack : 0), b_side(K + kSimdSlack);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N;
       const int64_t local = row - b * N;
@@ -524,7 +612,23 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
           take(m, dx, dy, dz, 2);
         }
       }
-      if (use_cells) {
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, double>) {
+        if (simd) {
+          // own cell first (the members after this row: j > i), then the stencil's runs
+          append_run_avx512(slot[row] + 1, start[own + 1], xi, yi, zi, lim, sx.data(),
+                            sy.data(), sz.data(), st.data(), members.data(), a_side.data(),
+                            b_side.data(), K, na, nb);
+          for (int64_t r = run_first[own]; r < run_first[own + 1]; ++r)
+            append_run_avx512(run_lo[r], run_hi[r], xi - run_shift[3 * r],
+                              yi - run_shift[3 * r + 1], zi - run_shift[3 * r + 2], lim,
+                              sx.data(), sy.data(), sz.data(), st.data(), members.data(),
+                              a_side.data(), b_side.data(), K, na, nb);
+          std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
+        }
+      }
+#endif
+      if (use_cells && !simd) {
         // own cell first (pairs j > i), then the forward stencil cells (every pair owned)
         const int64_t* sc = stencil_cell.data() + own * n_stencil;
         const T* ss = stencil_shift.data() + 3 * own * n_stencil;
@@ -613,14 +717,15 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
     scalar_t* ref = reference.data_ptr<scalar_t>();
     int64_t* img = images.data_ptr<int64_t>();
     const scalar_t* L = box.data_ptr<scalar_t>();
-    for (int64_t b = 0; b < B; ++b) {
-      if (!sel[b]) continue;
+    // one system: wrap, reset its reference, rebuild its rows (the row loop of the build is
+    // parallel where the systems are not: results are the same either way)
+    auto rebuild_one = [&](int64_t b) {
       bool finite = true;
       for (int d = 0; d < 3; ++d)
         for (int64_t i = 0; i < N; ++i) finite &= std::isfinite(r[d * BN + b * N + i]);
       if (!finite) {
         lo[b] = -1;
-        continue;
+        return;
       }
       for (int d = 0; d < 3; ++d) {
         const scalar_t length = L[3 * b + d];
@@ -642,25 +747,290 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
       int64_t m = 0;
       for (int64_t i = 0; i < N; ++i) m = std::max(m, cnt[2 * i]);
       lo[b] = m;
+    };
+    std::vector<int64_t> chosen;
+    for (int64_t b = 0; b < B; ++b)
+      if (sel[b]) chosen.push_back(b);
+    const int64_t n_chosen = static_cast<int64_t>(chosen.size());
+    if (n_chosen >= at::get_num_threads() && n_chosen > 1) {
+      // at least one system per thread: whole systems in parallel (the builds' own row loops
+      // then run inline), so their serial parts (binning, stencil) overlap too
+      at::parallel_for(0, n_chosen, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) rebuild_one(chosen[k]);
+      });
+    } else {
+      for (const int64_t b : chosen) rebuild_one(b);
     }
   });
   return longest;
 }
 
+// The rows [first, last) of system b over half lists: adds each pair's force to the row's
+// particle and subtracts it from the neighbour's, in ``acc`` (N, 4) = (fx, fy, fz, e) indexed
+// by local particle index; with energies also half of each pair's U to either particle, the
+// pair virial sum into ``w`` and the smallest r^2/sigma^2 into ``rmin``.  P (N, 4) holds the
+// system's positions (x, y, z, pad).  Portable version, vectorised by the compiler: lanes of
+// kLanes neighbours, each lane with its own sums, added in lane order at the end (the order
+// does not depend on memory alignment).
+template <typename T, bool with_energy>
+void half_rows_portable(const T* P, T* acc, const int64_t* nbr, const int64_t* cnt,
+                        const int64_t* types, const PairTable& tab, int64_t b, int64_t N,
+                        int64_t K, int64_t first, int64_t last, T Lx, T Ly, T Lz, double& w,
+                        double& rmin) {
+  const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
+    for (int64_t li = first; li < last; ++li) {
+      const int64_t row = b * N + li;
+      const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
+      const int64_t ti2 = 2 * types[row];
+      const int64_t n = std::min(cnt[2 * row], K);
+      const int64_t na = std::min(cnt[2 * row + 1], n);
+      const int64_t* nb = nbr + row * K;
+      T ax[kLanes] = {}, ay[kLanes] = {}, az[kLanes] = {}, e[kLanes] = {};
+      double wl[kLanes] = {}, ml[kLanes];
+      std::fill(ml, ml + kLanes, std::numeric_limits<double>::infinity());
+      const int64_t base = b * N;
+      for (int seg = 0; seg < 2; ++seg) {
+        const int64_t p = ti2 + seg;
+        const T c12 = T(tab.c12[p]), c6 = T(tab.c6[p]), rc2 = T(tab.rc2[p]);
+        const T c12x12 = T(12) * c12, c6x6 = T(6) * c6;
+        const T duc = T(tab.ducut[p]), uc = T(tab.ucut[p]), rc = T(tab.rcut[p]);
+        const double isig2 = 1.0 / tab.sig2[p];
+        const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
+        for (int64_t kb = k0; kb < k1; kb += kLanes) {
+          // a lane past the segment points at the row itself (never read beyond the row)
+          int32_t idx[kLanes];  // local indices: int32 lets the compiler gather and scatter
+          for (int l = 0; l < kLanes; ++l) idx[l] = int32_t(kb + l < k1 ? nb[kb + l] - base : li);
+#pragma omp simd
+          for (int l = 0; l < kLanes; ++l) {
+            const bool valid = kb + l < k1;
+            const int32_t lj = idx[l];
+            T dx = xi - P[4 * lj], dy = yi - P[4 * lj + 1], dz = zi - P[4 * lj + 2];
+            dx -= Lx * std::nearbyint(dx * iLx);
+            dy -= Ly * std::nearbyint(dy * iLy);
+            dz -= Lz * std::nearbyint(dz * iLz);
+            const T r2 = dx * dx + dy * dy + dz * dz;
+            const bool inside = valid && r2 < rc2;
+            const T r2s = inside ? r2 : T(1);
+            const T ir = T(1) / std::sqrt(r2s);
+            const T ir2 = ir * ir, ir6 = ir2 * ir2 * ir2;
+            const T fr = inside ? (c12x12 * ir6 * ir6 - c6x6 * ir6) * ir2 + duc * ir : T(0);
+            const T fx = fr * dx, fy = fr * dy, fz = fr * dz;
+            ax[l] += fx;
+            ay[l] += fy;
+            az[l] += fz;
+            acc[4 * lj] -= fx;
+            acc[4 * lj + 1] -= fy;
+            acc[4 * lj + 2] -= fz;
+            if constexpr (with_energy) {
+              const T u =
+                  inside ? c12 * ir6 * ir6 - c6 * ir6 - uc - (r2s * ir - rc) * duc : T(0);
+              e[l] += u;
+              acc[4 * lj + 3] += T(0.5) * u;
+              wl[l] += double(fr * r2s);
+              const double q = double(r2) * isig2;
+              ml[l] = valid && q < ml[l] ? q : ml[l];
+            }
+          }
+        }
+      }
+      T sx = 0, sy = 0, sz = 0, se = 0;
+      for (int l = 0; l < kLanes; ++l) {
+        sx += ax[l];
+        sy += ay[l];
+        sz += az[l];
+        se += e[l];
+        w += wl[l];
+        rmin = std::min(rmin, ml[l]);
+      }
+      T* Ai = acc + 4 * li;
+      Ai[0] += sx;
+      Ai[1] += sy;
+      Ai[2] += sz;
+      Ai[3] += T(0.5) * se;
+    }
+}
+
+#if defined(__AVX512F__)
+// Sum of the eight lanes in lane order (0 + 1 + ... + 7): a fixed order.
+inline double lane_sum(__m512d v) {
+  alignas(64) double a[8];
+  _mm512_store_pd(a, v);
+  double s = a[0];
+  for (int l = 1; l < 8; ++l) s += a[l];
+  return s;
+}
+// AVX-512 version for float64: eight neighbours per vector, positions gathered from P and the
+// neighbours' force updates gathered, subtracted and scattered back under the mask of the
+// pairs inside the cutoff (the j of one row are distinct, so a scatter has no conflicts).
+// Sums per lane, reduced in a fixed order: deterministic, independent of alignment.
+// Pair forces of eight neighbours: their indices times 4 (rows of P and acc), the mask of the
+// pairs inside the cutoff, force components (zero outside), energies and fr r^2.
+struct PairBlock {
+  __m512i j4;
+  __mmask8 inside;
+  __m512d fx, fy, fz, u, w;
+};
+
+template <bool with_energy>
+void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const int64_t* cnt,
+                      const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
+                      int64_t first, int64_t last, double Lx, double Ly, double Lz, double& w,
+                      double& rmin) {
+  const __m512d vLx = _mm512_set1_pd(Lx), vLy = _mm512_set1_pd(Ly), vLz = _mm512_set1_pd(Lz);
+  const __m512d viLx = _mm512_set1_pd(1.0 / Lx), viLy = _mm512_set1_pd(1.0 / Ly),
+                viLz = _mm512_set1_pd(1.0 / Lz);
+  const __m512d one = _mm512_set1_pd(1.0), half = _mm512_set1_pd(0.5), three = _mm512_set1_pd(3.0);
+  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  const __m512i vbase = _mm512_set1_epi64(b * N);
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  __m512d vw = _mm512_setzero_pd(), vmin = inf;
+  for (int64_t li = first; li < last; ++li) {
+    const int64_t row = b * N + li;
+    const __m512d xi = _mm512_set1_pd(P[4 * li]), yi = _mm512_set1_pd(P[4 * li + 1]),
+                  zi = _mm512_set1_pd(P[4 * li + 2]);
+    const int64_t ti2 = 2 * types[row];
+    const int64_t n = std::min(cnt[2 * row], K);
+    const int64_t na = std::min(cnt[2 * row + 1], n);
+    const int64_t* nb = nbr + row * K;
+    __m512d ax = _mm512_setzero_pd(), ay = ax, az = ax, ae = ax;
+    for (int seg = 0; seg < 2; ++seg) {
+      const int64_t p = ti2 + seg;
+      const __m512d rc2 = _mm512_set1_pd(tab.rc2[p]);
+      const __m512d c12x12 = _mm512_set1_pd(12.0 * tab.c12[p]),
+                    c6x6 = _mm512_set1_pd(6.0 * tab.c6[p]);
+      const __m512d c12 = _mm512_set1_pd(tab.c12[p]), c6 = _mm512_set1_pd(tab.c6[p]);
+      const __m512d duc = _mm512_set1_pd(tab.ducut[p]), uc = _mm512_set1_pd(tab.ucut[p]),
+                    rc = _mm512_set1_pd(tab.rcut[p]);
+      const __m512d isig2 = _mm512_set1_pd(1.0 / tab.sig2[p]);
+      const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
+      // one block of eight neighbours from slot kb: the pair forces (zero outside the cutoff)
+      auto compute = [&](int64_t kb) {
+        PairBlock q;
+        const int64_t left = k1 - kb;
+        const __mmask8 valid = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+        const __m512i j = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(valid, nb + kb), vbase);
+        q.j4 = _mm512_slli_epi64(j, 2);
+        const __m512d zero = _mm512_setzero_pd();
+        __m512d dx = _mm512_sub_pd(xi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P, 8));
+        __m512d dy = _mm512_sub_pd(yi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 1, 8));
+        __m512d dz = _mm512_sub_pd(zi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 2, 8));
+        dx = _mm512_fnmadd_pd(vLx, _mm512_roundscale_pd(_mm512_mul_pd(dx, viLx), kRound), dx);
+        dy = _mm512_fnmadd_pd(vLy, _mm512_roundscale_pd(_mm512_mul_pd(dy, viLy), kRound), dy);
+        dz = _mm512_fnmadd_pd(vLz, _mm512_roundscale_pd(_mm512_mul_pd(dz, viLz), kRound), dz);
+        const __m512d r2 =
+            _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(dx, dx), _mm512_mul_pd(dy, dy)), _mm512_mul_pd(dz, dz));
+        if constexpr (with_energy)
+          vmin = _mm512_mask_min_pd(vmin, valid, vmin, _mm512_mul_pd(r2, isig2));
+        q.inside = _mm512_mask_cmp_pd_mask(valid, r2, rc2, _CMP_LT_OQ);
+        const __m512d r2s = _mm512_mask_blend_pd(q.inside, one, r2);
+        // 1/r: the 14-bit estimate and two Newton steps, y <- y (3 - r2 y^2) / 2 (relative
+        // error ~1e-16, a few ulp: a fraction of the cost of a square root and a division)
+        __m512d ir = _mm512_rsqrt14_pd(r2s);
+        ir = _mm512_mul_pd(_mm512_mul_pd(half, ir),
+                           _mm512_fnmadd_pd(_mm512_mul_pd(r2s, ir), ir, three));
+        ir = _mm512_mul_pd(_mm512_mul_pd(half, ir),
+                           _mm512_fnmadd_pd(_mm512_mul_pd(r2s, ir), ir, three));
+        const __m512d ir2 = _mm512_mul_pd(ir, ir);
+        const __m512d ir6 = _mm512_mul_pd(_mm512_mul_pd(ir2, ir2), ir2);
+        // fr = (12 c12 ir6^2 - 6 c6 ir6) ir2 + duc ir, as the portable loop
+        const __m512d lj = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(c12x12, ir6), ir6),
+                                         _mm512_mul_pd(c6x6, ir6));
+        const __m512d fr = _mm512_maskz_mov_pd(
+            q.inside, _mm512_add_pd(_mm512_mul_pd(lj, ir2), _mm512_mul_pd(duc, ir)));
+        q.fx = _mm512_mul_pd(fr, dx);
+        q.fy = _mm512_mul_pd(fr, dy);
+        q.fz = _mm512_mul_pd(fr, dz);
+        if constexpr (with_energy) {
+          // u = c12 ir6^2 - c6 ir6 - uc - (r - rc) duc, r = r2 ir
+          const __m512d r = _mm512_mul_pd(r2s, ir);
+          __m512d u = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(c12, ir6), ir6),
+                                    _mm512_mul_pd(c6, ir6));
+          u = _mm512_sub_pd(_mm512_sub_pd(u, uc), _mm512_mul_pd(_mm512_sub_pd(r, rc), duc));
+          q.u = _mm512_maskz_mov_pd(q.inside, u);
+          q.w = _mm512_mul_pd(fr, r2s);
+        }
+        return q;
+      };
+      // its sums into the row's lanes, its updates into the neighbours' buffers
+      auto apply = [&](const PairBlock& q) {
+        ax = _mm512_add_pd(ax, q.fx);
+        ay = _mm512_add_pd(ay, q.fy);
+        az = _mm512_add_pd(az, q.fz);
+        const __m512d zero = _mm512_setzero_pd();
+        const __m512d gx = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc, 8);
+        const __m512d gy = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 1, 8);
+        const __m512d gz = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 2, 8);
+        _mm512_mask_i64scatter_pd(acc, q.inside, q.j4, _mm512_sub_pd(gx, q.fx), 8);
+        _mm512_mask_i64scatter_pd(acc + 1, q.inside, q.j4, _mm512_sub_pd(gy, q.fy), 8);
+        _mm512_mask_i64scatter_pd(acc + 2, q.inside, q.j4, _mm512_sub_pd(gz, q.fz), 8);
+        if constexpr (with_energy) {
+          ae = _mm512_add_pd(ae, q.u);
+          const __m512d ge = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 3, 8);
+          _mm512_mask_i64scatter_pd(acc + 3, q.inside, q.j4, _mm512_fmadd_pd(half, q.u, ge), 8);
+          vw = _mm512_add_pd(vw, q.w);
+        }
+      };
+      // two blocks in flight (independent: the j of a row are distinct), applied in slot
+      // order, so the sums are those of one block after the other
+      for (int64_t kb = k0; kb < k1; kb += 16) {
+        const PairBlock first_block = compute(kb);
+        if (kb + 8 < k1) {
+          const PairBlock second_block = compute(kb + 8);
+          apply(first_block);
+          apply(second_block);
+        } else {
+          apply(first_block);
+        }
+      }
+    }
+    double* Ai = acc + 4 * li;
+    Ai[0] += lane_sum(ax);
+    Ai[1] += lane_sum(ay);
+    Ai[2] += lane_sum(az);
+    if constexpr (with_energy) Ai[3] += 0.5 * lane_sum(ae);
+  }
+  if constexpr (with_energy) {
+    w += lane_sum(vw);
+    alignas(64) double m[8];
+    _mm512_store_pd(m, vmin);
+    for (int l = 0; l < 8; ++l) rmin = std::min(rmin, m[l]);
+  }
+}
+
+#endif
+
+// The rows of one chunk: the AVX-512 version for float64 where the compiler targets it, the
+// portable one otherwise.
+template <typename T, bool with_energy>
+void half_rows(const T* P, T* acc, const int64_t* nbr, const int64_t* cnt, const int64_t* types,
+               const PairTable& tab, int64_t b, int64_t N, int64_t K, int64_t first,
+               int64_t last, T Lx, T Ly, T Lz, double& w, double& rmin) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, double>) {
+    if (native_simd_enabled()) {
+      half_rows_avx512<with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly,
+                                    Lz, w, rmin);
+      return;
+    }
+  }
+#endif
+  half_rows_portable<T, with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly,
+                                     Lz, w, rmin);
+}
 // Pair forces over half lists.  With ``energy`` non-null also per-particle energies (half of
 // each pair's U to either particle), per-system virials and closest approach.
-template <typename T>
+template <typename T, bool with_energy>
 void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const int64_t* types,
                       const T* box, const PairTable& tab, int64_t B, int64_t N, int64_t K, T* f,
                       T* energy, double* virial, double* min_ratio) {
   const int64_t BN = B * N;
   const int64_t rows_per_chunk = half_chunk_rows(N);
   const int64_t C = (N + rows_per_chunk - 1) / rows_per_chunk;
-  const bool with_energy = energy != nullptr;
-  // positions interleaved (x, y, z, pad): one cache line per neighbour instead of three
-  std::vector<T> pos(4 * BN);
-  // chunk buffers (fx, fy, fz, e) per particle of the chunk's system
-  std::vector<T> buf(4 * BN * C);
+  // positions interleaved (x, y, z, pad): one cache line per neighbour instead of three;
+  // chunk buffers (fx, fy, fz, e) per particle of the chunk's system, zeroed by their chunk
+  // (both left uninitialised here: every element is written before it is read)
+  std::unique_ptr<T[]> pos(new T[4 * BN]);
+  std::unique_ptr<T[]> buf(new T[4 * BN * C]);
   std::vector<double> chunk_virial(B * C, 0.0);
   std::vector<double> chunk_min(B * C, std::numeric_limits<double>::infinity());
   at::parallel_for(0, BN, 8192, [&](int64_t begin, int64_t end) {
@@ -674,64 +1044,16 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
   at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / C, chunk = task % C;
-      T* acc = buf.data() + 4 * N * task;  // indexed by the local particle index
+      T* acc = buf.get() + 4 * N * task;  // indexed by the local particle index
       std::fill(acc, acc + 4 * N, T(0));
-      const T* P = pos.data() + 4 * N * b;
+      const T* P = pos.get() + 4 * N * b;
       const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
-      const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
       const int64_t first = chunk * rows_per_chunk;
       const int64_t last = std::min(N, first + rows_per_chunk);
       double w = 0;
       double rmin = std::numeric_limits<double>::infinity();
-      for (int64_t li = first; li < last; ++li) {
-        const int64_t row = b * N + li;
-        const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
-        const int64_t ti2 = 2 * types[row];
-        const int64_t n = std::min(cnt[2 * row], K);
-        const int64_t na = std::min(cnt[2 * row + 1], n);
-        const int64_t* nb = nbr + row * K;
-        T ax = 0, ay = 0, az = 0, e = 0;
-        for (int seg = 0; seg < 2; ++seg) {
-          const int64_t p = ti2 + seg;
-          const T c12 = T(tab.c12[p]), c6 = T(tab.c6[p]), rc2 = T(tab.rc2[p]);
-          const T duc = T(tab.ducut[p]), uc = T(tab.ucut[p]), rc = T(tab.rcut[p]);
-          const double isig2 = 1.0 / tab.sig2[p];
-          const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
-          for (int64_t k = k0; k < k1; ++k) {
-            const int64_t lj = nb[k] - b * N;
-            const T* Pj = P + 4 * lj;
-            T dx = xi - Pj[0], dy = yi - Pj[1], dz = zi - Pj[2];
-            dx -= Lx * std::nearbyint(dx * iLx);
-            dy -= Ly * std::nearbyint(dy * iLy);
-            dz -= Lz * std::nearbyint(dz * iLz);
-            const T r2 = dx * dx + dy * dy + dz * dz;
-            if (with_energy) rmin = std::min(rmin, double(r2) * isig2);
-            if (!(r2 < rc2)) continue;
-            const T ir = T(1) / std::sqrt(r2);
-            const T ir2 = ir * ir, ir6 = ir2 * ir2 * ir2;
-            const T fr = (T(12) * c12 * ir6 * ir6 - T(6) * c6 * ir6) * ir2 + duc * ir;
-            const T fx = fr * dx, fy = fr * dy, fz = fr * dz;
-            ax += fx;
-            ay += fy;
-            az += fz;
-            T* Aj = acc + 4 * lj;
-            Aj[0] -= fx;
-            Aj[1] -= fy;
-            Aj[2] -= fz;
-            if (with_energy) {
-              const T u = c12 * ir6 * ir6 - c6 * ir6 - uc - (r2 * ir - rc) * duc;
-              e += u;
-              Aj[3] += T(0.5) * u;
-              w += double(fr * r2);
-            }
-          }
-        }
-        T* Ai = acc + 4 * li;
-        Ai[0] += ax;
-        Ai[1] += ay;
-        Ai[2] += az;
-        Ai[3] += T(0.5) * e;
-      }
+      half_rows<T, with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly, Lz,
+                                w, rmin);
       chunk_virial[task] = w;
       chunk_min[task] = rmin;
     }
@@ -740,7 +1062,7 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
   at::parallel_for(0, BN, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N, li = row - b * N;
-      const T* a = buf.data() + 4 * (N * C * b + li);
+      const T* a = buf.get() + 4 * (N * C * b + li);
       T fx = a[0], fy = a[1], fz = a[2], e = a[3];
       for (int64_t chunk = 1; chunk < C; ++chunk) {
         const T* q = a + 4 * N * chunk;
@@ -752,10 +1074,10 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
       f[row] = fx;
       f[BN + row] = fy;
       f[2 * BN + row] = fz;
-      if (with_energy) energy[row] = e;
+      if constexpr (with_energy) energy[row] = e;
     }
   });
-  if (with_energy) {
+  if constexpr (with_energy) {
     for (int64_t b = 0; b < B; ++b) {
       double w = 0, m = std::numeric_limits<double>::infinity();
       for (int64_t chunk = 0; chunk < C; ++chunk) {
@@ -795,7 +1117,7 @@ torch::Tensor half_forces(torch::Tensor coords, torch::Tensor neighbors, torch::
   const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
   auto out = torch::empty_like(coords);
   AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_half_forces", [&] {
-    half_pair_kernel<scalar_t>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
+    half_pair_kernel<scalar_t, false>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
                                counts.data_ptr<int64_t>(), types.data_ptr<int64_t>(),
                                box.data_ptr<scalar_t>(), tab, B, N, K, out.data_ptr<scalar_t>(),
                                nullptr, nullptr, nullptr);
@@ -815,7 +1137,7 @@ std::vector<torch::Tensor> half_energy_virial(torch::Tensor coords, torch::Tenso
   auto virial = torch::empty({B}, dopts);
   auto min_ratio = torch::empty({B}, dopts);
   AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_half_energy_virial", [&] {
-    half_pair_kernel<scalar_t>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
+    half_pair_kernel<scalar_t, true>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
                                counts.data_ptr<int64_t>(), types.data_ptr<int64_t>(),
                                box.data_ptr<scalar_t>(), tab, B, N, K, f.data_ptr<scalar_t>(),
                                energy.data_ptr<scalar_t>(), virial.data_ptr<double>(),
@@ -879,4 +1201,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kick_kinetic", &kick_kinetic,
         "second velocity-Verlet half step in place, and the kinetic energy of each system");
   m.def("half_chunk_rows", &half_chunk_rows, "rows per accumulation chunk of the half lists");
+  m.def(
+      "simd_available",
+      [] {
+#if defined(__AVX512F__)
+        return true;
+#else
+        return false;
+#endif
+      },
+      "whether the build has the explicitly vectorised (AVX-512) loops");
+  m.def(
+      "use_simd", [](bool on) { simd_on.store(on); },
+      "switch the explicitly vectorised loops on or off (for comparisons in one build)");
 }
