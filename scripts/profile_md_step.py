@@ -1,7 +1,7 @@
 """Split one torch-engine MD step (native kernels) into forces / list builds / integration.
 
 Usage: OMP_WAIT_POLICY=passive python scripts/profile_md_step.py [--n 4096 1000] [--batch 1 16]
-       [--threads 1] [--steps 200]
+       [--threads 1] [--steps 200] [--portable]
 
 Runs an NVT (Bussi) trajectory of a prepared KALJ liquid with the kernels' calls wrapped by
 timers and prints milliseconds per step spent in each part (and per call for list builds).
@@ -82,8 +82,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--kernels", default="native")
     p.add_argument("--option", action="append", default=[], help="engine option key=value")
+    p.add_argument(
+        "--portable", action="store_true", help="native kernels without their AVX-512 loops"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.portable:
+        from tbotan.md import native
+
+        native.load().use_simd(False)
     options = {}
     for item in args.option:
         key, value = item.split("=", 1)

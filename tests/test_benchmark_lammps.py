@@ -38,3 +38,32 @@ def test_fire_benchmark_reaches_the_reference_minimum(tmp_path, botan_dir):
     (m,) = result["measurements"]
     assert m["engine"] == "lammps" and m["inherent_structures_per_second"] > 0
     assert m["e_is"][0] == pytest.approx(result["workload"]["reference_e_is"][0], abs=1e-4)
+
+
+def test_interleaved_md_benchmark_keeps_the_torch_thread_count(tmp_path):
+    """LAMMPS sets the OpenMP thread count of the whole process: the interleaved rounds must
+    give the torch engine its own count back for each of its measurements."""
+    import torch
+
+    from tbotan.md import native
+
+    if native.load() is None:
+        pytest.skip(f"native kernels cannot be built here: {native.unavailable_reason()}")
+    threads = torch.get_num_threads()
+    out = tmp_path / "md.json"
+    argv = ["benchmark", "md", "--n-particles", "256", "--batch-sizes", "1", "--steps", "5"]
+    argv += ["--warmup", "2", "--rounds", "2", "--engine", "lammps", "--lammps-threads", "1"]
+    argv += ["--neighbor-list", "half", "--output", str(out)]
+    try:
+        torch.set_num_threads(2)
+        assert cli.main(argv) == 0
+        assert torch.get_num_threads() == 2
+        result = json.loads(out.read_text())
+    finally:
+        torch.set_num_threads(threads)
+    by_label = {}
+    for m in result["measurements"]:
+        by_label.setdefault(m["details"]["label"], []).append(m["details"]["threads"])
+    assert by_label == {"torch-half": [2, 2], "lammps": [1, 1]}
+    assert result["machine"]["torch_threads"] == 2
+    assert set(result["ratios"]) == {"torch-half_batch1_over_lammps"}

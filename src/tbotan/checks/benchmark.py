@@ -160,6 +160,8 @@ def benchmark_md(
     Returns a JSON-ready dictionary with the machine, every measurement and the
     torch / other-engine throughput ratios (``torch_batch{B}_over_{engine}``).
     """
+    import torch
+
     if n_particles < 250:
         raise ValueError(f"n_particles must be ≥ 250 (box larger than 2 r_list), got {n_particles}")
     torch_engine = make_engine(
@@ -167,6 +169,7 @@ def benchmark_md(
     )
     progress(f"preparing a KALJ liquid of N = {n_particles} at T = {kT} ...")
     liquid = prepare_liquid(n_particles, kT, seed, torch_engine)
+    machine = machine_description()  # before LAMMPS sets the process's OpenMP thread count
     results: list[MDMeasurement] = []
     for b in batch_sizes:
         progress(f"torch engine ({torch_engine.describe()['kernels']} kernels), batch {b} ...")
@@ -180,12 +183,11 @@ def benchmark_md(
         hoomd_engine = make_engine("hoomd", device="cuda" if device == "cuda" else "cpu")
         others.append(("HOOMD-blue", hoomd_engine, hoomd_steps or steps))
     if with_lammps:
-        import torch
-
         threads = lammps_threads or torch.get_num_threads()
         others.append(("LAMMPS", make_engine("lammps", threads=threads), lammps_steps or steps))
     ratios = {}
     torch_results = list(results)
+    torch_threads = torch.get_num_threads()
     for label, engine, n_steps in others:
         progress(f"{label}, one system ...")
         h = time_engine(engine, liquid, 1, n_steps, kT, warmup)
@@ -195,10 +197,11 @@ def benchmark_md(
             ratios[f"torch_batch{m.batch_size}_over_{h.engine}"] = (
                 m.replica_steps_per_second / h.replica_steps_per_second
             )
+    torch.set_num_threads(torch_threads)  # LAMMPS sets the process's OpenMP thread count
     return {
         "benchmark": "md",
         "workload": md_workload(n_particles, kT, precision, torch_engine.radii.skin),
-        "machine": machine_description(),
+        "machine": machine,
         "measurements": [asdict(m) for m in results],
         "ratios": ratios,
     }
@@ -233,20 +236,28 @@ def benchmark_md_interleaved(
     }
     progress(f"preparing a KALJ liquid of N = {n_particles} at T = {kT} ...")
     liquid = prepare_liquid(n_particles, kT, seed, next(iter(engines.values())))
+    machine = machine_description()  # before LAMMPS sets the process's OpenMP thread count
     runs = [(label, e, b) for label, e in engines.items() for b in batch_sizes]
     if with_lammps:
         threads = lammps_threads or torch.get_num_threads()
         runs.append(("lammps", make_engine("lammps", threads=threads), 1))
     rates: dict[str, list[float]] = {f"{label}_batch{b}": [] for label, _, b in runs}
     measurements = []
+    # LAMMPS sets the OpenMP thread count of the whole process (``-pk omp``), which the torch
+    # engine's kernels share: each torch measurement restores the torch thread count
+    torch_threads = torch.get_num_threads()
     for r in range(rounds):
         for label, engine, b in runs:
+            if label != "lammps":
+                torch.set_num_threads(torch_threads)
             m = time_engine(engine, liquid, b, steps, kT, warmup)
+            m.details["threads"] = torch_threads if label != "lammps" else threads
             m.details["round"] = r
             m.details["label"] = label
             measurements.append(asdict(m))
             rates[f"{label}_batch{b}"].append(m.replica_steps_per_second)
             progress(f"round {r + 1} {label} batch {b}: {m.replica_steps_per_second:,.1f}")
+    torch.set_num_threads(torch_threads)
     summary = {
         key: {"median": float(np.median(v)), "best": float(np.max(v)), "all": v}
         for key, v in rates.items()
@@ -271,7 +282,7 @@ def benchmark_md_interleaved(
             steps_per_measurement=steps,
             rounds=rounds,
         ),
-        "machine": machine_description(),
+        "machine": machine,
         "measurements": measurements,
         "summary": summary,
         "ratios": ratios,
