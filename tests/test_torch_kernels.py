@@ -360,3 +360,26 @@ def test_compiled_kernels_compile_once_per_shape_whatever_the_strides(liquid_256
             graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[0] >= 2  # forces and kick-drift compiled
     assert graphs[1] == graphs[0] and graphs[2] == graphs[0], graphs
+
+
+@pytest.mark.parametrize("march", ["x86-64-v3", "x86-64-v4"])  # AVX2 only; with AVX-512
+def test_native_kernels_compile_for_cpus_with_and_without_avx512(march):
+    """The portable loops stand alone where the CPU (``-march=native``) has no AVX-512, and the
+    AVX-512 ones compile wherever it has: a syntax-only compile for both instruction sets."""
+    import platform
+    import shutil
+    import subprocess
+    import sysconfig
+
+    from torch.utils.cpp_extension import include_paths
+
+    if platform.machine() not in ("x86_64", "AMD64") or shutil.which("c++") is None:
+        pytest.skip("needs an x86-64 C++ compiler")
+    source = native.kernel_sources()[0]
+    includes = [f"-I{p}" for p in [*include_paths(), sysconfig.get_paths()["include"]]]
+    command = ["c++", "-fsyntax-only", f"-march={march}", "-std=c++17", "-fopenmp", "-Wall"]
+    command += ["-Wextra", "-DTORCH_EXTENSION_NAME=check", *includes]
+    result = subprocess.run([*command, str(source)], capture_output=True, text=True)
+    own = [line for line in result.stderr.splitlines() if source.name in line]
+    assert result.returncode == 0, "\n".join(own[:20]) or result.stderr[-2000:]
+    assert not [line for line in own if "warning" in line]  # none in our own code

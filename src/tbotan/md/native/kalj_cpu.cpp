@@ -393,10 +393,11 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // inside a batch; they equal the full-list results to rounding (another summation order).
 
 // The explicitly vectorised loops (AVX-512, where the build targets it) can be switched off
-// at run time (``use_simd(False)``) to compare them with the portable loops in one build.
+// at run time (``use_simd(False)``) to compare them with the portable loops in one build; a
+// kernel call reads the switch once (a system's build once), so flip it between calls.
 std::atomic<bool> simd_on{true};
 
-bool native_simd_enabled() { return simd_on.load(std::memory_order_relaxed); }
+[[maybe_unused]] bool native_simd_enabled() { return simd_on.load(std::memory_order_relaxed); }
 
 inline bool owns(int64_t i, int64_t j) { return ((i + j) & 1) ? (i < j) : (i > j); }
 
@@ -717,6 +718,11 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
     scalar_t* ref = reference.data_ptr<scalar_t>();
     int64_t* img = images.data_ptr<int64_t>();
     const scalar_t* L = box.data_ptr<scalar_t>();
+    // every data pointer taken here, not in the worker threads
+    int64_t* counts_p = counts.data_ptr<int64_t>();
+    int64_t* neighbors_p = neighbors.data_ptr<int64_t>();
+    const int64_t* types_p = types.data_ptr<int64_t>();
+    const double* lsq_p = lsq.data_ptr<double>();
     // one system: wrap, reset its reference, rebuild its rows (the row loop of the build is
     // parallel where the systems are not: results are the same either way)
     auto rebuild_one = [&](int64_t b) {
@@ -739,11 +745,10 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
           img[q] += static_cast<int64_t>(shift);
         }
       }
-      int64_t* cnt = counts.data_ptr<int64_t>() + 2 * b * N;
+      int64_t* cnt = counts_p + 2 * b * N;
       build_half_kernel<scalar_t>(r + b * N, r + BN + b * N, r + 2 * BN + b * N,
-                                  types.data_ptr<int64_t>() + b * N, L + 3 * b,
-                                  lsq.data_ptr<double>(), r_max, N, K, b * N,
-                                  neighbors.data_ptr<int64_t>() + b * N * K, cnt);
+                                  types_p + b * N, L + 3 * b, lsq_p, r_max, N, K, b * N,
+                                  neighbors_p + b * N * K, cnt);
       int64_t m = 0;
       for (int64_t i = 0; i < N; ++i) m = std::max(m, cnt[2 * i]);
       lo[b] = m;
@@ -778,76 +783,76 @@ void half_rows_portable(const T* P, T* acc, const int64_t* nbr, const int64_t* c
                         int64_t K, int64_t first, int64_t last, T Lx, T Ly, T Lz, double& w,
                         double& rmin) {
   const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
-    for (int64_t li = first; li < last; ++li) {
-      const int64_t row = b * N + li;
-      const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
-      const int64_t ti2 = 2 * types[row];
-      const int64_t n = std::min(cnt[2 * row], K);
-      const int64_t na = std::min(cnt[2 * row + 1], n);
-      const int64_t* nb = nbr + row * K;
-      T ax[kLanes] = {}, ay[kLanes] = {}, az[kLanes] = {}, e[kLanes] = {};
-      double wl[kLanes] = {}, ml[kLanes];
-      std::fill(ml, ml + kLanes, std::numeric_limits<double>::infinity());
-      const int64_t base = b * N;
-      for (int seg = 0; seg < 2; ++seg) {
-        const int64_t p = ti2 + seg;
-        const T c12 = T(tab.c12[p]), c6 = T(tab.c6[p]), rc2 = T(tab.rc2[p]);
-        const T c12x12 = T(12) * c12, c6x6 = T(6) * c6;
-        const T duc = T(tab.ducut[p]), uc = T(tab.ucut[p]), rc = T(tab.rcut[p]);
-        const double isig2 = 1.0 / tab.sig2[p];
-        const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
-        for (int64_t kb = k0; kb < k1; kb += kLanes) {
-          // a lane past the segment points at the row itself (never read beyond the row)
-          int32_t idx[kLanes];  // local indices: int32 lets the compiler gather and scatter
-          for (int l = 0; l < kLanes; ++l) idx[l] = int32_t(kb + l < k1 ? nb[kb + l] - base : li);
+  for (int64_t li = first; li < last; ++li) {
+    const int64_t row = b * N + li;
+    const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
+    const int64_t ti2 = 2 * types[row];
+    const int64_t n = std::min(cnt[2 * row], K);
+    const int64_t na = std::min(cnt[2 * row + 1], n);
+    const int64_t* nb = nbr + row * K;
+    T ax[kLanes] = {}, ay[kLanes] = {}, az[kLanes] = {}, e[kLanes] = {};
+    double wl[kLanes] = {}, ml[kLanes];
+    std::fill(ml, ml + kLanes, std::numeric_limits<double>::infinity());
+    const int64_t base = b * N;
+    for (int seg = 0; seg < 2; ++seg) {
+      const int64_t p = ti2 + seg;
+      const T c12 = T(tab.c12[p]), c6 = T(tab.c6[p]), rc2 = T(tab.rc2[p]);
+      const T c12x12 = T(12) * c12, c6x6 = T(6) * c6;
+      const T duc = T(tab.ducut[p]), uc = T(tab.ucut[p]), rc = T(tab.rcut[p]);
+      const double isig2 = 1.0 / tab.sig2[p];
+      const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
+      for (int64_t kb = k0; kb < k1; kb += kLanes) {
+        // a lane past the segment points at the row itself (never read beyond the row)
+        int32_t idx[kLanes];  // local indices: int32 lets the compiler gather and scatter
+        for (int l = 0; l < kLanes; ++l) idx[l] = int32_t(kb + l < k1 ? nb[kb + l] - base : li);
 #pragma omp simd
-          for (int l = 0; l < kLanes; ++l) {
-            const bool valid = kb + l < k1;
-            const int32_t lj = idx[l];
-            T dx = xi - P[4 * lj], dy = yi - P[4 * lj + 1], dz = zi - P[4 * lj + 2];
-            dx -= Lx * std::nearbyint(dx * iLx);
-            dy -= Ly * std::nearbyint(dy * iLy);
-            dz -= Lz * std::nearbyint(dz * iLz);
-            const T r2 = dx * dx + dy * dy + dz * dz;
-            const bool inside = valid && r2 < rc2;
-            const T r2s = inside ? r2 : T(1);
-            const T ir = T(1) / std::sqrt(r2s);
-            const T ir2 = ir * ir, ir6 = ir2 * ir2 * ir2;
-            const T fr = inside ? (c12x12 * ir6 * ir6 - c6x6 * ir6) * ir2 + duc * ir : T(0);
-            const T fx = fr * dx, fy = fr * dy, fz = fr * dz;
-            ax[l] += fx;
-            ay[l] += fy;
-            az[l] += fz;
-            acc[4 * lj] -= fx;
-            acc[4 * lj + 1] -= fy;
-            acc[4 * lj + 2] -= fz;
-            if constexpr (with_energy) {
-              const T u =
-                  inside ? c12 * ir6 * ir6 - c6 * ir6 - uc - (r2s * ir - rc) * duc : T(0);
-              e[l] += u;
-              acc[4 * lj + 3] += T(0.5) * u;
-              wl[l] += double(fr * r2s);
-              const double q = double(r2) * isig2;
-              ml[l] = valid && q < ml[l] ? q : ml[l];
-            }
+        for (int l = 0; l < kLanes; ++l) {
+          const bool valid = kb + l < k1;
+          const int32_t lj = idx[l];
+          T dx = xi - P[4 * lj], dy = yi - P[4 * lj + 1], dz = zi - P[4 * lj + 2];
+          dx -= Lx * std::nearbyint(dx * iLx);
+          dy -= Ly * std::nearbyint(dy * iLy);
+          dz -= Lz * std::nearbyint(dz * iLz);
+          const T r2 = dx * dx + dy * dy + dz * dz;
+          const bool inside = valid && r2 < rc2;
+          const T r2s = inside ? r2 : T(1);
+          const T ir = T(1) / std::sqrt(r2s);
+          const T ir2 = ir * ir, ir6 = ir2 * ir2 * ir2;
+          const T fr = inside ? (c12x12 * ir6 * ir6 - c6x6 * ir6) * ir2 + duc * ir : T(0);
+          const T fx = fr * dx, fy = fr * dy, fz = fr * dz;
+          ax[l] += fx;
+          ay[l] += fy;
+          az[l] += fz;
+          acc[4 * lj] -= fx;
+          acc[4 * lj + 1] -= fy;
+          acc[4 * lj + 2] -= fz;
+          if constexpr (with_energy) {
+            const T u =
+                inside ? c12 * ir6 * ir6 - c6 * ir6 - uc - (r2s * ir - rc) * duc : T(0);
+            e[l] += u;
+            acc[4 * lj + 3] += T(0.5) * u;
+            wl[l] += double(fr * r2s);
+            const double q = double(r2) * isig2;
+            ml[l] = valid && q < ml[l] ? q : ml[l];
           }
         }
       }
-      T sx = 0, sy = 0, sz = 0, se = 0;
-      for (int l = 0; l < kLanes; ++l) {
-        sx += ax[l];
-        sy += ay[l];
-        sz += az[l];
-        se += e[l];
-        w += wl[l];
-        rmin = std::min(rmin, ml[l]);
-      }
-      T* Ai = acc + 4 * li;
-      Ai[0] += sx;
-      Ai[1] += sy;
-      Ai[2] += sz;
-      Ai[3] += T(0.5) * se;
     }
+    T sx = 0, sy = 0, sz = 0, se = 0;
+    for (int l = 0; l < kLanes; ++l) {
+      sx += ax[l];
+      sy += ay[l];
+      sz += az[l];
+      se += e[l];
+      w += wl[l];
+      rmin = std::min(rmin, ml[l]);
+    }
+    T* Ai = acc + 4 * li;
+    Ai[0] += sx;
+    Ai[1] += sy;
+    Ai[2] += sz;
+    Ai[3] += T(0.5) * se;
+  }
 }
 
 #if defined(__AVX512F__)
@@ -905,7 +910,7 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
       const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
       // one block of eight neighbours from slot kb: the pair forces (zero outside the cutoff)
       auto compute = [&](int64_t kb) {
-        PairBlock q;
+        PairBlock q{};
         const int64_t left = k1 - kb;
         const __mmask8 valid = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
         const __m512i j = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(valid, nb + kb), vbase);
@@ -920,7 +925,8 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
         const __m512d r2 =
             _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(dx, dx), _mm512_mul_pd(dy, dy)), _mm512_mul_pd(dz, dz));
         if constexpr (with_energy)
-          vmin = _mm512_mask_min_pd(vmin, valid, vmin, _mm512_mul_pd(r2, isig2));
+          // the new value first: a NaN ratio keeps the lane's minimum (the portable rule)
+          vmin = _mm512_mask_min_pd(vmin, valid, _mm512_mul_pd(r2, isig2), vmin);
         q.inside = _mm512_mask_cmp_pd_mask(valid, r2, rc2, _CMP_LT_OQ);
         const __m512d r2s = _mm512_mask_blend_pd(q.inside, one, r2);
         // 1/r: the 14-bit estimate and two Newton steps, y <- y (3 - r2 y^2) / 2 (relative
@@ -1002,18 +1008,19 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
 // The rows of one chunk: the AVX-512 version for float64 where the compiler targets it, the
 // portable one otherwise.
 template <typename T, bool with_energy>
-void half_rows(const T* P, T* acc, const int64_t* nbr, const int64_t* cnt, const int64_t* types,
-               const PairTable& tab, int64_t b, int64_t N, int64_t K, int64_t first,
-               int64_t last, T Lx, T Ly, T Lz, double& w, double& rmin) {
+void half_rows(bool simd, const T* P, T* acc, const int64_t* nbr, const int64_t* cnt,
+               const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
+               int64_t first, int64_t last, T Lx, T Ly, T Lz, double& w, double& rmin) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, double>) {
-    if (native_simd_enabled()) {
+    if (simd) {
       half_rows_avx512<with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly,
                                     Lz, w, rmin);
       return;
     }
   }
 #endif
+  (void)simd;
   half_rows_portable<T, with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly,
                                      Lz, w, rmin);
 }
@@ -1030,6 +1037,7 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
   // chunk buffers (fx, fy, fz, e) per particle of the chunk's system, zeroed by their chunk
   // (both left uninitialised here: every element is written before it is read)
   std::unique_ptr<T[]> pos(new T[4 * BN]);
+  const bool simd = native_simd_enabled();  // read once: one path for the whole call
   std::unique_ptr<T[]> buf(new T[4 * BN * C]);
   std::vector<double> chunk_virial(B * C, 0.0);
   std::vector<double> chunk_min(B * C, std::numeric_limits<double>::infinity());
@@ -1052,8 +1060,8 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
       const int64_t last = std::min(N, first + rows_per_chunk);
       double w = 0;
       double rmin = std::numeric_limits<double>::infinity();
-      half_rows<T, with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly, Lz,
-                                w, rmin);
+      half_rows<T, with_energy>(simd, P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx,
+                                Ly, Lz, w, rmin);
       chunk_virial[task] = w;
       chunk_min[task] = rmin;
     }
