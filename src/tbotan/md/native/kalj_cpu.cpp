@@ -397,8 +397,6 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // kernel call reads the switch once (a system's build once), so flip it between calls.
 std::atomic<bool> simd_on{true};
 
-[[maybe_unused]] bool native_simd_enabled() { return simd_on.load(std::memory_order_relaxed); }
-
 inline bool owns(int64_t i, int64_t j) { return ((i + j) & 1) ? (i < j) : (i > j); }
 
 int64_t half_chunk_rows(int64_t N) {
@@ -407,10 +405,12 @@ int64_t half_chunk_rows(int64_t N) {
   return std::max<int64_t>(2048, (N + 7) / 8);
 }
 
+// Whether the AVX-512 loops run for scalar type T: float64 only, in builds targeting AVX-512,
+// with the run-time switch on.
 template <typename T>
-bool use_simd_build() {
+bool simd_loops_for() {
 #if defined(__AVX512F__)
-  return std::is_same_v<T, double> && native_simd_enabled();
+  return std::is_same_v<T, double> && simd_on.load(std::memory_order_relaxed);
 #else
   return false;
 #endif
@@ -419,6 +419,17 @@ bool use_simd_build() {
 constexpr int64_t kSimdSlack = 8;  // spare slots past K for the vectorised list appends
 
 #if defined(__AVX512F__)
+// The first ``left`` of eight lanes (all eight for left >= 8).
+inline __mmask8 first_lanes(int64_t left) {
+  return left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+}
+
+// r^2 = (dx^2 + dy^2) + dz^2, rounded in the order of the scalar loops (no fused multiply-adds)
+inline __m512d squared_norm(__m512d dx, __m512d dy, __m512d dz) {
+  return _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(dx, dx), _mm512_mul_pd(dy, dy)),
+                       _mm512_mul_pd(dz, dz));
+}
+
 // Candidates members[lo, hi) of one row, at (sx, sy, sz)[m], seen from (px, py, pz) = the row's
 // position minus the run's periodic shift: those inside their list radius lim[type] are
 // appended, in member order, A neighbours to ``out`` and B neighbours to ``b_side`` (counts na,
@@ -432,13 +443,13 @@ inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, doub
   const __m512d limA = _mm512_set1_pd(lim[0]), limB = _mm512_set1_pd(lim[1]);
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t m = lo; m < hi; m += 8) {
-    const int64_t left = hi - m;
-    const __mmask8 valid = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+    const __mmask8 valid = first_lanes(hi - m);
     const __m512d dx = _mm512_sub_pd(vx, _mm512_maskz_loadu_pd(valid, sx + m));
     const __m512d dy = _mm512_sub_pd(vy, _mm512_maskz_loadu_pd(valid, sy + m));
     const __m512d dz = _mm512_sub_pd(vz, _mm512_maskz_loadu_pd(valid, sz + m));
-    const __m512d r2 = _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(dx, dx), _mm512_mul_pd(dy, dy)), _mm512_mul_pd(dz, dz));
-    const __mmask8 is_b = _mm512_mask_cmpneq_epi64_mask(valid, _mm512_maskz_loadu_epi64(valid, st + m), zero);
+    const __m512d r2 = squared_norm(dx, dy, dz);
+    const __mmask8 is_b =
+        _mm512_mask_cmpneq_epi64_mask(valid, _mm512_maskz_loadu_epi64(valid, st + m), zero);
     const __m512d limit = _mm512_mask_blend_pd(is_b, limA, limB);
     // r2 < limit, as the scalar loop's !(r2 < lim) test
     const __mmask8 keep = _mm512_mask_cmp_pd_mask(valid, r2, limit, _CMP_LT_OQ);
@@ -447,7 +458,8 @@ inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, doub
     const __m512i j = _mm512_maskz_loadu_epi64(valid, members + m);
     const __mmask8 keep_a = keep & static_cast<__mmask8>(~is_b), keep_b = keep & is_b;
     if (na <= K) _mm512_storeu_si512(out + na, _mm512_maskz_compress_epi64(keep_a, j));
-    if (nb <= K) _mm512_storeu_si512(b_side + nb, _mm512_maskz_compress_epi64(keep_b, j));
+    if (nb <= K)
+      _mm512_storeu_si512(b_side + nb, _mm512_maskz_compress_epi64(keep_b, j));
     na += __builtin_popcount(keep_a);
     nb += __builtin_popcount(keep_b);
   }
@@ -550,7 +562,7 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   }
   // the same stencil as runs of consecutive members with one shift (cells next to each other
   // along z are next to each other in member order): what the vectorised candidate loop walks
-  const bool simd = use_simd_build<T>() && use_cells;
+  const bool simd = simd_loops_for<T>() && use_cells;
   std::vector<int64_t> run_first(simd ? n_cells + 1 : 0, 0), run_lo, run_hi;
   std::vector<T> run_shift;
   if (simd) {
@@ -864,10 +876,7 @@ inline double lane_sum(__m512d v) {
   for (int l = 1; l < 8; ++l) s += a[l];
   return s;
 }
-// AVX-512 version for float64: eight neighbours per vector, positions gathered from P and the
-// neighbours' force updates gathered, subtracted and scattered back under the mask of the
-// pairs inside the cutoff (the j of one row are distinct, so a scatter has no conflicts).
-// Sums per lane, reduced in a fixed order: deterministic, independent of alignment.
+
 // Pair forces of eight neighbours: their indices times 4 (rows of P and acc), the mask of the
 // pairs inside the cutoff, force components (zero outside), energies and fr r^2.
 struct PairBlock {
@@ -876,6 +885,11 @@ struct PairBlock {
   __m512d fx, fy, fz, u, w;
 };
 
+// AVX-512 version of half_rows_portable for float64: eight neighbours per vector, positions
+// gathered from P and the neighbours' force updates gathered, subtracted and scattered back
+// under the mask of the pairs inside the cutoff (the j of one row are distinct, so a scatter
+// has no conflicts).  Sums per lane, reduced in a fixed order: deterministic, independent of
+// alignment.
 template <bool with_energy>
 void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const int64_t* cnt,
                       const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
@@ -884,7 +898,8 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
   const __m512d vLx = _mm512_set1_pd(Lx), vLy = _mm512_set1_pd(Ly), vLz = _mm512_set1_pd(Lz);
   const __m512d viLx = _mm512_set1_pd(1.0 / Lx), viLy = _mm512_set1_pd(1.0 / Ly),
                 viLz = _mm512_set1_pd(1.0 / Lz);
-  const __m512d one = _mm512_set1_pd(1.0), half = _mm512_set1_pd(0.5), three = _mm512_set1_pd(3.0);
+  const __m512d one = _mm512_set1_pd(1.0), half = _mm512_set1_pd(0.5);
+  const __m512d three = _mm512_set1_pd(3.0);
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   const __m512i vbase = _mm512_set1_epi64(b * N);
   constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
@@ -911,8 +926,7 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
       // one block of eight neighbours from slot kb: the pair forces (zero outside the cutoff)
       auto compute = [&](int64_t kb) {
         PairBlock q{};
-        const int64_t left = k1 - kb;
-        const __mmask8 valid = left >= 8 ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+        const __mmask8 valid = first_lanes(k1 - kb);
         const __m512i j = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(valid, nb + kb), vbase);
         q.j4 = _mm512_slli_epi64(j, 2);
         const __m512d zero = _mm512_setzero_pd();
@@ -922,8 +936,7 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
         dx = _mm512_fnmadd_pd(vLx, _mm512_roundscale_pd(_mm512_mul_pd(dx, viLx), kRound), dx);
         dy = _mm512_fnmadd_pd(vLy, _mm512_roundscale_pd(_mm512_mul_pd(dy, viLy), kRound), dy);
         dz = _mm512_fnmadd_pd(vLz, _mm512_roundscale_pd(_mm512_mul_pd(dz, viLz), kRound), dz);
-        const __m512d r2 =
-            _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(dx, dx), _mm512_mul_pd(dy, dy)), _mm512_mul_pd(dz, dz));
+        const __m512d r2 = squared_norm(dx, dy, dz);
         if constexpr (with_energy)
           // the new value first: a NaN ratio keeps the lane's minimum (the portable rule)
           vmin = _mm512_mask_min_pd(vmin, valid, _mm512_mul_pd(r2, isig2), vmin);
@@ -972,7 +985,8 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
         if constexpr (with_energy) {
           ae = _mm512_add_pd(ae, q.u);
           const __m512d ge = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 3, 8);
-          _mm512_mask_i64scatter_pd(acc + 3, q.inside, q.j4, _mm512_fmadd_pd(half, q.u, ge), 8);
+          _mm512_mask_i64scatter_pd(acc + 3, q.inside, q.j4, _mm512_fmadd_pd(half, q.u, ge),
+                                    8);
           vw = _mm512_add_pd(vw, q.w);
         }
       };
@@ -1005,7 +1019,7 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
 
 #endif
 
-// The rows of one chunk: the AVX-512 version for float64 where the compiler targets it, the
+// The rows of one chunk: the AVX-512 version where ``simd`` (simd_loops_for<T>()), the
 // portable one otherwise.
 template <typename T, bool with_energy>
 void half_rows(bool simd, const T* P, T* acc, const int64_t* nbr, const int64_t* cnt,
@@ -1037,8 +1051,8 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
   // chunk buffers (fx, fy, fz, e) per particle of the chunk's system, zeroed by their chunk
   // (both left uninitialised here: every element is written before it is read)
   std::unique_ptr<T[]> pos(new T[4 * BN]);
-  const bool simd = native_simd_enabled();  // read once: one path for the whole call
   std::unique_ptr<T[]> buf(new T[4 * BN * C]);
+  const bool simd = simd_loops_for<T>();  // read once: one path for the whole call
   std::vector<double> chunk_virial(B * C, 0.0);
   std::vector<double> chunk_min(B * C, std::numeric_limits<double>::infinity());
   at::parallel_for(0, BN, 8192, [&](int64_t begin, int64_t end) {
