@@ -251,7 +251,8 @@ def benchmark_md_interleaved(
             if label != "lammps":
                 torch.set_num_threads(torch_threads)
             m = time_engine(engine, liquid, b, steps, kT, warmup)
-            m.details["threads"] = torch_threads if label != "lammps" else threads
+            # the thread count in effect for the measurement (LAMMPS: its own)
+            m.details["threads"] = threads if label == "lammps" else torch.get_num_threads()
             m.details["round"] = r
             m.details["label"] = label
             measurements.append(asdict(m))
@@ -467,7 +468,7 @@ def benchmark_config(
     """
     from tbotan import config as cfgmod
 
-    base = cfgmod.validate({}, check_engine=False) if config is None else config
+    base = _base_config(config)
     overlay: dict = {"warmup_epochs": 0}
     for key, value in (
         ("device", device),
@@ -483,6 +484,23 @@ def benchmark_config(
         shrink = 0.5 * box_length / max(distances)
         out["training"]["corr_distances"] = [d * shrink for d in distances]
     return out
+
+
+def _base_config(config: dict | None) -> dict:
+    """``config``, or the schema's defaults (validated, without the engine check) when None."""
+    from tbotan import config as cfgmod
+
+    return cfgmod.validate({}, check_engine=False) if config is None else config
+
+
+def _train_defaults(config: dict | None, n_particles: int | None, device: str | None):
+    """(configuration, N, torch device) of a training benchmark: the arguments where given,
+    else the configuration's ``system.n_particles`` and ``training.device``."""
+    from tbotan.devices import resolve_device
+
+    base = _base_config(config)
+    n = n_particles or base["system"]["n_particles"]
+    return base, n, resolve_device(device or base["training"]["device"])
 
 
 def _epoch_files(
@@ -574,16 +592,12 @@ def benchmark_train(
 
     import torch
 
-    from tbotan import config as cfgmod
-    from tbotan.devices import resolve_device
     from tbotan.formats.dataset import DatasetFile
     from tbotan.learning.graphs import graph_from_dataset, octahedral_augment, octahedral_operation
     from tbotan.learning.losses import correlation_loss, loss_weights
     from tbotan.learning.training import Trainer
 
-    base = cfgmod.validate({}, check_engine=False) if config is None else config
-    n_particles = n_particles or base["system"]["n_particles"]
-    dev = resolve_device(device or base["training"]["device"])
+    base, n_particles, dev = _train_defaults(config, n_particles, device)
     with tempfile.TemporaryDirectory(prefix="tbotan-bench-") as folder:
         tmp = Path(folder)
         train_file, validation_file, epoch_configurations, source = _epoch_files(
@@ -810,13 +824,9 @@ def benchmark_train_batches(
     import math
     import tempfile
 
-    from tbotan import config as cfgmod
-    from tbotan.devices import resolve_device
     from tbotan.learning.training import Trainer
 
-    base = cfgmod.validate({}, check_engine=False) if config is None else config
-    n_particles = n_particles or base["system"]["n_particles"]
-    dev = resolve_device(device or base["training"]["device"])
+    base, n_particles, dev = _train_defaults(config, n_particles, device)
     with tempfile.TemporaryDirectory(prefix="tbotan-bench-batches-") as folder:
         tmp = Path(folder)
         train_file, validation_file, configurations, source = _epoch_files(
