@@ -778,3 +778,30 @@ def test_predict_refuses_a_dataset_with_another_graph_cutoff(small_model_file, t
     out = tmp_path / "p.h5"
     code, _, err = run_cli(capsys, "predict", "--model", model, "--dataset", data, "--output", out)
     assert_refused(code, err, data, "cut-off 2.5", "cut-off 2", outputs=[out])
+
+
+@pytest.mark.parametrize("source", ["gsd", "npz"])
+def test_predict_names_the_closest_pair_of_overlapping_particles_before_fire(
+    tmp_path, capsys, no_md, source
+):
+    """Two particles 0.05 σ_AA apart across a face of the box, in a thermal structure to be
+    quenched: the error names both indices and the distance before the model is loaded or any
+    FIRE runs (the engines would fail in their own words, LAMMPS with "Lost atoms")."""
+    good = random_configuration(N, seed=3)
+    positions = good.positions[0].copy()
+    positions[42] = [0.02, 1.0, 2.0]
+    positions[17] = [L - 0.03, 1.0, 2.0]  # minimum image: 0.05 from particle 42
+    if source == "gsd":
+        path = tmp_path / "thermal.gsd"
+        write_gsd(path, ConfigurationBatch(positions=positions, types=good.types[0], box=L))
+        inputs = ["--gsd", path]
+    else:
+        path = tmp_path / "thermal.npz"
+        np.savez(path, types=good.types[0].astype(np.int64), initial_positions=positions)
+        inputs = ["--npz", path, "--box", L]
+    out = tmp_path / "pred.h5"
+    argv = ["predict", "--model", tmp_path / "model.pt", *inputs, "--output", out]
+    code, _, err = run_cli(capsys, *argv)
+    line = assert_refused(code, err, path, "overlap", "particles 17 and 42", outputs=[out])
+    assert "0.05 σ_AA apart" in line
+    assert "Lost atoms" not in line and "model.pt" not in line

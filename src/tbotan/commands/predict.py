@@ -1,10 +1,11 @@
 """``tbotan predict``: predictions of a trained model for a dataset file or one configuration.
 
 For dataset files every configuration is predicted (several files with one ``--output`` each, so
-a model is loaded once); for a user configuration (a GSD frame or
-a BOTAN-style ``.npz``), its inherent structure is used when given and otherwise obtained by
-FIRE.  Writes a predictions file (docs/formats.md): C_B per particle, edge predictions, T_pred
-and the global embedding.  The model file fixes the input variant and graph cut-off.
+a model is loaded once); for a user configuration (a GSD frame or a BOTAN-style ``.npz``), its
+inherent structure is used when given and otherwise obtained by FIRE (refused first, naming the
+closest pair, when particles overlap).  Writes a predictions file (docs/formats.md): C_B per
+particle, edge predictions, T_pred and the global embedding.  The model file fixes the input
+variant and graph cut-off.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def run(args) -> int:
     from tbotan.formats.io_utils import check_writable
     from tbotan.labels.botan import check_user_npz
     from tbotan.learning.inference import (
+        check_no_overlaps,
         load_model,
         predict_configuration,
         predict_dataset,
@@ -80,6 +82,16 @@ def run(args) -> int:
             read_gsd(args.inherent_gsd, frames=[args.frame])
     for dataset in args.dataset or []:
         DatasetFile(dataset)
+    conf = None
+    if not args.dataset:
+        conf = read_user_configuration(
+            gsd=args.gsd,
+            frame=args.frame,
+            inherent_gsd=args.inherent_gsd,
+            npz=args.npz,
+            box=args.box,
+        )
+        check_no_overlaps(conf)  # before any FIRE, where an engine would fail in its own words
     trained = load_model(args.model, args.device)
     if args.dataset:
         if args.temperature is not None:
@@ -96,13 +108,6 @@ def run(args) -> int:
         return 0
     out = args.out[0]
     config = load_config(args) if args.config else trained.config
-    conf = read_user_configuration(
-        gsd=args.gsd,
-        frame=args.frame,
-        inherent_gsd=args.inherent_gsd,
-        npz=args.npz,
-        box=args.box,
-    )
     engine = fire = None
     if conf.inherent_positions is None and trained.variant != "ts":
         engine = make_engine_from_config(config, args.engine)

@@ -307,6 +307,34 @@ def read_user_configuration(
     )
 
 
+def check_no_overlaps(conf: UserConfiguration) -> None:
+    """Refuse a thermal structure to be quenched whose particles overlap, naming the closest pair.
+
+    Overlap: a pair closer than :data:`tbotan.md.MIN_DISTANCE` σ_μν, the limit at which every
+    engine counts a system as blown up (FIRE would fail in the engine's own words, LAMMPS's
+    "Lost atoms" for one).  Only a configuration given without its inherent structure is
+    checked, the one FIRE starts from; a given inherent structure is taken as it is.
+
+    Raises:
+        ConfigurationError: naming the input, the pair (indices i < j, 0-based, and species),
+            its distance (σ_AA) and its ratio to σ_μν.
+    """
+    from tbotan.md import MIN_DISTANCE
+    from tbotan.physics.configurations import ConfigurationError
+
+    if conf.inherent_positions is not None:
+        return
+    i, j, r, ratio = kalj.closest_pair(conf.thermal_positions, conf.types, conf.box)
+    if ratio < MIN_DISTANCE:
+        pair = "".join(kalj.TYPE_NAMES[int(conf.types[k])] for k in (i, j))
+        raise ConfigurationError(
+            f"{conf.source}: particles overlap, so FIRE cannot quench it: the closest pair, "
+            f"particles {i} and {j} ({pair}), is {r:.4g} σ_AA apart ({ratio:.3f} σ_μν < "
+            f"{MIN_DISTANCE}); the configuration is not a KALJ liquid (wrong units or box, "
+            "duplicated particles?)"
+        )
+
+
 def quench_user_configuration(
     conf: UserConfiguration, engine, fire=None
 ) -> tuple[np.ndarray, float, int]:

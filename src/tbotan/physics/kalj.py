@@ -225,6 +225,32 @@ def neighbor_pairs(positions: np.ndarray, box, r_max: float) -> tuple[np.ndarray
     return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
 
 
+def closest_pair(positions: np.ndarray, types: np.ndarray, box) -> tuple[int, int, float, float]:
+    """The pair closest relative to its own σ_μν, under periodic minimum image.
+
+    Pairs within ``r < max σ_μν`` (= σ_AA) are searched with :func:`neighbor_pairs`; beyond it
+    no pair can be closer than 1 σ_μν, so a configuration without any such pair returns
+    ``(-1, -1, inf, inf)``.
+
+    Args:
+        positions: (N, 3) float64 (σ_AA); types: (N,) 0 = A, 1 = B; box: (3,) or a scalar L.
+
+    Returns:
+        ``(i, j, r, r / σ_μν)`` with ``i < j`` the particle indices, r their distance (σ_AA).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    types = np.asarray(types, dtype=np.int64)
+    box = np.broadcast_to(np.asarray(box, dtype=np.float64), (3,))
+    i, j = neighbor_pairs(positions, box, float(SIGMA.max()))
+    if i.size == 0:
+        return -1, -1, float("inf"), float("inf")
+    d = minimum_image(positions[i] - positions[j], box)
+    r = np.sqrt((d * d).sum(axis=1))
+    ratio = r / SIGMA[types[i], types[j]]
+    k = int(np.argmin(ratio))
+    return int(i[k]), int(j[k]), float(r[k]), float(ratio[k])
+
+
 def minimum_image(delta: np.ndarray, box) -> np.ndarray:
     """Minimum-image displacement(s) ``delta − L round(delta / L)`` (any leading shape, last 3)."""
     box = np.asarray(box, dtype=np.float64)
