@@ -14,6 +14,7 @@ COMMANDS = [
     "train",
     "predict",
     "figures",
+    "export-gsd",
     "import-botan",
     "validate",
     "benchmark",

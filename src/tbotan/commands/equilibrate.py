@@ -35,6 +35,7 @@ def run(args) -> int:
 
     import numpy as np
 
+    from tbotan import config as cfgmod
     from tbotan.cli import UserError
     from tbotan.formats.io_utils import check_writable, remove_quietly, write_json
     from tbotan.md.checkpoint import Checkpointer
@@ -69,7 +70,7 @@ def run(args) -> int:
         {"tbotan/system": np.array([s]), "tbotan/sample": np.array([k])}
         for s, k in zip(result.system, result.sample, strict=True)
     ]
-    write_gsd(output, result.samples, logs=logs)
+    write_gsd(output, result.samples, logs=logs, config_hash=cfgmod.section_hash(config))
     try:
         write_json(report_path, result.report)
     except BaseException:

@@ -68,7 +68,7 @@ def run(args) -> int:
         }
         for c in range(needed)
     ]
-    write_gsd(args.output, inherent, logs=logs)
+    write_gsd(args.output, inherent, logs=logs, config_hash=cfgmod.section_hash(config))
     print(
         f"wrote {args.output}: {needed} inherent structures, e_IS/N = {energy.mean():.5f} "
         f"± {energy.std():.5f}, FIRE steps {int(steps.min())}–{int(steps.max())}, "

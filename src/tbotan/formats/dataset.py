@@ -62,6 +62,27 @@ ARRAYS = {
 #: The HDF5 dataset of each graph's edge labels.
 EDGE_LABELS = {"graph": "labels/edge", "graph_ts": "labels/edge_ts"}
 
+#: The ``units`` attribute of every dataset (σ_AA, ε_AA and τα: the Lennard-Jones units of the
+#: A–A interaction and the structural relaxation time).
+UNITS = {
+    "types": "species (0 = A, 1 = B)",
+    "thermal/positions": "sigma_AA",
+    "inherent/positions": "sigma_AA",
+    "inherent/energy": "epsilon_AA per particle",
+    "labels/cb": "dimensionless (fraction of bonds kept)",
+    "labels/propensity": "sigma_AA",
+    "labels/n_bonds": "count",
+    "graph/edge_offsets": "edge index",
+    "graph/edge_index": "particle index",
+    "labels/edge": "sigma_AA",
+    "graph_ts/edge_offsets": "edge index",
+    "graph_ts/edge_index": "particle index",
+    "labels/edge_ts": "sigma_AA",
+    "meta/origin": "index (system, sample)",
+    "labels/cb_extra": "dimensionless (fraction of bonds kept)",
+    "labels/extra_times": "tau_alpha",
+}
+
 
 class DatasetError(ValueError):
     """A dataset file is missing, damaged or does not follow the schema."""
@@ -355,7 +376,7 @@ def write_dataset(path: str | os.PathLike, content: DatasetContent) -> None:
             f.create_dataset("labels/extra_times", data=np.asarray(content.extra_times, float))
         f.attrs["complete"] = True  # last: a file without it was interrupted
 
-    write_hdf5(path, fill)
+    write_hdf5(path, fill, units=UNITS.__getitem__)
 
 
 def _check_content(c: DatasetContent, where: str) -> None:
@@ -592,6 +613,16 @@ class DatasetFile:
 
         with h5py.File(self.path, "r") as f:
             return f["labels/extra_times"][...] if "labels/extra_times" in f else None
+
+    def edge_offsets(self, graph: str = "graph") -> np.ndarray:
+        """(C+1,) int64 offsets of ``graph`` (``graph`` or ``graph_ts``): the edges of
+        configuration c are ``[offsets[c], offsets[c+1])`` of its concatenated edge arrays."""
+        import h5py
+
+        if graph not in GRAPHS:
+            raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+        with h5py.File(self.path, "r") as f:
+            return f[f"{graph}/edge_offsets"][...].astype(np.int64)
 
     def configuration(self, c: int, graphs: tuple[str, ...] = GRAPHS, extras: bool = False) -> dict:
         """One configuration as a dict of NumPy arrays (reads only that slice).

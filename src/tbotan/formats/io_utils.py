@@ -141,19 +141,31 @@ def check_space(path: str | os.PathLike, nbytes: int) -> None:
         )
 
 
-def write_hdf5(path: str | os.PathLike, fill: Callable) -> None:
+def write_hdf5(
+    path: str | os.PathLike, fill: Callable, units: Callable[[str], str] | None = None
+) -> None:
     """Write an HDF5 file atomically and robustly: ``fill(h5py_file)`` builds it in memory.
 
     The file image is built in memory and then written with plain file I/O, so a full disk or
     a read-only folder is an ordinary OSError (an :class:`OutputError`, temporary file
     removed): HDF5 itself, when a write fails under it, can leave a broken file or crash on
     cleanup.  The free space is checked before the bytes are written.
+
+    ``units(name)``: the units of the dataset ``name`` (e.g. ``"sigma_AA"``), stored as its
+    ``units`` attribute; every dataset of the file gets one.
     """
     import h5py
 
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         fill(f)
+        if units is not None:
+
+            def label(name: str, item) -> None:
+                if isinstance(item, h5py.Dataset):
+                    item.attrs["units"] = units(name)
+
+            f.visititems(label)
     image = buffer.getbuffer()
     check_space(path, image.nbytes)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

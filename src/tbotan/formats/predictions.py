@@ -35,6 +35,20 @@ PREDICTION_ATTRS = (
 )
 
 
+#: The ``units`` attribute of every dataset of a predictions file (σ_AA, ε_AA, k_B = 1).
+UNITS = {
+    "cb": "dimensionless (fraction of bonds kept)",
+    "edge": "sigma_AA",
+    "t_pred": "epsilon_AA / k_B",
+    "embedding": "dimensionless (network features)",
+    "input/edge_index": "particle index",
+    "input/types": "species (0 = A, 1 = B)",
+    "input/thermal_positions": "sigma_AA",
+    "input/inherent_positions": "sigma_AA",
+    "input/box": "sigma_AA",
+}
+
+
 class PredictionsError(DatasetError):
     """A predictions file is missing, damaged or inconsistent with its dataset."""
 
@@ -122,7 +136,7 @@ def write_predictions(
             f.create_dataset(f"input/{name}", data=np.asarray(array))
         f.attrs["complete"] = True  # last: a file without it was interrupted
 
-    write_hdf5(path, fill)
+    write_hdf5(path, fill, units=UNITS.__getitem__)
 
 
 def _check_prediction_arrays(arrays: dict, where: str) -> None:
@@ -190,6 +204,30 @@ def read_predictions(path: str | os.PathLike, dataset: DatasetFile | None = None
     if dataset is not None:
         _check_against_dataset(pred, dataset)
     return pred
+
+
+def read_prediction_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The ``input/*`` arrays of a predictions file of a user configuration (``split =
+    "user"``): ``types``, ``thermal_positions``, ``box``, ``edge_index`` and, when it was given
+    or quenched, ``inherent_positions`` (shapes in docs/formats.md).
+
+    Raises:
+        PredictionsError: the file carries no such inputs, or they are incomplete.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            inputs = {k: f["input"][k][...] for k in f["input"]} if "input" in f else {}
+    except Exception as exc:  # truncated or corrupted HDF5 file
+        raise PredictionsError(f"cannot read predictions file {path}: {exc}") from exc
+    missing = [k for k in ("types", "thermal_positions", "box", "edge_index") if k not in inputs]
+    if missing:
+        raise PredictionsError(
+            f"{path}: input/{missing[0]} is missing (a user configuration's predictions carry "
+            "their inputs; predictions of a dataset need the dataset file)"
+        )
+    return inputs
 
 
 def _check_against_dataset(pred: Predictions, dataset: DatasetFile) -> None:

@@ -256,6 +256,21 @@ _GSD_TYPES = list(kalj.TYPE_NAMES)
 EXACT_POSITION_KEY = "tbotan/position_float64"
 EXACT_VELOCITY_KEY = "tbotan/velocity_float64"
 EXACT_BOX_KEY = "tbotan/box_float64"
+#: GSD log chunks of provenance in every frame tbotan writes: the tbotan version and, when the
+#: writer has one, the hash of the run's configuration (``tbotan.config.section_hash``, the
+#: ``config_hash`` of the dataset files); text, stored as UTF-8 bytes (uint8), see
+#: :func:`gsd_text` and :func:`read_gsd_text`.
+VERSION_KEY = "tbotan/version"
+CONFIG_HASH_KEY = "tbotan/config_hash"
+#: Per-type diameters of the GSD schema's ``particles/diameter``: σ_AA and σ_BB (σ_AA units),
+#: what OVITO and HOOMD-blue draw.
+TYPE_DIAMETERS = np.diag(kalj.SIGMA).astype(np.float32)
+
+
+def gsd_text(text: str) -> np.ndarray:
+    """Text as a GSD log value: its UTF-8 bytes as a (bytes,) uint8 array (GSD logs are
+    numeric arrays)."""
+    return np.frombuffer(str(text).encode("utf-8"), dtype=np.uint8).copy()
 
 
 def _gsd():
@@ -266,7 +281,14 @@ def _gsd():
     return gsd.hoomd
 
 
-def _frame_from_system(batch: ConfigurationBatch, b: int, log: dict | None):
+def _frame_from_system(
+    batch: ConfigurationBatch,
+    b: int,
+    log: dict | None,
+    provenance: dict,
+    bonds: np.ndarray | None = None,
+    bond_type: str = "",
+):
     hoomd_gsd = _gsd()
     frame = hoomd_gsd.Frame()
     frame.configuration.step = int(batch.timestep[b])
@@ -289,7 +311,13 @@ def _frame_from_system(batch: ConfigurationBatch, b: int, log: dict | None):
         frame.particles.velocity = batch.velocities[b].astype(np.float32)
         exact[EXACT_VELOCITY_KEY] = batch.velocities[b].astype(np.float64)
     frame.particles.mass = np.full(batch.n_particles, kalj.MASS, dtype=np.float32)
-    frame.log = {**exact, **{k: np.asarray(v) for k, v in (log or {}).items()}}
+    frame.particles.diameter = TYPE_DIAMETERS[batch.types[b]]
+    if bonds is not None:
+        frame.bonds.N = len(bonds)
+        frame.bonds.types = [bond_type]
+        frame.bonds.typeid = np.zeros(len(bonds), dtype=np.uint32)
+        frame.bonds.group = np.asarray(bonds, dtype=np.uint32).reshape(-1, 2)
+    frame.log = {**exact, **provenance, **{k: np.asarray(v) for k, v in (log or {}).items()}}
     return frame
 
 
@@ -298,14 +326,20 @@ def write_gsd(
     batch: ConfigurationBatch,
     logs: Sequence[dict] | None = None,
     mode: str = "w",
+    config_hash: str | None = None,
+    bonds: Sequence[np.ndarray] | None = None,
+    bond_type: str = "bond",
 ) -> None:
     """Write each system of ``batch`` as one GSD frame.
 
     The HOOMD schema chunks (``particles/position`` centred on the origin, ``image``,
-    ``velocity``, ``typeid``) are written for HOOMD-blue, OVITO and freud; since that schema is
-    float32, exact float64 positions, velocities and box are stored beside them as the log
-    chunks :data:`EXACT_POSITION_KEY`, :data:`EXACT_VELOCITY_KEY` and :data:`EXACT_BOX_KEY`,
-    which :func:`read_gsd` prefers.  With ``mode='w'`` the file is written atomically
+    ``velocity``, ``typeid``, ``mass``, and ``diameter`` per type, :data:`TYPE_DIAMETERS`) are
+    written for HOOMD-blue, OVITO and freud; since that schema is float32, exact float64
+    positions, velocities and box are stored beside them as the log chunks
+    :data:`EXACT_POSITION_KEY`, :data:`EXACT_VELOCITY_KEY` and :data:`EXACT_BOX_KEY`, which
+    :func:`read_gsd` prefers.  Every frame carries its provenance: the tbotan version
+    (:data:`VERSION_KEY`) and, given ``config_hash``, :data:`CONFIG_HASH_KEY`.  With
+    ``mode='w'`` the file is written atomically
     (temporary name, then rename): an interrupted or failed write (disk full, read-only folder)
     leaves no file that looks complete, and no temporary file either
     (:class:`tbotan.formats.io_utils.OutputError` names the file).
@@ -313,22 +347,42 @@ def write_gsd(
     Args:
         path: output file.
         batch: the systems to write.
-        logs: optional per-system dictionaries stored as GSD ``log/...`` chunks (arrays).
+        logs: optional per-system dictionaries stored as GSD ``log/...`` chunks (arrays;
+            ``particles/<name>`` (N, ...) and ``bonds/<name>`` (bonds, ...) are the per-particle
+            and per-bond properties OVITO shows, other names its global attributes).
         mode: ``'w'`` (atomic create/overwrite) or ``'a'`` (append frames).
+        config_hash: the run's configuration hash (``tbotan.config.section_hash``), or None.
+        bonds: optional per-system (bonds, 2) particle-index pairs, stored as GSD bonds of the
+            one type ``bond_type``.
     """
+    from tbotan import __version__
     from tbotan.formats.io_utils import atomic_path, check_space, output_error
 
     hoomd_gsd = _gsd()
     path = Path(path)
     if logs is not None and len(logs) != batch.n_systems:
         raise ValueError(f"got {len(logs)} log dictionaries for {batch.n_systems} systems")
+    if bonds is not None and len(bonds) != batch.n_systems:
+        raise ValueError(f"got {len(bonds)} bond lists for {batch.n_systems} systems")
     if mode not in ("w", "a"):
         raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
+    provenance = {VERSION_KEY: gsd_text(__version__)}
+    if config_hash is not None:
+        provenance[CONFIG_HASH_KEY] = gsd_text(config_hash)
 
     def write(target: Path, gsd_mode: str) -> None:
         with hoomd_gsd.open(name=str(target), mode=gsd_mode) as traj:
             for b in range(batch.n_systems):
-                traj.append(_frame_from_system(batch, b, None if logs is None else logs[b]))
+                traj.append(
+                    _frame_from_system(
+                        batch,
+                        b,
+                        None if logs is None else logs[b],
+                        provenance,
+                        None if bonds is None else bonds[b],
+                        bond_type,
+                    )
+                )
 
     # about 100 bytes per particle and frame (float32 schema chunks and float64 logs)
     check_space(path, batch.n_systems * (100 * batch.n_particles + 4096))
@@ -565,6 +619,16 @@ def read_gsd_logs(
     if len({v.shape for v in values}) > 1:
         raise ConfigurationError(f"{path}: {name} differs in shape between frames")
     return np.stack(values)
+
+
+def read_gsd_text(path: str | os.PathLike, key: str, frame: int = 0) -> str:
+    """The text log ``log/<key>`` of ``frame`` (written with :func:`gsd_text`), e.g.
+    :data:`VERSION_KEY`; ConfigurationError when the frame does not carry it."""
+    value = read_gsd_logs(path, key, [frame])[0]
+    try:
+        return np.asarray(value, dtype=np.uint8).tobytes().decode("utf-8")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigurationError(f"{path} frame {frame}: log/{key} is not UTF-8 text") from exc
 
 
 def read_provenance(
