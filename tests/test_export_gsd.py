@@ -316,3 +316,72 @@ def test_every_gsd_file_gets_per_type_diameters_and_provenance(tmp_path):
         assert set(np.unique(frame.particles.diameter)) == {np.float32(1.0), np.float32(0.88)}
     assert read_gsd_text(path, VERSION_KEY) == tbotan.__version__
     assert read_gsd_text(path, CONFIG_HASH_KEY) == "0123abcd"
+
+
+def test_the_render_script_draws_each_property(files, tmp_path, capsys):
+    """scripts/render_ovito.py (the README's picture) on an export: one panel per property,
+    each with particles drawn (not a blank image); skipped where OVITO cannot render."""
+    try:
+        import ovito.vis  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - where ovito cannot be installed
+        pytest.skip(f"ovito does not import here ({exc}); pip install .[viz]")
+    import importlib.util
+
+    import matplotlib.pyplot as plt
+
+    gsd_file = tmp_path / "c.gsd"
+    argv = ["export-gsd", "--predictions", files["members"][0], "--configurations", 1]
+    assert run_cli(capsys, *argv, "--output", gsd_file)[0] == 0
+    script = Path(__file__).resolve().parents[1] / "scripts" / "render_ovito.py"
+    spec = importlib.util.spec_from_file_location("render_ovito", script)
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    png = tmp_path / "c.png"
+    try:
+        argv = [str(gsd_file), "--properties", "cb_md", "cb_pred", "--size", "160"]
+        assert render.main([*argv, "--output", str(png)]) == 0
+    except RuntimeError as exc:
+        if "Vulkan" not in str(exc):
+            raise
+        pytest.skip(
+            "OVITO cannot render here: no Vulkan loader (apt install libvulkan1 "
+            "mesa-vulkan-drivers)"
+        )
+    image = plt.imread(png)[..., :3]
+    height, width = image.shape[:2]
+    panels = image[int(0.15 * height) : int(0.75 * height)]  # above the colour bars
+    for half in (panels[:, : width // 2], panels[:, width // 2 :]):
+        coloured = np.ptp(half, axis=-1) > 0.2  # viridis colours, not the white or grey
+        assert coloured.mean() > 0.05
+
+
+def test_tbotan_quench_writes_diameters_and_the_runs_configuration_hash(
+    tmp_path, capsys, liquid_256
+):
+    """A pipeline stage's GSD (tbotan quench): diameters per type, the tbotan version and the
+    hash of the run's configuration, the same as the dataset files' config_hash."""
+    from tbotan import config as cfgmod
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "system: {n_particles: 256}\n"
+        "temperatures: [{T: 1.2, tau_alpha: 0.78, train: true}]\n"
+        "engine: {name: torch, device: cpu}\n"
+        "dataset: {n_train: 1, n_validation: 1, n_test: 1}\n"
+        "training: {corr_distances: [1, 2]}\n"
+    )
+    config = cfgmod.load([cfg])
+    needed = cfgmod.configurations_needed(config, 1.2)
+    equilibrium = tmp_path / "eq.gsd"
+    write_gsd(equilibrium, liquid_256.repeat(needed))
+    out = tmp_path / "ih.gsd"
+    argv = ["quench", "--config", cfg, "--temperature", 1.2, "--equilibrium", equilibrium]
+    code, _, err = run_cli(capsys, *argv, "--output", out)
+    assert code == 0, err
+    assert read_gsd_text(out, CONFIG_HASH_KEY) == cfgmod.section_hash(config)
+    assert read_gsd_text(out, VERSION_KEY) == tbotan.__version__
+    types = read_gsd(out).types[0]
+    with gsd.hoomd.open(out) as traj:
+        np.testing.assert_array_equal(
+            traj[0].particles.diameter, np.where(types == 0, 1.0, 0.88).astype(np.float32)
+        )
