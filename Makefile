@@ -8,7 +8,9 @@
 # (OVITO) extras, installed from the lock file $(LOCK): every package at an exact version with
 # its hashes (pip --require-hashes), for CPython 3.11 on Linux x86-64 (the CI's and the
 # development machines'). `make env LOCK=` installs from pyproject.toml's ranges instead
-# (other Pythons and platforms); `make lock` regenerates the lock (needs uv).
+# (other Pythons and platforms; add EXTRAS=test,workflow,lammps to leave out OVITO, whose wheels
+# need glibc >= 2.34: about 200 MB to download, 500 MB installed); `make lock` regenerates the
+# lock (needs uv).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -39,9 +41,9 @@ endif
 	touch $(STAMP)
 
 # The lock of the PyPI route: pyproject.toml's dependencies and $(EXTRAS), resolved for the
-# Python of $(PYTHON) on this platform, torch pinned to its CPU wheel (PyPI's CPU index or a
-# local wheel folder given with UV_FIND_LINKS); tests/test_lock_file.py checks it against
-# pyproject.toml.
+# Python of $(PYTHON) on this platform, torch pinned to its CPU wheel (found on PyTorch's CPU
+# index, UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu, or in a local wheel folder,
+# UV_FIND_LINKS=<folder>); tests/test_lock_file.py checks it against pyproject.toml.
 lock:
 	echo "$(TORCH_LOCKED)" | $(UV) pip compile pyproject.toml - $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e)) \
 	    --generate-hashes --python $(PYTHON) --no-header --quiet -o $(LOCK).new
