@@ -385,3 +385,39 @@ def test_tbotan_quench_writes_diameters_and_the_runs_configuration_hash(
         np.testing.assert_array_equal(
             traj[0].particles.diameter, np.where(types == 0, 1.0, 0.88).astype(np.float32)
         )
+
+
+def test_predictions_of_the_ts_variant_put_the_thermal_graph_in_the_bonds(files, tmp_path, capsys):
+    data = h5(files["dataset"])
+    n_edges = data["graph_ts/edge_index"].shape[1]
+    pred = tmp_path / "ts.h5"
+    rng = np.random.default_rng(3)
+    write_predictions(
+        pred,
+        cb=rng.random((3, N)),
+        edge=rng.random(n_edges),
+        t_pred=rng.random(3),
+        embedding=rng.random((3, 8)),
+        attrs=dict(
+            dataset=str(files["dataset"]),
+            dataset_config_hash="synthetic",
+            temperature=0.8,
+            split="test",
+            model="ts_lg0.1_s0",
+            variant="ts",
+            seed=0,
+            lambda_global=0.1,
+            epoch=1,
+            edge_graph="graph_ts",
+        ),
+    )
+    out = tmp_path / "ts.gsd"
+    assert run_cli(capsys, "export-gsd", "--predictions", pred, "--output", out)[0] == 0
+    stored = h5(pred)
+    with gsd.hoomd.open(out) as traj:
+        for c, frame in enumerate(traj):
+            e = edges_of(data, c, "graph_ts")
+            assert list(frame.bonds.types) == ["graph_ts"]
+            np.testing.assert_array_equal(frame.bonds.group, data["graph_ts/edge_index"][:, e].T)
+            np.testing.assert_array_equal(frame.log["bonds/edge_md"], data["labels/edge_ts"][e])
+            np.testing.assert_array_equal(frame.log["bonds/edge_pred"], stored["edge"][e])
