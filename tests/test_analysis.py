@@ -377,6 +377,48 @@ def test_summary_is_strict_json_with_the_headline_numbers(run):
     assert "| 0.50* | no |" in md and "Embedding distances" in md
 
 
+def test_the_seed_ensemble_is_the_mean_of_its_seeds_predictions(run, run_dir):
+    """The ensemble's ρ, T_pred and S_B(q) are those of the seeds' mean prediction, computed
+    here independently from the predictions files; the summary carries per-seed and ensemble
+    values and the worst configuration beside the ridge baseline on it."""
+    content = DatasetFile(run_dir / "datasets" / "T0.50_test.h5").load()
+    preds = [
+        read_predictions(run_dir / "predictions" / f"is+ts_lg0.01_s{s}" / "T0.50_test.h5")
+        for s in (0, 1)
+    ]
+    mean_cb = (preds[0].cb.astype(np.float64) + preds[1].cb) / 2
+    ens = run.ensemble(run.main_group, "0.50")
+    np.testing.assert_allclose(
+        ens.pearson_node, node_pearson(mean_cb, content.cb, content.types), rtol=1e-5
+    )
+    np.testing.assert_allclose(ens.t_pred, (preds[0].t_pred + preds[1].t_pred) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        ens.t_pred_std, np.abs(preds[0].t_pred - preds[1].t_pred) / 2, rtol=1e-5
+    )
+    a = run.config["analysis"]
+    sb = four_point_structure_factor(
+        content.thermal_positions,
+        mean_cb,
+        content.types,
+        content.attrs["box_length"],
+        a["sb_q_max"],
+        a["sb_bin_width"],
+    )
+    np.testing.assert_allclose(ens.sb, sb.per_configuration, rtol=1e-5)
+    summary = json.loads(json.dumps(run_summary.summarise(run), allow_nan=False))
+    entry = summary["groups"]["is+ts_lg0.01"]["per_temperature"]["0.50"]
+    assert set(entry["pearson_node"]["per_seed"]) == {"0", "1"}
+    e = entry["ensemble"]
+    assert e["pearson_node"]["mean"] == pytest.approx(ens.pearson_node.mean())
+    worst = int(np.argmin(ens.pearson_node))
+    assert e["worst_configuration"]["index"] == worst
+    ridge = summary["baselines"]["cb"]["per_temperature"]["0.50"]["per_configuration"]
+    assert e["worst_configuration"]["baseline_pearson_node"] == pytest.approx(ridge[worst])
+    dist = summary["t_pred_distribution"]["is+ts_lg0.01"]["0.50"]["per_seed"]
+    assert set(dist) == {"0", "1"}
+    assert "Seed ensemble of seeds [0, 1]" in run_summary.summary_markdown(summary)
+
+
 def test_missing_temperature_is_noted_and_no_dataset_is_an_error(tmp_path):
     run_dir = make_synthetic_run(tmp_path, n_test=2, models=MODELS_MAIN_ONLY)
     (run_dir / "datasets" / "T0.64_test.h5").unlink()

@@ -421,3 +421,41 @@ def test_predictions_of_the_ts_variant_put_the_thermal_graph_in_the_bonds(files,
             np.testing.assert_array_equal(frame.bonds.group, data["graph_ts/edge_index"][:, e].T)
             np.testing.assert_array_equal(frame.log["bonds/edge_md"], data["labels/edge_ts"][e])
             np.testing.assert_array_equal(frame.log["bonds/edge_pred"], stored["edge"][e])
+
+
+def test_an_ensemble_file_exports_its_stored_spread_as_its_members_files_do(
+    files, tmp_path, capsys
+):
+    """One predictions file of a seed ensemble (mean and spread stored, as `tbotan predict`
+    with several models writes it) exports the same arrays as its members' files."""
+    from tbotan.formats.predictions import read_predictions
+    from tbotan.learning.ensemble import combine_members, ensemble_attrs
+
+    preds = [read_predictions(p) for p in files["members"]]
+    keys = ("cb", "edge", "t_pred", "embedding")
+    combined = combine_members([{k: getattr(p, k) for k in keys} for p in preds])
+    ensemble = tmp_path / "ensemble.h5"
+    attrs = dict(ensemble_attrs([p.attrs for p in preds]), model_path=["a.pt", "b.pt"])
+    write_predictions(ensemble, **combined, attrs=attrs)
+    from_file, from_members = tmp_path / "file.gsd", tmp_path / "members.gsd"
+    assert run_cli(capsys, "export-gsd", "--predictions", ensemble, "--output", from_file)[0] == 0
+    argv = ["export-gsd", "--predictions", *files["members"], "--output", from_members]
+    assert run_cli(capsys, *argv)[0] == 0
+    stored = h5(ensemble)
+    with gsd.hoomd.open(from_file) as a, gsd.hoomd.open(from_members) as b:
+        for c, (fa, fb) in enumerate(zip(a, b, strict=True)):
+            assert set(fa.log) == set(fb.log)
+            for name in fa.log:
+                assert np.array_equal(fa.log[name], fb.log[name]), name
+            np.testing.assert_array_equal(fa.log["particles/cb_pred_std"], stored["cb_std"][c])
+            np.testing.assert_array_equal(fa.log["t_pred_std"], stored["t_pred_std"][c : c + 1])
+    code, _, err = run_cli(
+        capsys,
+        "export-gsd",
+        "--predictions",
+        ensemble,
+        files["members"][0],
+        "--output",
+        tmp_path / "x.gsd",
+    )
+    assert code == 2 and "already hold seed ensembles" in err

@@ -153,6 +153,9 @@ class ModelTemperature:
         embedding: (C, H) global embeddings.
         sb: (C, B) S_B(q) of the predicted C_B per configuration.
         slab_cb: (P,) predicted C_B of the slab particles of the first configuration.
+        t_pred_std: (C,) for a seed ensemble, the spread of its members' T_pred (else None).
+        cb_std: (C,) for a seed ensemble, the mean over particles of its members' spread of
+            C_B (else None).
     """
 
     pearson_node: np.ndarray
@@ -161,6 +164,8 @@ class ModelTemperature:
     embedding: np.ndarray
     sb: np.ndarray
     slab_cb: np.ndarray
+    t_pred_std: np.ndarray | None = None
+    cb_std: np.ndarray | None = None
 
 
 @dataclass
@@ -174,6 +179,9 @@ class RunAnalysis:
         temperatures: MD data per available temperature, ascending T.
         models: every model found under ``predictions/``.
         results: {(model name, T label): ModelTemperature}.
+        ensembles: {(group name, T label): ModelTemperature} of each group's seed ensemble
+            (the mean of its seeds' predictions, :func:`tbotan.learning.ensemble.combine_members`),
+            over the seeds that predicted T.
         metrics: {model name: metrics.csv columns}.
         notes: what was missing or skipped while reading.
         baselines: the structural baselines of
@@ -191,6 +199,7 @@ class RunAnalysis:
     metrics: dict[str, dict[str, np.ndarray]]
     notes: list[str] = field(default_factory=list)
     baselines: dict | None = None
+    ensembles: dict[tuple[str, str], ModelTemperature] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ groups of seeds
     @property
@@ -237,9 +246,11 @@ class RunAnalysis:
         values = self._per_seed(group, label, "t_pred")
         return seed_statistics(values) if values else None
 
-    def t_pred_distribution(self, group: Group, label: str) -> dict | None:
-        """P(T_pred/T_MD) (Eq. B1) pooled over configurations and seeds."""
+    def t_pred_distribution(self, group: Group, label: str, seed: int | None = None) -> dict | None:
+        """P(T_pred/T_MD) (Eq. B1) pooled over configurations and seeds, or of one ``seed``."""
         values = self._per_seed(group, label, "t_pred")
+        if seed is not None:
+            values = {seed: values[seed]} if seed in values else {}
         if not values:
             return None
         ratios = np.concatenate(list(values.values())) / self.temperature(label).T
@@ -247,6 +258,10 @@ class RunAnalysis:
             ratios, self.config["analysis"]["t_ratio_bin_width"]
         )
         return {"centres": centres, "density": density, "edges": edges, "n_samples": ratios.size}
+
+    def ensemble(self, group: Group, label: str) -> ModelTemperature | None:
+        """The seed ensemble of ``group`` at T (the mean of its seeds' predictions), or None."""
+        return self.ensembles.get((group.name, label))
 
     def sb_prediction(self, group: Group, label: str) -> tuple[np.ndarray, np.ndarray] | None:
         """S_B(q) of the predicted C_B: (B,) mean over seeds of the configuration average, and
@@ -354,6 +369,7 @@ def analyse_run(
     models = find_models(run_dir, notes)
     temperatures: list[TemperatureData] = []
     results: dict[tuple[str, str], ModelTemperature] = {}
+    ensembles: dict[tuple[str, str], ModelTemperature] = {}
     entries = sorted(config["temperatures"], key=lambda e: e["T"])
     for entry in entries:
         label = temperature_label(entry["T"])
@@ -372,12 +388,18 @@ def analyse_run(
             pred = read_predictions(p, dataset)
             _check_model_attrs(pred, m)
             predictions[m.name] = pred
-        tdata, per_model = _analyse_temperature(
-            content, predictions, label, bool(entry["train"]), config
+        groups: dict[str, list[str]] = {}
+        for m in sorted(models, key=lambda m: m.seed):
+            if m.name in predictions:
+                groups.setdefault(m.group.name, []).append(m.name)
+        tdata, per_model, per_group = _analyse_temperature(
+            content, predictions, label, bool(entry["train"]), config, groups
         )
         temperatures.append(tdata)
         for name, result in per_model.items():
             results[(name, label)] = result
+        for name, result in per_group.items():
+            ensembles[(name, label)] = result
         log.info("T = %s: %d configurations, %d models", label, len(content.cb), len(predictions))
     if not temperatures:
         raise DatasetError(
@@ -406,6 +428,7 @@ def analyse_run(
         metrics=metrics,
         notes=notes,
         baselines=baseline_result,
+        ensembles=ensembles,
     )
 
 
@@ -462,11 +485,36 @@ def _analyse_temperature(
     label: str,
     trained: bool,
     config: dict,
-) -> tuple[TemperatureData, dict[str, ModelTemperature]]:
+    groups: dict[str, list[str]],
+) -> tuple[TemperatureData, dict[str, ModelTemperature], dict[str, ModelTemperature]]:
+    """MD data, per-model results and per-group seed-ensemble results at one temperature.
+
+    ``groups`` maps a group name to the model names (seeds) whose predictions form its
+    ensemble.  S_B(q) is computed for the MD labels, every model and every ensemble in one
+    pass over the wave vectors.
+    """
+    from tbotan.learning.ensemble import combine_members
+
     a = config["analysis"]
     L = float(content.attrs["box_length"])
     names = list(predictions)
-    fields = np.stack([content.cb] + [predictions[n].cb for n in names])  # (1 + M, C, N)
+    combined = {
+        group: combine_members(
+            [
+                {
+                    "cb": predictions[n].cb,
+                    "edge": predictions[n].edge,
+                    "t_pred": predictions[n].t_pred,
+                    "embedding": predictions[n].embedding,
+                }
+                for n in members
+            ]
+        )
+        for group, members in groups.items()
+    }
+    fields = np.stack(
+        [content.cb] + [predictions[n].cb for n in names] + [combined[g]["cb"] for g in combined]
+    )  # (1 + M + G, C, N)
     sb = four_point_structure_factor(
         content.thermal_positions, fields, content.types, L, a["sb_q_max"], a["sb_bin_width"]
     )
@@ -488,16 +536,29 @@ def _analyse_temperature(
         slab_cb=np.asarray(content.cb[0][in_slab], dtype=np.float64),
         slab=(z_min, z_max),
     )
+
+    def result(pred: dict, edge_graph: str, index: int, spread: bool) -> ModelTemperature:
+        graph = content.graph if edge_graph == "graph" else content.graph_ts
+        return ModelTemperature(
+            pearson_node=node_pearson(pred["cb"], content.cb, content.types),
+            pearson_edge=edge_pearson(pred["edge"], graph.labels, graph.offsets),
+            t_pred=np.asarray(pred["t_pred"], dtype=np.float64),
+            embedding=np.asarray(pred["embedding"], dtype=np.float64),
+            sb=sb.per_configuration[index],
+            slab_cb=np.asarray(pred["cb"][0][in_slab], dtype=np.float64),
+            t_pred_std=np.asarray(pred["t_pred_std"], np.float64) if spread else None,
+            cb_std=np.asarray(pred["cb_std"], np.float64).mean(axis=1) if spread else None,
+        )
+
     per_model = {}
     for i, name in enumerate(names, start=1):
         pred = predictions[name]
-        graph = content.graph if pred.edge_graph == "graph" else content.graph_ts
-        per_model[name] = ModelTemperature(
-            pearson_node=node_pearson(pred.cb, content.cb, content.types),
-            pearson_edge=edge_pearson(pred.edge, graph.labels, graph.offsets),
-            t_pred=pred.t_pred.astype(np.float64),
-            embedding=pred.embedding.astype(np.float64),
-            sb=sb.per_configuration[i],
-            slab_cb=np.asarray(pred.cb[0][in_slab], dtype=np.float64),
+        arrays = {"cb": pred.cb, "edge": pred.edge, "t_pred": pred.t_pred}
+        per_model[name] = result(
+            dict(arrays, embedding=pred.embedding), pred.edge_graph, i, spread=False
         )
-    return tdata, per_model
+    per_group = {}
+    for i, (group, members) in enumerate(groups.items(), start=1 + len(names)):
+        edge_graph = predictions[members[0]].edge_graph
+        per_group[group] = result(combined[group], edge_graph, i, spread=True)
+    return tdata, per_model, per_group

@@ -75,8 +75,19 @@ def summarise(run: RunAnalysis) -> dict:
                 },
                 **_baseline_entries(run, t.label),
             }
+            ensemble = run.ensemble(group, t.label)
+            if ensemble is not None:
+                per_t[t.label]["ensemble"] = _ensemble_entry(run, ensemble, t)
             dist = run.t_pred_distribution(group, t.label)
-            dists[t.label] = {"edges": dist["edges"], "density": dist["density"]}
+            dists[t.label] = {
+                "edges": dist["edges"],
+                "density": dist["density"],
+                "per_seed": {
+                    str(m.seed): run.t_pred_distribution(group, t.label, m.seed)["density"]
+                    for m in run.seeds(group)
+                    if (m.name, t.label) in run.results
+                },
+            }
         out["groups"][group.name] = {
             "variant": group.variant,
             "lambda_global": group.lambda_global,
@@ -104,8 +115,48 @@ def summarise(run: RunAnalysis) -> dict:
             pred = run.sb_prediction(group, t.label)
             if pred is not None:
                 entry["prediction"][group.name] = {"mean": pred[0], "std_seeds": pred[1]}
+                ensemble = run.ensemble(group, t.label)
+                if ensemble is not None:
+                    entry["prediction"][group.name]["ensemble"] = ensemble.sb.mean(axis=0)
         out["sb"][t.label] = entry
     return _json_ready(out)
+
+
+def _ensemble_entry(run: RunAnalysis, ensemble, t) -> dict:
+    """A group's seed ensemble at T: node and edge ρ of the members' mean prediction (mean
+    and spread over configurations), its worst test configuration beside the ridge
+    baseline's ρ on that configuration (and the baseline's own worst), T_pred of the
+    ensemble and the members' spread."""
+    node = ensemble.pearson_node
+    worst = int(np.argmin(node))
+    entry = {
+        "pearson_node": {
+            "mean": float(node.mean()),
+            "std_configurations": float(node.std()),
+            "per_configuration": node,
+        },
+        "pearson_edge": {
+            "mean": float(ensemble.pearson_edge.mean()),
+            "std_configurations": float(ensemble.pearson_edge.std()),
+        },
+        "worst_configuration": {"index": worst, "pearson_node": float(node[worst])},
+        "t_pred": {
+            "mean": float(ensemble.t_pred.mean()),
+            "std_configurations": float(ensemble.t_pred.std()),
+            "std_members": float(ensemble.t_pred_std.mean()),
+        },
+        "t_pred_ratio": float(ensemble.t_pred.mean() / t.T),
+        "cb_std_members": float(ensemble.cb_std.mean()),
+    }
+    base = run.baseline_pearson(t.label)
+    if base is not None and "per_configuration" in base:
+        rho = np.asarray(base["per_configuration"])
+        entry["worst_configuration"]["baseline_pearson_node"] = float(rho[worst])
+        entry["baseline_worst_configuration"] = {
+            "index": int(np.argmin(rho)),
+            "pearson_node": float(rho.min()),
+        }
+    return entry
 
 
 def _baseline_entries(run: RunAnalysis, label: str) -> dict:
@@ -199,6 +250,49 @@ def _baseline_markdown(summary: dict) -> list[str]:
     return lines + [""]
 
 
+def _ensemble_markdown(group: dict, temps: dict) -> list[str]:
+    """The seed-ensemble section of summary.md for one group: the ensemble (the mean of its
+    seeds' predictions), its worst configuration beside the ridge baseline, and every seed."""
+    rows = [(label, v) for label, v in group["per_temperature"].items() if "ensemble" in v]
+    if not rows:
+        return []
+    seeds = [str(s) for s in group["seeds"]]
+    lines = [
+        f"### Seed ensemble of seeds {group['seeds']} (the mean of their predictions), each seed",
+        "",
+        "ρ and T_pred of the ensemble ± the spread over configurations; the worst test "
+        "configuration (index) with the ridge baseline's ρ on the same configuration; T_pred ± "
+        "the members' spread; then each seed's mean over configurations.",
+        "",
+        "| T | ρ node ensemble | worst configuration: ensemble / ridge | ridge worst "
+        "| T_pred ensemble (± members) | T_pred/T_MD | "
+        + " | ".join(f"ρ / T_pred s{s}" for s in seeds)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(seeds),
+    ]
+    for label, v in rows:
+        e = v["ensemble"]
+        w = e["worst_configuration"]
+        bw = e.get("baseline_worst_configuration")
+        base_worst = "–" if bw is None else f"#{bw['index']}: {_fmt(bw['pearson_node'])}"
+        per_seed = []
+        for s in seeds:
+            rho = v["pearson_node"]["per_seed"].get(s)
+            tp = v["t_pred"]["per_seed"].get(s)
+            per_seed.append(
+                "–" if rho is None else f"{_fmt(rho['mean'])} / {_fmt(tp and tp['mean'])}"
+            )
+        lines.append(
+            f"| {label}{'' if temps[label]['trained'] else '*'} | "
+            f"{_fmt(e['pearson_node']['mean'], e['pearson_node']['std_configurations'])} | "
+            f"#{w['index']}: {_fmt(w['pearson_node'])} / {_fmt(w.get('baseline_pearson_node'))} | "
+            f"{base_worst} | "
+            f"{_fmt(e['t_pred']['mean'], e['t_pred']['std_members'])} | "
+            f"{_fmt(e['t_pred_ratio'])} | " + " | ".join(per_seed) + " |"
+        )
+    return lines + [""]
+
+
 def summary_markdown(summary: dict) -> str:
     """The headline numbers of :func:`summarise` as markdown tables."""
     lines = [f"# T-BOTAN analysis of `{summary['run_dir']}` ({summary['split']} split)", ""]
@@ -234,6 +328,7 @@ def summary_markdown(summary: dict) -> str:
                 + " |"
             )
         lines.append("")
+        lines += _ensemble_markdown(g, temps)
     else:
         lines += [f"No predictions of the main model `{main}`.", ""]
     dist = summary["embedding_distance"].get(main)

@@ -17,7 +17,13 @@ HELP = "predict C_B, edge labels, T and embeddings with a trained model"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model.pt written by tbotan train")
+    parser.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        help="model.pt written by tbotan train; several (the seeds of one model) predict as a "
+        "seed ensemble: the members' mean and their spread are written",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", nargs="+", help="dataset file(s) (.h5)")
     source.add_argument("--gsd", help="a GSD file holding the thermal structure")
@@ -60,6 +66,7 @@ def run(args) -> int:
     from tbotan.formats.io_utils import check_writable
     from tbotan.labels.botan import check_user_npz
     from tbotan.learning.inference import (
+        as_members,
         check_no_overlaps,
         load_model,
         predict_configuration,
@@ -92,7 +99,9 @@ def run(args) -> int:
             box=args.box,
         )
         check_no_overlaps(conf)  # before any FIRE, where an engine would fail in its own words
-    trained = load_model(args.model, args.device)
+    trained = as_members([load_model(path, args.device) for path in args.model])
+    if len(trained) > 1:
+        print(f"seed ensemble of {len(trained)} models: writing their mean and spread")
     if args.dataset:
         if args.temperature is not None:
             print("note: --temperature is ignored for a dataset file (it carries its own)")
@@ -107,9 +116,9 @@ def run(args) -> int:
             )
         return 0
     out = args.out[0]
-    config = load_config(args) if args.config else trained.config
+    config = load_config(args) if args.config else trained[0].config
     engine = fire = None
-    if conf.inherent_positions is None and trained.variant != "ts":
+    if conf.inherent_positions is None and trained[0].variant != "ts":
         engine = make_engine_from_config(config, args.engine)
         fire = fire_parameters(config)
         print(f"quenching {conf.source} to its inherent structure ({engine.name} engine)")

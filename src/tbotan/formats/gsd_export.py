@@ -35,19 +35,19 @@ PARTICLE_LOGS = {
     "propensity_md": "propensity from the MD, σ_AA (dataset labels/propensity)",
     "n_bonds": "bonds at t = 0 (dataset labels/n_bonds)",
     "cb_pred": "predicted C_B, mean over the predictions files (ensemble members)",
-    "cb_pred_std": "its population standard deviation over the members (two or more)",
+    "cb_pred_std": "its population standard deviation over the members (an ensemble)",
 }
 #: Per-bond logs (``log/bonds/<name>``), on the edges of the graph of the frame's bonds.
 BOND_LOGS = {
     "edge_md": "edge label ⟨r_jk(t)⟩ − r_jk(0) from the MD, σ_AA",
     "edge_pred": "predicted edge label, mean over the members, σ_AA",
-    "edge_pred_std": "its standard deviation over the members (two or more)",
+    "edge_pred_std": "its standard deviation over the members (an ensemble)",
 }
 #: Per-frame logs (``log/<name>``, one value each).
 FRAME_LOGS = {
     "temperature": "temperature of the MD (dataset) or the --temperature label of predict",
     "t_pred": "predicted temperature, mean over the members (ε_AA/k_B)",
-    "t_pred_std": "its standard deviation over the members (two or more)",
+    "t_pred_std": "its standard deviation over the members (an ensemble)",
     "inherent_energy": "e_IS/N of the inherent structure (dataset), ε_AA",
     "tbotan/configuration": "index of the configuration in the dataset or predictions file",
 }
@@ -149,12 +149,14 @@ def export_gsd(
 @dataclass
 class _Inputs:
     """The opened inputs: predictions members, the dataset file (or None), the positions of a
-    user configuration's predictions (or None) and a name for error messages."""
+    user configuration's predictions (or None), a name for error messages and the
+    predictions to export (:func:`_predicted`)."""
 
     members: list[Predictions]
     dataset: DatasetFile | None
     user_inputs: dict[str, np.ndarray] | None
     source: str
+    predicted: dict[str, np.ndarray] | None = None
 
 
 def _open_inputs(dataset, predictions) -> _Inputs:
@@ -198,18 +200,34 @@ def _open_inputs(dataset, predictions) -> _Inputs:
     if len({(m.cb.shape, m.edge.shape) for m in members}) > 1:
         raise PredictionsError(f"{paths}: the predictions files differ in shape")
     source = str(dataset_file.path) if dataset_file is not None else str(paths[0])
-    return _Inputs(members, dataset_file, user_inputs, source)
+    return _Inputs(members, dataset_file, user_inputs, source, _predicted(members))
 
 
-def _ensemble(arrays: list[np.ndarray], name: str) -> dict[str, np.ndarray]:
-    """``{name: mean, name_std: population std}`` over members (no std for one member)."""
-    if len(arrays) == 1:
-        return {name: np.asarray(arrays[0], dtype=np.float32)}
-    stack = np.stack([np.asarray(a, dtype=np.float64) for a in arrays])
-    return {
-        name: stack.mean(axis=0).astype(np.float32),
-        f"{name}_std": stack.std(axis=0).astype(np.float32),
-    }
+def _predicted(members: list[Predictions]) -> dict[str, np.ndarray] | None:
+    """The predictions to export: ``cb``, ``edge``, ``t_pred`` and, for an ensemble, their
+    spreads ``cb_std``, ``edge_std``, ``t_pred_std`` (None without predictions).
+
+    One file is exported as it is (an ensemble file written by ``tbotan predict`` with several
+    models carries its spreads); several files are the members of an ensemble, combined by
+    :func:`tbotan.learning.ensemble.combine_members` (mean and population spread).
+    """
+    from tbotan.learning.ensemble import combine_members
+
+    if not members:
+        return None
+    if len(members) == 1:
+        m = members[0]
+        keys = ("cb", "edge", "t_pred", "cb_std", "edge_std", "t_pred_std")
+        return {k: getattr(m, k) for k in keys if getattr(m, k) is not None}
+    ensembles = [str(m.path) for m in members if m.n_members > 1]
+    if ensembles:
+        raise PredictionsError(
+            f"{ensembles} already hold seed ensembles: export one ensemble file, or the members' "
+            "files of one ensemble"
+        )
+    fields = ("cb", "edge", "t_pred", "embedding")
+    combined = combine_members([{k: getattr(m, k) for k in fields} for m in members])
+    return {k: v for k, v in combined.items() if k not in ("embedding", "member_t_pred")}
 
 
 def _frame_content(c: int, inputs: _Inputs, graph_name: str, structure: str) -> dict:
@@ -250,12 +268,15 @@ def _frame_content(c: int, inputs: _Inputs, graph_name: str, structure: str) -> 
         )
         out["temperature"] = np.array([float(members[0].attrs["temperature"])])
         edges = slice(None)
-    if members:
-        for name, value in _ensemble([m.cb[c] for m in members], "cb_pred").items():
-            out[f"particles/{name}"] = value
-        for name, value in _ensemble([m.edge[edges] for m in members], "edge_pred").items():
-            out[f"bonds/{name}"] = value
-        for name, value in _ensemble([m.t_pred[c : c + 1] for m in members], "t_pred").items():
-            out[name] = value
+    pred = inputs.predicted
+    if pred is not None:
+        for key, name, part in (
+            ("cb", "particles/cb_pred", c),
+            ("edge", "bonds/edge_pred", edges),
+            ("t_pred", "t_pred", slice(c, c + 1)),
+        ):
+            out[name] = np.asarray(pred[key][part], np.float32)
+            if f"{key}_std" in pred:
+                out[f"{name}_std"] = np.asarray(pred[f"{key}_std"][part], np.float32)
     out["tbotan/configuration"] = np.array([c], dtype=np.int64)
     return out

@@ -20,6 +20,15 @@ from tbotan.formats.dataset import GRAPHS, DatasetError, DatasetFile, _decode
 PREDICTIONS_SCHEMA_VERSION = 1
 PREDICTIONS_KIND = "tbotan-predictions"
 
+#: The optional arrays of a seed ensemble's predictions file (docs/formats.md), with the
+#: array whose shape each must have (``member_t_pred``: (K, C)).
+ENSEMBLE_ARRAYS = {
+    "cb_std": "cb",
+    "edge_std": "edge",
+    "t_pred_std": "t_pred",
+    "member_t_pred": "t_pred",
+}
+
 #: Attributes a predictions file carries besides schema_version, kind and complete.
 PREDICTION_ATTRS = (
     "dataset",
@@ -41,6 +50,10 @@ UNITS = {
     "edge": "sigma_AA",
     "t_pred": "epsilon_AA / k_B",
     "embedding": "dimensionless (network features)",
+    "cb_std": "dimensionless (fraction of bonds kept)",
+    "edge_std": "sigma_AA",
+    "t_pred_std": "epsilon_AA / k_B",
+    "member_t_pred": "epsilon_AA / k_B",
     "input/edge_index": "particle index",
     "input/types": "species (0 = A, 1 = B)",
     "input/thermal_positions": "sigma_AA",
@@ -63,7 +76,12 @@ class Predictions:
         cb: (C, N) float32 predicted C_B per particle.
         edge: (E,) float32 predicted edge labels on the edges of ``attrs['edge_graph']``.
         t_pred: (C,) float32 predicted temperature (ε_AA / k_B).
-        embedding: (C, H) float32 global embedding g⁷ before the global decoder.
+        embedding: (C, H) float32 global embedding g⁷ before the global decoder; for a seed
+            ensemble of K members their embeddings side by side, (C, K·H).
+        cb_std, edge_std, t_pred_std: a seed ensemble's spread (population standard deviation
+            over its members) of ``cb``, ``edge`` and ``t_pred`` (which are then the members'
+            means), same shapes; None for one model.
+        member_t_pred: (K, C) each member's T_pred; None for one model.
     """
 
     path: Path
@@ -72,6 +90,15 @@ class Predictions:
     edge: np.ndarray
     t_pred: np.ndarray
     embedding: np.ndarray
+    cb_std: np.ndarray | None = None
+    edge_std: np.ndarray | None = None
+    t_pred_std: np.ndarray | None = None
+    member_t_pred: np.ndarray | None = None
+
+    @property
+    def n_members(self) -> int:
+        """Models whose predictions these are: 1, or K for a seed ensemble."""
+        return int(self.attrs.get("n_members", 1))
 
     @property
     def temperature(self) -> float:
@@ -91,6 +118,7 @@ def write_predictions(
     embedding: np.ndarray,
     attrs: dict,
     inputs: dict[str, np.ndarray] | None = None,
+    **ensemble: np.ndarray,
 ) -> None:
     """Write a predictions file atomically (temporary name, rename; ``complete`` set last).
 
@@ -103,6 +131,9 @@ def write_predictions(
         attrs: every key of :data:`PREDICTION_ATTRS`; dict and list values are stored as JSON.
         inputs: optional arrays stored under ``input/<name>``; ``tbotan predict`` stores there
             the graph and positions of configurations that come without a dataset file.
+        ensemble: a seed ensemble's spreads and members' T_pred (:data:`ENSEMBLE_ARRAYS`:
+            ``cb_std``, ``edge_std``, ``t_pred_std``, ``member_t_pred``), all or none; then
+            ``cb``, ``edge`` and ``t_pred`` are the members' means.
 
     Raises:
         PredictionsError: a missing attribute, inconsistent shapes or non-finite values.
@@ -115,6 +146,13 @@ def write_predictions(
         "t_pred": np.asarray(t_pred, dtype=np.float32),
         "embedding": np.asarray(embedding, dtype=np.float32),
     }
+    unknown = sorted(set(ensemble) - set(ENSEMBLE_ARRAYS))
+    if unknown or (ensemble and len(ensemble) != len(ENSEMBLE_ARRAYS)):
+        raise PredictionsError(
+            f"{path}: an ensemble's predictions need exactly the arrays {sorted(ENSEMBLE_ARRAYS)}, "
+            f"got {sorted(ensemble)}"
+        )
+    arrays.update({k: np.asarray(v, dtype=np.float32) for k, v in ensemble.items()})
     _check_prediction_arrays(arrays, str(path))
     missing = [k for k in PREDICTION_ATTRS if k not in attrs or attrs[k] is None]
     if missing:
@@ -152,6 +190,23 @@ def _check_prediction_arrays(arrays: dict, where: str) -> None:
         )
     if edge.ndim != 1:
         raise PredictionsError(f"{where}: 'edge' must have shape (E,), got {edge.shape}")
+    present = [k for k in ENSEMBLE_ARRAYS if k in arrays]
+    if present and len(present) != len(ENSEMBLE_ARRAYS):
+        raise PredictionsError(
+            f"{where}: a seed ensemble's arrays come all together ({sorted(ENSEMBLE_ARRAYS)}); "
+            f"found only {present}"
+        )
+    for key, like in ENSEMBLE_ARRAYS.items():
+        if key not in arrays:
+            continue
+        expect = arrays[like].shape
+        shape = arrays[key].shape
+        ok = shape[1:] == expect and len(shape) == 2 if key == "member_t_pred" else shape == expect
+        if not ok:
+            raise PredictionsError(
+                f"{where}: '{key}' has shape {shape}, expected "
+                f"{'(K, ' + str(expect[0]) + ')' if key == 'member_t_pred' else expect}"
+            )
     for key, array in arrays.items():
         if not np.all(np.isfinite(array)):
             raise PredictionsError(f"{where}: '{key}' contains NaN or infinite values")
@@ -193,6 +248,7 @@ def read_predictions(path: str | os.PathLike, dataset: DatasetFile | None = None
             if absent:
                 raise PredictionsError(f"{path}: datasets {absent} are missing")
             arrays = {k: f[k][...] for k in ("cb", "edge", "t_pred", "embedding")}
+            arrays.update({k: f[k][...] for k in ENSEMBLE_ARRAYS if k in f})
     except PredictionsError:
         raise
     except Exception as exc:  # truncated or corrupted HDF5 file

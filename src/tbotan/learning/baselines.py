@@ -485,6 +485,7 @@ def structural_baselines(
             "mean": float(np.mean(rho)),
             "std_configurations": float(np.std(rho)),
             "n_configurations": int(rho.size),
+            "per_configuration": rho.tolist(),
         }
     fit_temperatures = sorted({_label(f.temperature) for f in train}, key=float)
     cb = {

@@ -17,7 +17,7 @@ user configuration is never an input; ``temperature`` only labels the output.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import torch
 
 from tbotan.devices import resolve_device
 from tbotan.formats.model_file import ModelFileError, read_model_file
+from tbotan.learning.ensemble import combine_members, ensemble_attrs
 from tbotan.learning.graphs import (
     check_variant,
     graph_from_dataset,
@@ -149,8 +150,49 @@ def predict_graph(trained: TrainedModel, data) -> dict[str, np.ndarray]:
     return {name: getattr(out, name).float().cpu().numpy() for name in out._fields}
 
 
+def as_members(trained: TrainedModel | Sequence[TrainedModel]) -> list[TrainedModel]:
+    """One model or a seed ensemble as a checked list of members.
+
+    Members must read the same graphs: one input variant and one graph cut-off.
+
+    Raises:
+        ModelFileError: no member, or members of different variants or cut-offs.
+    """
+    members = [trained] if isinstance(trained, TrainedModel) else list(trained)
+    if not members:
+        raise ModelFileError("an ensemble needs at least one model file")
+    for key, value in (
+        ("variant", lambda m: m.variant),
+        ("graph cut-off", lambda m: float(m.config["graph"]["cutoff"])),
+    ):
+        found = {value(m) for m in members}
+        if len(found) != 1:
+            paths = [m.meta["path"] for m in members]
+            raise ModelFileError(
+                f"the models {paths} cannot form one ensemble: their {key}s differ ({found})"
+            )
+    return members
+
+
+def predict_graph_members(members: Sequence[TrainedModel], data) -> dict[str, np.ndarray]:
+    """Predictions of one model or a seed ensemble for one graph.
+
+    One member: :func:`predict_graph`.  Several: their mean and spread
+    (:func:`tbotan.learning.ensemble.combine_members`: ``cb``, ``edge``, ``t_pred`` means,
+    ``*_std`` spreads, ``member_t_pred`` (K,), ``embedding`` (K·H,)).
+    """
+    if len(members) == 1:
+        return predict_graph(members[0], data)
+    return combine_members([predict_graph(m, data) for m in members])
+
+
+def members_attrs(members: Sequence[TrainedModel]) -> dict:
+    """The predictions-file attributes of one model or of an ensemble of members."""
+    return ensemble_attrs([m.attrs() for m in members])
+
+
 def predict_dataset(
-    trained: TrainedModel,
+    trained: TrainedModel | Sequence[TrainedModel],
     dataset_path: str | os.PathLike,
     out_path: str | os.PathLike,
     progress: Callable[[int, int], None] | None = None,
@@ -159,15 +201,19 @@ def predict_dataset(
     """Predict every configuration of a dataset file and write a predictions file.
 
     Edge predictions follow the dataset's edge order of ``graph`` (variants ``is+ts``, ``is``)
-    or ``graph_ts`` (``ts``), as the ``edge_graph`` attribute says.
+    or ``graph_ts`` (``ts``), as the ``edge_graph`` attribute says.  A seed ensemble (several
+    models) writes its members' mean and their spread (:func:`predict_graph_members`).
 
     Returns:
-        Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred.
+        Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred (of
+        the ensemble mean for several models).
     """
     from tbotan.analysis.metrics import pearson
     from tbotan.formats.dataset import DatasetFile
     from tbotan.formats.predictions import write_predictions
 
+    members = as_members(trained)
+    trained = members[0]
     dataset = DatasetFile(dataset_path)
     cutoff = float(trained.config["graph"]["cutoff"])
     stored = float(dataset.attrs.get("graph_cutoff", cutoff))
@@ -179,42 +225,39 @@ def predict_dataset(
         )
     if not allow_extrapolation:
         types = dataset.configuration(0, graphs=())["types"]
-        check_applicable(
-            trained,
-            dataset.n_particles,
-            dataset.box_length,
-            float(np.mean(types == kalj.TYPE_A)),
-            str(dataset.path),
-        )
-    cbs, edges, t_preds, embeddings, pearsons = [], [], [], [], []
+        for member in members:
+            check_applicable(
+                member,
+                dataset.n_particles,
+                dataset.box_length,
+                float(np.mean(types == kalj.TYPE_A)),
+                str(dataset.path),
+            )
+    per_configuration, pearsons = [], []
     for c in range(dataset.n_configurations):
         data = graph_from_dataset(dataset, c, trained.variant)
-        pred = predict_graph(trained, data)
-        cbs.append(pred["cb"])
-        edges.append(pred["edge"])
-        t_preds.append(pred["t_pred"])
-        embeddings.append(pred["embedding"])
+        pred = predict_graph_members(members, data)
+        per_configuration.append(pred)
         a = data.a_mask.numpy()
         pearsons.append(float(pearson(pred["cb"][a], data.y[a])))
         if progress is not None:
             progress(c + 1, dataset.n_configurations)
+    arrays = {
+        key: np.concatenate([p[key] for p in per_configuration])
+        if key in ("edge", "edge_std")
+        else np.stack([p[key] for p in per_configuration], axis=-1 if key == "member_t_pred" else 0)
+        for key in per_configuration[0]
+    }
     attrs = dict(
-        trained.attrs(),
+        members_attrs(members),
         dataset=str(dataset.path),
         dataset_config_hash=str(dataset.attrs.get("config_hash", "")),
         temperature=dataset.temperature,
         split=str(dataset.attrs.get("split", "")),
-        model_path=trained.meta["path"],
+        model_path=[m.meta["path"] for m in members] if len(members) > 1 else trained.meta["path"],
     )
-    write_predictions(
-        out_path,
-        cb=np.stack(cbs),
-        edge=np.concatenate(edges) if edges else np.zeros(0, np.float32),
-        t_pred=np.asarray(t_preds),
-        embedding=np.stack(embeddings),
-        attrs=attrs,
-    )
-    return {"pearson": pearsons, "t_pred": float(np.mean(t_preds))}
+    write_predictions(out_path, **arrays, attrs=attrs)
+    return {"pearson": pearsons, "t_pred": float(np.mean(arrays["t_pred"]))}
 
 
 @dataclass
@@ -355,7 +398,7 @@ def quench_user_configuration(
 
 
 def predict_configuration(
-    trained: TrainedModel,
+    trained: TrainedModel | Sequence[TrainedModel],
     conf: UserConfiguration,
     out_path: str | os.PathLike,
     temperature: float | None = None,
@@ -366,7 +409,8 @@ def predict_configuration(
     """Predict one user configuration and write a predictions file (C = 1).
 
     Args:
-        trained: the model.
+        trained: the model, or the members of a seed ensemble (their mean and spread are
+            written).
         conf: the configuration; quenched with ``engine`` when the variant needs the inherent
             structure and ``conf`` has none.
         out_path: the predictions file.
@@ -376,14 +420,17 @@ def predict_configuration(
     """
     from tbotan.formats.predictions import write_predictions
 
+    members = as_members(trained)
+    trained = members[0]
     if not allow_extrapolation:
-        check_applicable(
-            trained,
-            len(conf.types),
-            float(conf.box[0]),
-            float(np.mean(conf.types == kalj.TYPE_A)),
-            conf.source,
-        )
+        for member in members:
+            check_applicable(
+                member,
+                len(conf.types),
+                float(conf.box[0]),
+                float(np.mean(conf.types == kalj.TYPE_A)),
+                conf.source,
+            )
     attrs_extra: dict = {}
     inherent = conf.inherent_positions
     if inherent is None and trained.variant != "ts":
@@ -406,14 +453,14 @@ def predict_configuration(
         cutoff=cutoff,
         source=conf.source,
     )
-    pred = predict_graph(trained, data)
+    pred = predict_graph_members(members, data)
     attrs = dict(
-        trained.attrs(),
+        members_attrs(members),
         dataset=conf.source,
         dataset_config_hash="",
         temperature=float("nan") if temperature is None else float(temperature),
         split="user",
-        model_path=trained.meta["path"],
+        model_path=[m.meta["path"] for m in members] if len(members) > 1 else trained.meta["path"],
         graph_cutoff=cutoff,
         **attrs_extra,
     )
@@ -427,10 +474,12 @@ def predict_configuration(
         inputs["inherent_positions"] = np.asarray(inherent, np.float64)
     write_predictions(
         out_path,
-        cb=pred["cb"][None],
-        edge=pred["edge"],
-        t_pred=np.asarray([pred["t_pred"]]),
-        embedding=pred["embedding"][None],
+        **{
+            k: v
+            if k in ("edge", "edge_std")
+            else np.expand_dims(v, -1 if k == "member_t_pred" else 0)
+            for k, v in pred.items()
+        },
         attrs=attrs,
         inputs=inputs,
     )
