@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from tbotan.errors import ConfigError
+
+__all__ = ["ConfigError"]  # the configuration's error, raised by the validation below
+
 SCHEMA_NAME = "config.schema.yaml"
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key."""
 
 
 def schema_path() -> Path:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tbotan.errors import FileFormatError
+
 SCHEMA_VERSION = 1
 KIND = "tbotan-dataset"
 
@@ -63,7 +65,7 @@ ARRAYS = {
 EDGE_LABELS = {"graph": "labels/edge", "graph_ts": "labels/edge_ts"}
 
 
-class DatasetError(ValueError):
+class DatasetError(FileFormatError):
     """A dataset file is missing, damaged or does not follow the schema."""
 
 

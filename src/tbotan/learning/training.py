@@ -52,6 +52,7 @@ import torch
 from tbotan import config as cfgmod
 from tbotan.analysis.metrics import pearson
 from tbotan.devices import resolve_device
+from tbotan.errors import InputError
 from tbotan.formats.model_file import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -100,7 +101,7 @@ RESUMABLE_KEYS = {
 }
 
 
-class TrainingError(RuntimeError):
+class TrainingError(InputError, RuntimeError):
     """Training cannot go on (non-finite loss, incompatible checkpoint, ...)."""
 
 

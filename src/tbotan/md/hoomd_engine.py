@@ -33,6 +33,7 @@ import hashlib
 
 import numpy as np
 
+from tbotan.errors import ConfigError, EnvironmentProblem
 from tbotan.md import (
     MAX_POTENTIAL_ENERGY,
     MAX_TEMPERATURE,
@@ -97,9 +98,9 @@ class HoomdEngine(Engine):
     ) -> None:
         self.hoomd = _import_hoomd()
         if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
         if not skin > 0:
-            raise ValueError(f"skin must be positive, got {skin}")
+            raise ConfigError(f"skin must be positive, got {skin}")
         self.requested_device = device
         self.skin = float(skin)
         self.max_potential_energy = float(max_potential_energy)
@@ -112,7 +113,9 @@ class HoomdEngine(Engine):
         hoomd = self.hoomd
         gpu_build = bool(getattr(hoomd.version, "gpu_enabled", False))
         if device == "cuda" and not gpu_build:
-            raise ValueError("device 'cuda' was requested but this HOOMD-blue build has no GPU")
+            raise EnvironmentProblem(
+                "device 'cuda' was requested but this HOOMD-blue build has no GPU"
+            )
         if device in ("cuda", "auto") and gpu_build:
             try:
                 return hoomd.device.GPU(notice_level=self.notice_level)

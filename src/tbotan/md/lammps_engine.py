@@ -34,6 +34,7 @@ import os
 
 import numpy as np
 
+from tbotan.errors import ConfigError
 from tbotan.md import (
     MAX_POTENTIAL_ENERGY,
     MAX_TEMPERATURE,
@@ -288,11 +289,11 @@ class LammpsEngine(Engine):
                 f"OpenMP), got {device!r}"
             )
         if not skin > 0:
-            raise ValueError(f"skin must be positive, got {skin}")
+            raise ConfigError(f"skin must be positive, got {skin}")
         self.skin = float(skin)
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
-            raise ValueError(f"threads must be ≥ 1, got {threads}")
+            raise ConfigError(f"threads must be ≥ 1, got {threads}")
         self.max_potential_energy = float(max_potential_energy)
         self.max_temperature = float(max_temperature)
         self.min_distance = float(min_distance)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from tbotan.devices import resolve_device
+from tbotan.errors import ConfigError
 from tbotan.md import (
     MAX_POTENTIAL_ENERGY,
     MAX_TEMPERATURE,
@@ -96,11 +97,11 @@ class TorchEngine(Engine):
         neighbor_list: str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+            raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if check_interval < 1:
-            raise ValueError(f"check_interval must be ≥ 1, got {check_interval}")
+            raise ConfigError(f"check_interval must be ≥ 1, got {check_interval}")
         if not 0 < min_distance < 1:
-            raise ValueError(f"min_distance must lie in (0, 1) σ_μν, got {min_distance}")
+            raise ConfigError(f"min_distance must lie in (0, 1) σ_μν, got {min_distance}")
         self.device = resolve_device(device)
         self.precision = precision
         self.dtype = PRECISIONS[precision]
@@ -511,7 +512,7 @@ def _minimize_fire(
     continue; every system's step count is its own.
     """
     if engine.dtype != torch.float64 and fire.force_tolerance < 1e-6:
-        raise ValueError(
+        raise ConfigError(
             f"FIRE to mean |F| < {fire.force_tolerance:g} needs precision 'float64' "
             f"(the engine runs in {engine.precision})"
         )
