@@ -6,9 +6,12 @@ missing input (no ablation trained, a single λ_g, no metrics ...): nothing is f
 :data:`FIGURES` lists them in the paper's order; :func:`report` draws all of them and writes
 ``summary.json`` and ``summary.md`` beside the figures.
 
-One style (:data:`STYLE`) for all figures: serif 8 pt text, inward ticks on all sides,
+Each figure selects its data here and draws them with the panels of
+:mod:`tbotan.analysis.plot` (functions of an ``ax`` and arrays), under its one style
+(:data:`~tbotan.analysis.plot.STYLE`): serif 8 pt text, inward ticks on all sides,
 single-column (3.4 in) or two-column (7 in) widths.  MD is black throughout; trained
-temperatures are filled symbols (black in T_pred plots), untrained ones open symbols (red).
+temperatures are filled symbols (black in T_pred plots), untrained ones open symbols (red):
+the one marker rule of :mod:`tbotan.analysis.plot`.
 
 Paper figures and functions:
 

@@ -9,7 +9,6 @@ machine, which is what this does.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -306,15 +305,6 @@ def format_md_interleaved(result: dict) -> str:
     for key, value in result["ratios"].items():
         lines.append(f"{key}: {value:.2f}x")
     return "\n".join(lines)
-
-
-def write_json(result: dict, path: str | os.PathLike) -> None:
-    """Write a benchmark result as JSON (atomically; nothing left on failure)."""
-    from tbotan.formats.io_utils import atomic_path
-
-    text = json.dumps(result, indent=2) + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def format_md(result: dict) -> str:

@@ -164,9 +164,10 @@ def write_hdf5(path: str | os.PathLike, fill: Callable) -> None:
         os.fsync(fh.fileno())
 
 
-def write_json(path: str | os.PathLike, data) -> None:
-    """Write JSON atomically (temporary name, then rename; nothing left on failure)."""
-    text = json.dumps(data, indent=1, default=_default) + "\n"
+def write_json(path: str | os.PathLike, data, indent: int = 1) -> None:
+    """Write ``data`` to ``path`` as JSON (NumPy scalars and arrays as numbers and lists),
+    indented by ``indent``, atomically (temporary name, then rename; nothing left on failure)."""
+    text = json.dumps(data, indent=indent, default=_default) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 

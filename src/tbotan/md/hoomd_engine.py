@@ -47,6 +47,7 @@ from tbotan.md import (
     SimulationError,
     Thermo,
     check_system_state,
+    kinetic_temperature,
 )
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
@@ -197,7 +198,7 @@ class HoomdEngine(Engine):
             conf.positions[b],
             velocities,
             lambda: evaluated().min_distance_over_sigma,
-            lambda: evaluated().potential_energy / conf.n_particles,
+            lambda: evaluated().total_potential_energy / conf.n_particles,
             min_distance=self.min_distance,
             max_potential_energy=self.max_potential_energy,
             max_temperature=self.max_temperature,
@@ -280,7 +281,7 @@ class HoomdEngine(Engine):
                     f"not below {fire.force_tolerance:g} (checked with the float64 evaluator)"
                 )
             steps[b] = watcher.converged_after
-            energy[b] = result.potential_energy / conf.n_particles
+            energy[b] = result.total_potential_energy / conf.n_particles
         return MinimizeResult(
             configurations=ConfigurationBatch(
                 positions=conf.positions,
@@ -389,10 +390,9 @@ class HoomdSimulation(Simulation):
         evaluation = self.engine.evaluate(conf)
         n = conf.n_particles
         kinetic = 0.5 * (conf.velocities**2).sum(axis=(1, 2))
-        dof = 3 * n - 3
         return Thermo(
-            potential_energy=evaluation.potential_energy,
-            kinetic_energy=kinetic / n,
-            temperature=2.0 * kinetic / dof,
+            potential_energy_per_particle=evaluation.potential_energy_per_particle,
+            kinetic_energy_per_particle=kinetic / n,
+            temperature=kinetic_temperature(2.0 * kinetic, n),
             pressure=(2.0 * kinetic + evaluation.virial) / (3.0 * conf.volume),
         )
