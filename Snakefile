@@ -33,7 +33,7 @@ wildcard_constraints:
     T=r"\d+\.\d+",
     split="train|validation|test",
     chunk=r"\d{3}",
-    model=r"(is\+ts|is|ts)_lg[0-9.eE+-]+_s\d+",
+    model=tbotan_names.MODEL_ID_PATTERN,
 
 
 include: "workflow/rules/md.smk"

@@ -213,7 +213,7 @@ def stage_nve(check: Check) -> dict:
     for _ in range(steps // 100):
         sim.run(100)
         t = sim.thermo()
-        energies.append(float(t.potential_energy[0] + t.kinetic_energy[0]))
+        energies.append(float(t.total_energy_per_particle[0]))
     drift = max(energies) - min(energies)
     if drift > 1e-3:
         raise AssertionError(f"total energy per particle drifts by {drift:.3g}")

@@ -39,17 +39,17 @@ def test_particle_energies_are_kalj_per_particle_energies(configuration):
     for positions in (thermal, inherent):
         reference = kalj.evaluate(positions, types, L)
         e = baselines.particle_energies(positions, types, L)
-        assert e.sum() == pytest.approx(reference.potential_energy, rel=1e-10, abs=1e-10)
+        assert e.sum() == pytest.approx(reference.total_potential_energy, rel=1e-10, abs=1e-10)
         np.testing.assert_allclose(e, reference.per_particle_energy, rtol=1e-10, atol=1e-12)
     d = baselines.particle_descriptors(thermal, inherent, types, L)
     names = baselines.descriptor_names()
     assert d.features.shape == (N, len(names)) and names[0] == "e_IS"
     # column 0 is the IS energy, summing to N e_IS/N; the thermal U/N comes from the TS
     assert d.features[:, 0].sum() == pytest.approx(
-        kalj.evaluate(inherent, types, L).potential_energy, rel=1e-10
+        kalj.evaluate(inherent, types, L).total_potential_energy, rel=1e-10
     )
     assert d.thermal_energy == pytest.approx(
-        kalj.evaluate(thermal, types, L).potential_energy / N, rel=1e-10
+        kalj.evaluate(thermal, types, L).total_potential_energy / N, rel=1e-10
     )
     np.testing.assert_array_equal(d.features[:, -1], types == 1)
 

@@ -76,3 +76,63 @@ def test_the_exit_codes_are_documented():
     readme = (ROOT / "README.md").read_text()
     for code in ("`0`", "`1`", "`2`", "`128 + N`"):
         assert code in readme, code
+
+
+BUG_SCRIPT = """
+import sys
+import numpy as np
+import tbotan.labels.chunks
+from tbotan import cli
+from tbotan.errors import FileFormatError
+
+def assemble_splits(config, T, chunks):
+    if "{kind}" == "bug":  # what a NumPy shape bug inside the library raises
+        return np.zeros(3) + np.zeros(4)
+    raise FileFormatError("a.h5 is not a label chunk of `tbotan iso`")
+
+tbotan.labels.chunks.assemble_splits = assemble_splits
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["bug", "input"])
+def test_a_value_error_inside_the_library_is_a_bug_not_bad_input(tmp_path, kind):
+    """Only the project's input errors (tbotan.errors.InputError) are one-line messages with
+    exit status 2; a ValueError from inside the library (here a NumPy broadcast error) is a
+    bug: exit status 1 and its traceback on stderr."""
+    import subprocess
+    import sys
+
+    from workflow_helpers import ROOT
+
+    config = tmp_path / "config.yaml"
+    config.write_text("temperatures:\n  - {T: 1.2, tau_alpha: 0.78, train: true}\n")
+    output = tmp_path / "train.h5"
+    proc = subprocess.run(
+        [sys.executable, "-c", BUG_SCRIPT.replace("{kind}", kind), "dataset", "--config",
+         str(config), "--temperature", "1.2", "--split", "train", "--chunks", "a.h5",
+         "--output", str(output)],
+        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")}, timeout=300,
+    )  # fmt: skip
+    if kind == "bug":
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback (most recent call last)" in proc.stderr
+        assert "ValueError: operands could not be broadcast" in proc.stderr
+        assert "assemble_splits" in proc.stderr  # the traceback reaches the failing function
+        assert ": error: " not in proc.stderr
+    else:
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip() == (
+            "tbotan dataset: error: a.h5 is not a label chunk of `tbotan iso`"
+        )
+    assert not output.exists()
+
+
+def test_only_input_errors_are_described_in_one_line():
+    from tbotan.errors import ConfigError, FileFormatError, InputError, MissingInputError
+
+    for error in (InputError, ConfigError, FileFormatError, MissingInputError, cli.UserError):
+        assert cli.describe_error(error("what, where")) == "what, where"
+    for bug in (ValueError, FileNotFoundError, KeyError, TypeError, IndexError, RuntimeError):
+        assert cli.describe_error(bug("what, where")) is None

@@ -95,7 +95,9 @@ def test_forces_energies_and_virial_match_reference(engine, botan_batch):
             result.per_particle_energy[b], ref.per_particle_energy, rtol=1e-10, atol=1e-12
         )
         assert result.virial[b] == pytest.approx(ref.virial, rel=1e-10)
-    assert result.potential_energy[0] == pytest.approx(BOTAN_REFERENCE[1]["u"], abs=1e-5)
+    assert result.potential_energy_per_particle[0] == pytest.approx(
+        BOTAN_REFERENCE[1]["u"], abs=1e-5
+    )
 
 
 def test_systems_of_one_batch_keep_their_own_boxes(engine):
@@ -110,12 +112,12 @@ def test_systems_of_one_batch_keep_their_own_boxes(engine):
 
 def test_nve_energy_drift_is_bounded(engine, liquid_256):
     sim = engine.simulation(liquid_256, Integrator(dt=0.005))
-    energies = [sim.thermo().total_energy[0]]
+    energies = [sim.thermo().total_energy_per_particle[0]]
     # sampled every 20 steps: E fluctuates by ~2.5e-4 (velocity Verlet at dt = 0.005, N = 256),
     # so quarter means of only 6 samples (every 200 steps) scatter by ~1.4e-4 on their own
     for _ in range(250):
         sim.run(20)
-        energies.append(sim.thermo().total_energy[0])
+        energies.append(sim.thermo().total_energy_per_particle[0])
     energies = np.array(energies)
     quarter = len(energies) // 4
     assert abs(energies[-quarter:].mean() - energies[:quarter].mean()) < 2e-4

@@ -30,8 +30,12 @@ def test_mixture_parameters_match_the_paper():
 def test_potential_energy_of_botan_files_matches_reference(botan_npz, index):
     d = botan_npz[index]
     result = kalj.evaluate(d["initial_positions"], d["types"], kalj.box_length(4096))
-    assert result.potential_energy / 4096 == pytest.approx(BOTAN_REFERENCE[index]["u"], abs=1e-5)
-    assert result.per_particle_energy.sum() == pytest.approx(result.potential_energy, rel=1e-13)
+    assert result.total_potential_energy / 4096 == pytest.approx(
+        BOTAN_REFERENCE[index]["u"], abs=1e-5
+    )
+    assert result.per_particle_energy.sum() == pytest.approx(
+        result.total_potential_energy, rel=1e-13
+    )
     # Newton's third law: the total force vanishes
     assert np.abs(result.forces.sum(axis=0)).max() < 1e-9
 
@@ -73,7 +77,9 @@ def test_kd_tree_evaluation_equals_brute_force_on_random_dense_configuration():
     conf = dense_random_configuration(300, seed=4)
     pos, types, box = conf.positions[0], conf.types[0].astype(int), conf.box[0]
     result = kalj.evaluate(pos, types, box)
-    assert result.potential_energy == pytest.approx(brute_force_energy(pos, types, box), rel=1e-12)
+    assert result.total_potential_energy == pytest.approx(
+        brute_force_energy(pos, types, box), rel=1e-12
+    )
 
 
 def test_forces_are_minus_gradient_of_total_energy():
@@ -87,8 +93,8 @@ def test_forces_are_minus_gradient_of_total_energy():
             plus[i, k] += h
             minus[i, k] -= h
             numeric = -(
-                kalj.evaluate(plus, types, box).potential_energy
-                - kalj.evaluate(minus, types, box).potential_energy
+                kalj.evaluate(plus, types, box).total_potential_energy
+                - kalj.evaluate(minus, types, box).total_potential_energy
             ) / (2 * h)
             assert forces[i, k] == pytest.approx(numeric, rel=1e-5, abs=1e-6)
 
@@ -98,8 +104,8 @@ def test_virial_is_minus_derivative_under_uniform_scaling():
     pos, types, box = conf.positions[0], conf.types[0], conf.box[0]
     virial = kalj.evaluate(pos, types, box).virial
     h = 1e-6
-    e_plus = kalj.evaluate(pos * (1 + h), types, box * (1 + h)).potential_energy
-    e_minus = kalj.evaluate(pos * (1 - h), types, box * (1 - h)).potential_energy
+    e_plus = kalj.evaluate(pos * (1 + h), types, box * (1 + h)).total_potential_energy
+    e_minus = kalj.evaluate(pos * (1 - h), types, box * (1 - h)).total_potential_energy
     assert virial == pytest.approx(-(e_plus - e_minus) / (2 * h), rel=1e-6)
 
 
@@ -109,7 +115,7 @@ def test_unwrapped_and_wrapped_positions_give_the_same_result(botan_npz):
     shifted = d["initial_positions"] + L * np.random.default_rng(0).integers(-3, 4, size=(4096, 3))
     a = kalj.evaluate(d["initial_positions"], d["types"], L)
     b = kalj.evaluate(shifted, d["types"], L)
-    assert a.potential_energy == pytest.approx(b.potential_energy, rel=1e-12)
+    assert a.total_potential_energy == pytest.approx(b.total_potential_energy, rel=1e-12)
     np.testing.assert_allclose(a.forces, b.forces, atol=1e-9)
 
 

@@ -21,10 +21,10 @@ def with_fresh_velocities(conf: ConfigurationBatch, kT: float, seed: int) -> Con
 
 def nve_energies(engine, conf, dt, n_samples, steps_between):
     sim = engine.simulation(conf, Integrator(dt=dt))
-    energies = [sim.thermo().total_energy[0]]
+    energies = [sim.thermo().total_energy_per_particle[0]]
     for _ in range(n_samples):
         sim.run(steps_between)
-        energies.append(sim.thermo().total_energy[0])
+        energies.append(sim.thermo().total_energy_per_particle[0])
     return np.array(energies), sim
 
 
@@ -91,7 +91,7 @@ def test_bussi_md_samples_canonical_kinetic_energy(cpu_engine, liquid_256):
     samples = []
     for _ in range(250):
         sim.run(10)
-        samples.append(sim.thermo().kinetic_energy * conf.n_particles)
+        samples.append(sim.thermo().kinetic_energy_per_particle * conf.n_particles)
     kinetic = np.array(samples)  # (time, systems), total K
     dof = 3 * conf.n_particles - 3
     # canonical: K ~ Gamma(dof/2, kT); error bars from the scatter of the 16 systems

@@ -25,7 +25,9 @@ def test_forces_energies_virial_match_reference_on_random_dense_configurations(c
     for b in range(batch.n_systems):
         ref = kalj.evaluate(batch.positions[b], batch.types[b], batch.box[b])
         assert relative_force_error(result.forces[b], ref.forces) < 1e-10
-        assert result.per_particle_energy[b].sum() == pytest.approx(ref.potential_energy, rel=1e-10)
+        assert result.per_particle_energy[b].sum() == pytest.approx(
+            ref.total_potential_energy, rel=1e-10
+        )
         np.testing.assert_allclose(
             result.per_particle_energy[b], ref.per_particle_energy, rtol=1e-10, atol=1e-12
         )
@@ -37,8 +39,12 @@ def test_forces_and_energies_match_reference_on_botan_files(cpu_engine, botan_ba
     for b, index in enumerate(sorted(BOTAN_REFERENCE)):
         ref = kalj.evaluate(botan_batch.positions[b], botan_batch.types[b], botan_batch.box[b])
         assert relative_force_error(result.forces[b], ref.forces) < 1e-10
-        assert result.potential_energy[b] == pytest.approx(ref.potential_energy / 4096, rel=1e-10)
-        assert result.potential_energy[b] == pytest.approx(BOTAN_REFERENCE[index]["u"], abs=1e-5)
+        assert result.potential_energy_per_particle[b] == pytest.approx(
+            ref.total_potential_energy / 4096, rel=1e-10
+        )
+        assert result.potential_energy_per_particle[b] == pytest.approx(
+            BOTAN_REFERENCE[index]["u"], abs=1e-5
+        )
 
 
 def test_engine_forces_are_minus_gradient_of_engine_energy(cpu_engine):
@@ -64,7 +70,9 @@ def test_single_precision_is_accurate_to_float32_rounding():
     result = engine.evaluate(conf)
     ref = kalj.evaluate(conf.positions[0], conf.types[0], conf.box[0])
     assert relative_force_error(result.forces[0], ref.forces) < 1e-4
-    assert result.potential_energy[0] == pytest.approx(ref.potential_energy / 500, rel=1e-5)
+    assert result.potential_energy_per_particle[0] == pytest.approx(
+        ref.total_potential_energy / 500, rel=1e-5
+    )
 
 
 def test_boxes_of_different_size_in_one_batch():

@@ -1,8 +1,11 @@
 """The ``tbotan`` command: one sub-command per pipeline stage, plus ``benchmark``.
 
 Sub-commands live in :mod:`tbotan.commands`.  Errors the user can fix (bad configuration,
-missing or damaged files, a simulation that blew up) are printed as one clear message with
-exit status 2, never as a traceback.
+missing or damaged files, a simulation that blew up: :class:`tbotan.errors.InputError` and its
+subclasses), out of memory and the environment's failures to write (disk full, permissions)
+are printed as one clear message with exit status 2, never as a traceback.  Any other exception
+is a bug: exit status 1 with its traceback (a ``ValueError`` from NumPy inside the library
+included).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import sys
 
 from tbotan import __version__
 from tbotan.commands import COMMANDS
+from tbotan.errors import InputError
 
 
-class UserError(Exception):
-    """An error caused by input the user controls; printed without a traceback."""
+class UserError(InputError):
+    """An input error found by the command layer (arguments, pre-flight checks)."""
 
 
 def _modules():
@@ -80,38 +84,6 @@ def log_level(args) -> int:
     return logging.INFO if getattr(args, "verbose", None) else logging.WARNING
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types reported as one-line messages."""
-    from tbotan.config import ConfigError
-    from tbotan.formats.dataset import DatasetError
-    from tbotan.formats.io_utils import OutputError
-    from tbotan.formats.predictions import PredictionsError
-    from tbotan.md import SimulationError
-    from tbotan.md.checkpoint import CheckpointMismatch
-    from tbotan.physics.configurations import ConfigurationError
-
-    try:  # needs torch, which an environment of the CPU-only stages may lack
-        from tbotan.formats.model_file import ModelFileError
-        from tbotan.learning.training import TrainingError
-    except ImportError:
-        TrainingError = ModelFileError = UserError  # noqa: N806  (no training here)
-
-    return (
-        UserError,
-        TrainingError,
-        ModelFileError,
-        PredictionsError,
-        ConfigError,
-        ConfigurationError,
-        DatasetError,
-        SimulationError,
-        CheckpointMismatch,
-        OutputError,
-        FileNotFoundError,
-        ValueError,
-    )
-
-
 #: errno values of OSErrors that are the environment's fault (space, permissions), not a bug.
 ENVIRONMENT_ERRNOS = frozenset(
     {
@@ -140,7 +112,7 @@ def one_line(message: str) -> str:
 
 def describe_error(exc: BaseException) -> str | None:
     """The one-line message of an expected failure, or None for a bug (traceback)."""
-    if isinstance(exc, user_errors()):
+    if isinstance(exc, InputError):
         return one_line(str(exc))
     if isinstance(exc, MemoryError):
         return (

@@ -21,11 +21,14 @@ from pathlib import Path
 
 import yaml
 
+from tbotan.errors import ConfigError
+from tbotan.names import VARIANTS, model_id
+
+# re-exported: the configuration's error, and the names the workflow derives from it (built
+# and parsed in tbotan.names only)
+__all__ = ["ConfigError", "VARIANTS", "model_id"]
+
 SCHEMA_NAME = "config.schema.yaml"
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key."""
 
 
 def schema_path() -> Path:
@@ -360,17 +363,8 @@ def n_chunks(config: dict, T: float | str) -> int:
     return math.ceil(configurations_needed(config, T) / config["iso"]["configurations_per_chunk"])
 
 
-#: Input variants of T-BOTAN (docs/physics.md §6): the graph's edge features from the inherent
-#: and the thermal structure, the inherent structure alone, the thermal structure alone.
-VARIANTS = ("is+ts", "is", "ts")
 #: The dataset graph each variant is built on and predicts edges on (docs/formats.md).
 VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
-
-
-def model_id(variant: str, lambda_global: float, seed: int) -> str:
-    """Model identifier ``{variant}_lg{λ_g:g}_s{seed}``, e.g. ``is+ts_lg0.01_s0``: the one
-    definition, used by the workflow, the trainer and the analysis."""
-    return f"{variant}_lg{float(lambda_global):g}_s{int(seed)}"
 
 
 def model_ids(config: dict) -> dict[str, list[str]]:

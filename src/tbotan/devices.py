@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from tbotan.errors import ConfigError, EnvironmentProblem
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``'auto'`` (or None) → CUDA when available, else CPU; ``'cpu'``, ``'cuda'``,
@@ -17,9 +19,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from exc
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch sees no CUDA device")
+        raise EnvironmentProblem("device 'cuda' was requested but torch sees no CUDA device")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     return dev

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from tbotan import config as cfgmod
+from tbotan.errors import FileFormatError, MissingInputError
 from tbotan.md import FireParameters, hoomd_available, make_engine
 from tbotan.md.protocols import (
     EquilibrationParameters,
@@ -100,13 +101,15 @@ def tau_alpha_for_labels(config: dict, temperature, measured_json: str | Path | 
     if config["tau_alpha"]["source"] == "table":
         return float(entry["tau_alpha"]), "table"
     if measured_json is None or not Path(measured_json).is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"tau_alpha.source is 'measured' but the measurement for T = {entry['T']} is missing "
             f"({measured_json}); run `tbotan tau-alpha` first"
         )
     data = json.loads(Path(measured_json).read_text())
     if data.get("tau_alpha_measured") is None:
-        raise ValueError(f"{measured_json} holds no τα ({data.get('error', 'unknown reason')})")
+        raise FileFormatError(
+            f"{measured_json} holds no τα ({data.get('error', 'unknown reason')})"
+        )
     return float(data["tau_alpha_measured"]), "measured"
 
 

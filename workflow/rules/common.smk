@@ -18,6 +18,7 @@ SRC = ROOT / "src" if ROOT is not None and (ROOT / "src" / "tbotan").is_dir() el
 if SRC is not None:
     sys.path.insert(0, str(SRC))
 from tbotan import config as tbotan_config  # noqa: E402  (light: yaml + jsonschema only)
+from tbotan import names as tbotan_names  # noqa: E402  (the model ids: standard library only)
 
 
 def _uses_conda():
@@ -162,10 +163,9 @@ def md_env():
 
 
 def model_parts(model):
-    """(variant, λ_g, seed) of a model id such as is+ts_lg0.01_s0."""
-    variant, rest = model.split("_lg")
-    lg, seed = rest.rsplit("_s", 1)
-    return variant, lg, seed
+    """(variant, λ_g, seed) of a model id such as is+ts_lg0.01_s0 (tbotan.names.ModelId)."""
+    parsed = tbotan_names.ModelId.parse(model)
+    return parsed.variant, f"{parsed.lambda_global:g}", str(parsed.seed)
 
 
 def iso_inputs(w):

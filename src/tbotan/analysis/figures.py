@@ -6,9 +6,12 @@ missing input (no ablation trained, a single λ_g, no metrics ...): nothing is f
 :data:`FIGURES` lists them in the paper's order; :func:`report` draws all of them and writes
 ``summary.json`` and ``summary.md`` beside the figures.
 
-One style (:data:`STYLE`) for all figures: serif 8 pt text, inward ticks on all sides,
+Each figure selects its data here and draws them with the panels of
+:mod:`tbotan.analysis.plot` (functions of an ``ax`` and arrays), under its one style
+(:data:`~tbotan.analysis.plot.STYLE`): serif 8 pt text, inward ticks on all sides,
 single-column (3.4 in) or two-column (7 in) widths.  MD is black throughout; trained
-temperatures are filled symbols (black in T_pred plots), untrained ones open symbols (red).
+temperatures are filled symbols (black in T_pred plots), untrained ones open symbols (red):
+the one marker rule of :mod:`tbotan.analysis.plot`.
 
 Paper figures and functions:
 
@@ -49,72 +52,49 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from matplotlib.collections import EllipseCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
 
-from tbotan.analysis.runs import Group, RunAnalysis
+from tbotan.analysis.plot import (
+    BASELINE_CB_TEXT,
+    BASELINE_COLOR,
+    BASELINE_MARKER,
+    BASELINE_T_TEXT,
+    DOUBLE_COLUMN,
+    MAP_CMAP,
+    MAP_PERCENTILES,
+    Q_LABEL,
+    SAVE_DPI,
+    SB_LABEL,
+    SERIES_COLORS,
+    SERIES_MARKERS,
+    SINGLE_COLUMN,
+    STYLE,
+    T_LABEL,
+    TRAINED_COLOR,
+    UNTRAINED_COLOR,
+    VARIANT_STYLE,
+    cb_map_panel,
+    diagonal_axes,
+    letter,
+    log_ticks,
+    matrix_panel,
+    mean_band,
+    panel_grid,
+    point,
+    sb_panel,
+    temperature_colors,
+    temperature_text_color,
+    temperature_ticks,
+    trained_untrained_handles,
+)
+from tbotan.analysis.runs import RunAnalysis
 from tbotan.analysis.summary import summarise, summary_markdown
 from tbotan.config import temperature_labels
 from tbotan.formats.io_utils import atomic_path, write_text
-from tbotan.physics import kalj
-
-#: Figure widths (inches): one and two columns of a two-column journal page.
-SINGLE_COLUMN = 3.4
-DOUBLE_COLUMN = 7.0
-
-#: The one style of every figure.
-STYLE = {
-    "font.family": "serif",
-    "mathtext.fontset": "dejavuserif",
-    "font.size": 8,
-    "axes.labelsize": 8,
-    "axes.titlesize": 8,
-    "legend.fontsize": 7,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "axes.linewidth": 0.6,
-    "lines.linewidth": 1.0,
-    "lines.markersize": 4,
-    "xtick.direction": "in",
-    "ytick.direction": "in",
-    "xtick.top": True,
-    "ytick.right": True,
-    "xtick.major.width": 0.6,
-    "ytick.major.width": 0.6,
-    "xtick.minor.width": 0.4,
-    "ytick.minor.width": 0.4,
-    "legend.frameon": False,
-    "legend.handlelength": 1.6,
-    "errorbar.capsize": 2,
-    "pdf.fonttype": 42,
-    "image.cmap": "viridis",
-}
-SAVE_DPI = 300
-
-MD_COLOR = "black"
-TRAINED_COLOR = "black"
-UNTRAINED_COLOR = "tab:red"
-MAP_CMAP = "viridis"
-MAP_PERCENTILES = (1, 99)  # colour range of the C_B maps
-VARIANT_STYLE = {  # colour, marker, label
-    "is+ts": ("tab:blue", "o", "IS+TS"),
-    "is": ("tab:green", "s", "IS"),
-    "ts": ("tab:purple", "^", "TS"),
-}
-BASELINE_COLOR = "0.45"  # the structural baselines, grey and dashed
-BASELINE_MARKER = "D"
-BASELINE_CB_TEXT = "ridge baseline (structure)"
-BASELINE_T_TEXT = r"energy-fit baseline, $T(U/N)$"
-SERIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
-SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")
-
-T_LABEL = r"$T_{\mathrm{MD}}\ [\epsilon_{AA}/k_B]$"
-T_PRED_LABEL = r"$T_{\mathrm{pred}}\ [\epsilon_{AA}/k_B]$"
-Q_LABEL = r"$q\ [\sigma_{AA}^{-1}]$"
-SB_LABEL = r"$S_B(q)$"
+from tbotan.names import Group, validation_column, validation_temperatures
 
 
 class FigureSkipped(Exception):
@@ -250,97 +230,13 @@ def _cb_symbol(run: RunAnalysis, label: str) -> str:
     return rf"$C_B(t = {when})$"
 
 
-def _letter(ax, index: int) -> None:
-    """Panel letter (a), (b), ... just above the top-left corner of the axes."""
-    ax.text(
-        0.0,
-        1.015,
-        f"({chr(ord('a') + index)})",
-        transform=ax.transAxes,
-        ha="left",
-        va="bottom",
-        fontsize=8,
-    )
-
-
-def _tick_text(value: float, _pos=None) -> str:
-    """A tick label: plain for 10⁻³ ≤ v < 10⁴, else m×10ᵏ in mathtext."""
-    if 1e-3 <= abs(value) < 1e4 or value == 0:
-        return f"{value:g}"
-    mantissa, exponent = f"{value:.0e}".split("e")
-    power = rf"10^{{{int(exponent)}}}"
-    return f"${power}$" if mantissa == "1" else rf"${mantissa}\times {power}$"
-
-
-def _log_ticks(ax, which: str) -> None:
-    """Readable major ticks on a log axis ('x' or 'y'), set once the data are drawn:
-    1-2-5 steps when the axis spans less than two decades, decades otherwise; no minor labels."""
-    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
-    if not (lo > 0 and hi > lo):
-        return
-    span = math.log10(hi / lo)
-    mantissas = (1, 2, 5) if span < 2.0 else (1,)
-    ticks = [
-        m * 10.0**k
-        for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-        for m in mantissas
-        if lo <= m * 10.0**k <= hi
-    ]
-    if len(ticks) < 2:
-        ticks = [
-            m * 10.0**k
-            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-            for m in range(1, 10)
-            if lo <= m * 10.0**k <= hi
-        ][::2]
-    axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(FuncFormatter(_tick_text))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _t_ticks(axis) -> None:
-    """At most five round ticks on a temperature axis."""
-    axis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
-
-
 def _t_colors(run: RunAnalysis) -> dict[str, tuple]:
-    """One colour per temperature, cold (dark blue) to hot (orange), evenly spaced by rank so
-    that close temperatures stay distinguishable."""
-    cmap = matplotlib.colormaps["plasma"]
-    n = len(run.temperatures)
-    return {t.label: cmap(0.85 * k / max(n - 1, 1)) for k, t in enumerate(run.temperatures)}
-
-
-def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return math.ceil(n / cols), cols
+    """{label: colour} of the run's temperatures (:func:`.plot.temperature_colors`)."""
+    colors = temperature_colors(len(run.temperatures))
+    return {t.label: c for t, c in zip(run.temperatures, colors, strict=True)}
 
 
 # ============================================================================ C_B maps
-
-
-def _map_panel(ax, xy, types, values, box_length, norm, cmap) -> EllipseCollection:
-    """Particles of the slab as discs of their diameter (σ_AA for A, σ_BB for B), by value."""
-    d = np.where(np.asarray(types) == kalj.TYPE_A, kalj.SIGMA[0, 0], kalj.SIGMA[1, 1])
-    discs = EllipseCollection(
-        d,
-        d,
-        np.zeros_like(d),
-        units="xy",
-        offsets=xy,
-        offset_transform=ax.transData,
-        cmap=cmap,
-        norm=norm,
-        edgecolors="0.2",
-        linewidths=0.2,
-    )
-    discs.set_array(np.asarray(values))
-    ax.add_collection(discs)
-    ax.set_xlim(0, box_length)
-    ax.set_ylim(0, box_length)
-    ax.set_aspect("equal")
-    return discs
 
 
 def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
@@ -382,12 +278,12 @@ def _maps(run: RunAnalysis, labels: list[str], groups: list[Group]) -> Figure:
         )
         for i, ((g, _), v) in enumerate(zip(rows, values, strict=True)):
             ax = fig.add_subplot(gs[i, j])
-            discs = _map_panel(ax, t.slab_xy, t.slab_types, v, t.box_length, norm, cmap)
+            discs = cb_map_panel(ax, t.slab_xy, t.slab_types, v, t.box_length, norm, cmap)
             letter = f"({chr(ord('a') + i * n_cols + j)})"
             ax.set_title(
                 f"{letter} {_t_title(run, label)}" if i == 0 else letter,
                 loc="left",
-                color=TRAINED_COLOR if t.trained or i > 0 else UNTRAINED_COLOR,
+                color=temperature_text_color(t.trained or i > 0),
             )
             for axis in (ax.xaxis, ax.yaxis):
                 axis.set_major_locator(MaxNLocator(4, integer=True, prune="upper"))
@@ -457,7 +353,7 @@ def _sb_figure(
 ) -> Figure:
     """Panels of S_B(q) per temperature: MD (open black circles) and each series
     (group, legend text, colour, marker): mean over seeds, band ± std over seeds."""
-    n_rows, n_cols = _grid(len(labels), max_cols=3 if len(labels) in (5, 6) else 4)
+    n_rows, n_cols = panel_grid(len(labels), max_cols=3 if len(labels) in (5, 6) else 4)
     width = min(DOUBLE_COLUMN, 0.5 + 1.75 * n_cols)
     fig = Figure(figsize=(width, 0.7 + 1.9 * n_rows))
     axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False)
@@ -467,28 +363,16 @@ def _sb_figure(
             continue
         label = labels[k]
         t = run.temperature(label)
-        ax.loglog(
-            t.sb.q, t.sb.mean, "o", mfc="none", mec=MD_COLOR, ms=3.5, mew=0.7, label="MD", zorder=3
-        )
-        for group, text, color, marker in series:
-            pred = run.sb_prediction(group, label)
-            if pred is None:
-                continue
-            mean, std = pred
-            ax.loglog(t.sb.q, mean, "-", marker=marker, ms=2.5, color=color, label=text)
-            if np.any(std > 0):
-                ax.fill_between(
-                    t.sb.q,
-                    np.clip(mean - std, 1e-300, None),
-                    mean + std,
-                    color=color,
-                    alpha=0.25,
-                    lw=0,
-                )
+        predictions = [
+            (*pred, color, marker, text)
+            for group, text, color, marker in series
+            if (pred := run.sb_prediction(group, label)) is not None
+        ]
+        sb_panel(ax, t.sb.q, t.sb.mean, predictions)
         ax.set_title(
             f"({chr(ord('a') + k)}) " + _t_title(run, label),
             loc="left",
-            color=TRAINED_COLOR if t.trained else UNTRAINED_COLOR,
+            color=temperature_text_color(t.trained),
         )
         if k % n_cols == 0:
             ax.set_ylabel(SB_LABEL)
@@ -504,8 +388,8 @@ def _sb_figure(
         ncols=len(texts),
         handlelength=2.2,
     )
-    _log_ticks(axes.flat[0], "x")
-    _log_ticks(axes.flat[0], "y")
+    log_ticks(axes.flat[0], "x")
+    log_ticks(axes.flat[0], "y")
     two_lines = any(not run.trained(label) for label in labels[:n_cols])
     height = fig.get_figheight()
     fig.subplots_adjust(wspace=0.06, hspace=0.3, top=1 - (0.42 if two_lines else 0.28) / height)
@@ -562,22 +446,6 @@ def fig14_sb_ablation(run: RunAnalysis) -> Figure:
 # ============================================================================ T_pred
 
 
-def _t_pred_axes(ax) -> None:
-    """Square T_pred-vs-T_MD axes holding every point and error bar, with the diagonal."""
-    ax.relim()
-    ax.autoscale_view()
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    lo, hi = min(x0, y0), max(x1, y1)
-    ax.plot([lo, hi], [lo, hi], "--", color="0.4", lw=0.8, zorder=0)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_aspect("equal")
-    ax.set_xlabel(T_LABEL)
-    ax.set_ylabel(T_PRED_LABEL)
-    _t_ticks(ax.xaxis)
-    _t_ticks(ax.yaxis)
-
-
 def _t_pred_series(
     run: RunAnalysis, ax, group: Group, color, marker, label, dx: float = 0.0
 ) -> bool:
@@ -589,17 +457,14 @@ def _t_pred_series(
         if s is None:
             continue
         c = color(t) if callable(color) else color
-        ax.errorbar(
+        point(
+            ax,
             t.T + dx,
             s.mean,
-            yerr=s.std_configurations,
-            fmt=marker,
-            color=c,
-            mec=c,
-            mfc=c if t.trained else "white",
-            ms=5,
-            mew=0.9,
-            elinewidth=0.8,
+            s.std_configurations,
+            c,
+            marker,
+            t.trained,
             label=label if not drawn else None,
         )
         drawn = True
@@ -625,14 +490,14 @@ def _baseline_t_pred_series(run: RunAnalysis, ax) -> list[Line2D]:
         if not points:
             continue
         for t, b in points:
-            ax.errorbar(
+            point(
+                ax,
                 t.T + k * dx,
                 b["mean"],
-                yerr=b["std_configurations"] or 0.0,
-                fmt=marker,
-                color=color,
-                mec=color,
-                mfc=color if t.trained else "white",
+                b["std_configurations"] or 0.0,
+                color,
+                marker,
+                t.trained,
                 ms=3.5,
                 mew=0.8,
                 elinewidth=0.7,
@@ -657,21 +522,16 @@ def fig04_t_pred(run: RunAnalysis) -> Figure:
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.92))
     ax = fig.add_subplot()
-    _t_pred_series(
-        run, ax, group, lambda t: TRAINED_COLOR if t.trained else UNTRAINED_COLOR, "o", None
-    )
+    _t_pred_series(run, ax, group, lambda t: temperature_text_color(t.trained), "o", None)
     handles = [
-        Line2D([], [], ls="", marker="o", color=TRAINED_COLOR, ms=5, label="trained"),
-        Line2D(
-            [], [], ls="", marker="o", color=UNTRAINED_COLOR, mfc="white", ms=5, label="untrained"
-        ),
+        *trained_untrained_handles(TRAINED_COLOR, UNTRAINED_COLOR),
         Line2D(
             [], [], ls="--", color="0.4", lw=0.8, label=r"$T_{\mathrm{pred}} = T_{\mathrm{MD}}$"
         ),
     ]
     baselines = _baseline_t_pred_series(run, ax)
     ax.legend(handles=handles + baselines, loc="upper left", fontsize=6 if baselines else None)
-    _t_pred_axes(ax)
+    diagonal_axes(ax)
     return fig
 
 
@@ -688,16 +548,13 @@ def _t_pred_groups(run: RunAnalysis, series: list[tuple[Group, str, str, str]]) 
         dx = (i - (len(series) - 1) / 2) * step
         if _t_pred_series(run, ax, g, color, marker, None, dx=dx):
             handles.append(Line2D([], [], ls="", marker=marker, color=color, ms=5, label=text))
-    handles += [
-        Line2D([], [], ls="", marker="o", color="0.3", ms=5, label="trained"),
-        Line2D([], [], ls="", marker="o", color="0.3", mfc="white", ms=5, label="untrained"),
-    ]
+    handles += trained_untrained_handles()
     offset = step * (len(series) - 1) / 2
     handles.append(
         Line2D([], [], ls="", label=rf"(offset $\pm${offset:.2g} in $T_{{\mathrm{{MD}}}}$)")
     )
     ax.legend(handles=handles, loc="upper left")
-    _t_pred_axes(ax)
+    diagonal_axes(ax)
     return fig
 
 
@@ -745,35 +602,6 @@ def fig10_t_pred_distribution(run: RunAnalysis) -> Figure:
 # ============================================================================ embeddings
 
 
-def _matrix_panel(fig, ax, matrix, labels, run: RunAnalysis, title: str, vmax: float, symbol: str):
-    im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
-    ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
-    ax.tick_params(top=False, right=False, length=2)
-    for tick_labels in (ax.get_xticklabels(), ax.get_yticklabels()):
-        for text, label in zip(tick_labels, labels, strict=True):
-            text.set_color(TRAINED_COLOR if run.trained(label) else UNTRAINED_COLOR)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            v = matrix[i, j]
-            ax.text(
-                j,
-                i,
-                f"{v:.2g}",
-                ha="center",
-                va="center",
-                fontsize=5.5,
-                color="white" if v < 0.6 * vmax else "black",
-            )
-    ax.set_xlabel(r"$T_j$")
-    ax.set_ylabel(r"$T_i$")
-    ax.set_title(title, fontsize=7)
-    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cbar.set_label(symbol)
-    cbar.ax.tick_params(labelsize=6)
-
-
 @_styled
 def fig05_embedding_distance(run: RunAnalysis) -> Figure:
     """Fig. 5: D(T_i, T_j) between mean global embeddings (Eq. 11–12); with several seeds a
@@ -789,23 +617,24 @@ def fig05_embedding_distance(run: RunAnalysis) -> Figure:
     fig = Figure(figsize=(DOUBLE_COLUMN if two else SINGLE_COLUMN, 2.9))
     axes = fig.subplots(1, 2 if two else 1, squeeze=False)[0]
     vmax = float(max(d["D"].max(), per_seed.max() if two else 0.0)) or 1.0
-    _matrix_panel(
+    trained = [run.trained(label) for label in labels]
+    matrix_panel(
         fig,
         axes[0],
         d["D"],
         labels,
-        run,
+        trained,
         f"(a) Eq. (12), embeddings averaged over {len(seeds)} seed{'s' if two else ''}",
         vmax,
         r"$D(T_i, T_j)$",
     )
     if two:
-        _matrix_panel(
+        matrix_panel(
             fig,
             axes[1],
             per_seed,
             labels,
-            run,
+            trained,
             r"(b) per-seed $D_s$, averaged over seeds",
             vmax,
             r"$\langle D_s(T_i, T_j) \rangle_s$",
@@ -824,17 +653,15 @@ def _baseline_pearson_series(run: RunAnalysis, ax) -> bool:
     points = [(t, run.baseline_pearson(t.label)) for t in run.temperatures]
     points = [(t, b) for t, b in points if b is not None and b["mean"] is not None]
     for t, b in points:
-        ax.errorbar(
+        point(
+            ax,
             t.T,
             b["mean"],
-            yerr=b["std_configurations"] or 0.0,
-            fmt=BASELINE_MARKER,
-            color=BASELINE_COLOR,
-            mfc=BASELINE_COLOR if t.trained else "white",
-            mec=BASELINE_COLOR,
+            b["std_configurations"] or 0.0,
+            BASELINE_COLOR,
+            BASELINE_MARKER,
+            t.trained,
             ms=4,
-            mew=0.9,
-            elinewidth=0.8,
         )
     if points:
         ax.plot(
@@ -866,18 +693,7 @@ def fig07_pearson(run: RunAnalysis) -> Figure:
             s = run.pearson(group, t.label, kind)
             if s is None:
                 continue
-            ax.errorbar(
-                t.T,
-                s.mean,
-                yerr=s.std_configurations,
-                fmt=marker,
-                color=color,
-                mfc=color if t.trained else "white",
-                mec=color,
-                ms=5,
-                mew=0.9,
-                elinewidth=0.8,
-            )
+            point(ax, t.T, s.mean, s.std_configurations, color, marker, t.trained)
             xs.append(t.T)
             ys.append(s.mean)
         ax.plot(xs, ys, "-", color=color, lw=0.6, alpha=0.6, zorder=0)
@@ -896,14 +712,11 @@ def fig07_pearson(run: RunAnalysis) -> Figure:
                 label=BASELINE_CB_TEXT,
             )
         )
-    handles += [
-        Line2D([], [], ls="", marker="o", color="0.3", ms=5, label="trained"),
-        Line2D([], [], ls="", marker="o", color="0.3", mfc="white", ms=5, label="untrained"),
-    ]
+    handles += trained_untrained_handles()
     ax.legend(handles=handles, loc="best", ncols=2)
     ax.set_xlabel(T_LABEL)
     ax.set_ylabel(r"Pearson $\rho$")
-    _t_ticks(ax.xaxis)
+    temperature_ticks(ax.xaxis)
     return fig
 
 
@@ -931,10 +744,6 @@ def _seed_average(run: RunAnalysis, models, column: str):
     return epochs, values.mean(axis=0), values.std(axis=0)
 
 
-def _positive(v: np.ndarray) -> np.ndarray:
-    return np.where(v > 0, v, np.nan)
-
-
 @_styled
 def fig06_loss(run: RunAnalysis) -> Figure:
     """Fig. 6: loss terms vs epoch, averaged over the seeds of the main model (band ± std over
@@ -947,13 +756,10 @@ def fig06_loss(run: RunAnalysis) -> Figure:
         raise FigureSkipped(f"no metrics.csv of the main model {group.name}_s*")
     lowest = temperature_labels(run.config, "train")[0]  # the config has one at least
     columns = set().union(*(run.metrics[m.name] for m in models))
-    val_t = sorted(
-        {c.split("_T", 1)[1] for c in columns if c.startswith(("val_pearson_T", "val_t_pred_T"))},
-        key=float,
-    )
+    val_t = validation_temperatures(columns, ("pearson", "t_pred"))
     extra = 2 if val_t else 0
     n_panels = len(LOSS_PANELS) + extra
-    n_rows, n_cols = _grid(n_panels, max_cols=4 if extra else 3)
+    n_rows, n_cols = panel_grid(n_panels, max_cols=4 if extra else 3)
     height = 1.75 * n_rows + 0.3
     fig = Figure(figsize=(DOUBLE_COLUMN, height))
     axes = fig.subplots(n_rows, n_cols, sharex=True, squeeze=False)
@@ -961,8 +767,8 @@ def fig06_loss(run: RunAnalysis) -> Figure:
     for k, (column, title) in enumerate(LOSS_PANELS):
         ax = axes.flat[k]
         train = _seed_average(run, models, column)
-        val = _seed_average(run, models, f"val_{column}_T{lowest}")
-        positive = False
+        val = _seed_average(run, models, validation_column(column, lowest))
+        drawn_positive = False
         for series, color, text in (
             (train, "tab:blue", "train"),
             (val, "tab:orange", f"validation, $T = {lowest}$"),
@@ -970,23 +776,14 @@ def fig06_loss(run: RunAnalysis) -> Figure:
             if series is None:
                 continue
             epochs, mean, std = series
-            ax.plot(epochs, _positive(mean), color=color, lw=0.9, label=text)
-            if len(models) > 1:
-                ax.fill_between(
-                    epochs,
-                    _positive(mean - std),
-                    _positive(mean + std),
-                    color=color,
-                    alpha=0.25,
-                    lw=0,
-                )
-            positive |= bool(np.any(mean > 0))
-        if positive:  # losses are positive; zeros (a term not yet computed) are left out
+            mean_band(ax, epochs, mean, std if len(models) > 1 else None, color, text)
+            drawn_positive |= bool(np.any(mean > 0))
+        if drawn_positive:  # losses are positive; zeros (a term not yet computed) are left out
             ax.set_yscale("log")
-            _log_ticks(ax, "y")
+            log_ticks(ax, "y")
         ax.axvline(warmup, color="0.4", ls="--", lw=0.8)
         ax.set_ylabel(title)
-        _letter(ax, k)
+        letter(ax, k)
         if train is None and val is None:
             ax.text(
                 0.5,
@@ -1006,25 +803,25 @@ def fig06_loss(run: RunAnalysis) -> Figure:
     fig.legend(handles, texts, loc="lower center", bbox_to_anchor=(0.5, 0.995), ncols=3)
     if extra:
         colors = _t_colors(run)
-        for k, (prefix, title) in enumerate(
+        for k, (quantity, title) in enumerate(
             (
-                ("val_pearson_T", r"validation $\rho$ (node)"),
-                ("val_t_pred_T", r"validation $T_{\mathrm{pred}}$"),
+                ("pearson", r"validation $\rho$ (node)"),
+                ("t_pred", r"validation $T_{\mathrm{pred}}$"),
             )
         ):
             ax = axes.flat[len(LOSS_PANELS) + k]
             for label in val_t:
-                series = _seed_average(run, models, prefix + label)
+                series = _seed_average(run, models, validation_column(quantity, label))
                 if series is None:
                     continue
                 epochs, mean, _ = series
                 color = colors.get(label, "0.3")
                 ax.plot(epochs, mean, color=color, lw=0.9, label=f"$T = {label}$")
-                if prefix == "val_t_pred_T":
+                if quantity == "t_pred":
                     ax.axhline(float(label), color=color, ls=":", lw=0.7)
             ax.axvline(warmup, color="0.4", ls="--", lw=0.8)
             ax.set_ylabel(title)
-            _letter(ax, len(LOSS_PANELS) + k)
+            letter(ax, len(LOSS_PANELS) + k)
         axes.flat[len(LOSS_PANELS)].legend(loc="lower right", fontsize=6)
     for k, ax in enumerate(axes.flat):
         if k >= n_panels:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from tbotan.analysis.metrics import (
     seed_statistics,
 )
 from tbotan.analysis.structure_factor import StructureFactor, four_point_structure_factor
-from tbotan.config import VARIANTS, model_id, temperature_label
+from tbotan.config import temperature_label
 from tbotan.formats.dataset import (
     DatasetContent,
     DatasetError,
@@ -46,65 +45,9 @@ from tbotan.formats.dataset import (
 )
 from tbotan.formats.model_file import read_metrics
 from tbotan.formats.predictions import Predictions, PredictionsError, read_predictions
+from tbotan.names import VARIANTS, Group, ModelId, NameFormatError
 
 log = logging.getLogger(__name__)
-
-# ============================================================================ model ids
-
-_MODEL_RE = re.compile(
-    "^(" + "|".join(re.escape(v) for v in VARIANTS) + r")_lg([0-9.eE+-]+)_s(\d+)$"
-)
-
-
-@dataclass(frozen=True)
-class ModelId:
-    """A trained model: input variant, λ_g and seed; its name is ``{variant}_lg{λ_g:g}_s{seed}``."""
-
-    variant: str
-    lambda_global: float
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return model_id(self.variant, self.lambda_global, self.seed)
-
-    @property
-    def group(self) -> Group:
-        return Group(self.variant, self.lambda_global)
-
-    @staticmethod
-    def parse(name: str) -> ModelId:
-        """From a model name such as ``is+ts_lg0.01_s0``; ValueError when it is not one."""
-        match = _MODEL_RE.match(name)
-        if match is None:
-            raise ValueError(
-                f"{name!r} is not a model id of the form {{variant}}_lg{{lambda_g}}_s{{seed}} "
-                f"with variant in {VARIANTS}"
-            )
-        variant, lg, seed = match.groups()
-        try:
-            return ModelId(variant, float(lg), int(seed))
-        except ValueError as exc:
-            raise ValueError(f"{name!r}: λ_g {lg!r} is not a number") from exc
-
-
-@dataclass(frozen=True)
-class Group:
-    """Models that differ only by seed: one input variant and one λ_g."""
-
-    variant: str
-    lambda_global: float
-
-    @property
-    def name(self) -> str:
-        return f"{self.variant}_lg{self.lambda_global:g}"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Group) and self.name == other.name
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
 
 # ============================================================================ a whole run
 
@@ -343,7 +286,7 @@ def find_models(run_dir: Path, notes: list[str]) -> list[ModelId]:
         for path in sorted(p for p in root.iterdir() if p.is_dir()):
             try:
                 models.append(ModelId.parse(path.name))
-            except ValueError as exc:
+            except NameFormatError as exc:
                 notes.append(f"ignored predictions/{path.name}: {exc}")
     return models
 

@@ -9,7 +9,6 @@ machine, which is what this does.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tbotan.errors import ConfigError, FileFormatError
 from tbotan.md import Integrator, hoomd_available, make_engine
 from tbotan.physics import kalj, observables
 from tbotan.physics.configurations import (
@@ -163,7 +163,9 @@ def benchmark_md(
     import torch
 
     if n_particles < 250:
-        raise ValueError(f"n_particles must be ≥ 250 (box larger than 2 r_list), got {n_particles}")
+        raise ConfigError(
+            f"n_particles must be ≥ 250 (box larger than 2 r_list), got {n_particles}"
+        )
     torch_engine = make_engine(
         "torch", device=device, kernels=kernels, precision=precision, neighbor_list=neighbor_list
     )
@@ -303,15 +305,6 @@ def format_md_interleaved(result: dict) -> str:
     for key, value in result["ratios"].items():
         lines.append(f"{key}: {value:.2f}x")
     return "\n".join(lines)
-
-
-def write_json(result: dict, path: str | os.PathLike) -> None:
-    """Write a benchmark result as JSON (atomically; nothing left on failure)."""
-    from tbotan.formats.io_utils import atomic_path
-
-    text = json.dumps(result, indent=2) + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def format_md(result: dict) -> str:
@@ -524,7 +517,7 @@ def _epoch_files(
         source = Path(dataset)
     f = DatasetFile(source)
     if f.n_configurations < 2:
-        raise ValueError(f"{source}: the benchmark needs at least 2 configurations")
+        raise FileFormatError(f"{source}: the benchmark needs at least 2 configurations")
     n_train = min(n_train, f.n_configurations - 1)
     train, validation = folder / "train.h5", folder / "validation.h5"
     write_dataset(train, select_configurations(f, range(n_train), "train"))

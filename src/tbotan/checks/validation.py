@@ -71,7 +71,7 @@ def validate_real_data(engine, directory: Path) -> dict:
     types, initial, final = data["types"], data["initial_positions"], data["positions"]
     L = kalj.box_length(4096)
     conf = ConfigurationBatch(initial, types, np.full(3, L))
-    u = float(engine.evaluate(conf).potential_energy[0])
+    u = float(engine.evaluate(conf).potential_energy_per_particle[0])
     t0 = time.perf_counter()
     result = engine.minimize(conf)
     seconds = time.perf_counter() - t0

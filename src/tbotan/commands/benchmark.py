@@ -155,7 +155,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tbotan.checks import benchmark
     from tbotan.cli import UserError
-    from tbotan.formats.io_utils import check_writable
+    from tbotan.formats.io_utils import check_writable, write_json
     from tbotan.md import hoomd_available, lammps_available
 
     check_writable(args.output)
@@ -241,7 +241,7 @@ def run(args) -> int:
             reference=not args.no_reference,
         )
         print(benchmark.format_train(result))
-    benchmark.write_json(result, args.output)
+    write_json(args.output, result, indent=2)
     print(f"written: {args.output}")
     return 0
 

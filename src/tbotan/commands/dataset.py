@@ -30,6 +30,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from tbotan.cli import UserError
     from tbotan.formats.dataset import write_dataset
     from tbotan.formats.io_utils import check_writable, remove_quietly
     from tbotan.labels.chunks import assemble_splits, split_file_names
@@ -40,14 +41,14 @@ def run(args) -> int:
     names = split_file_names(config, T)
     if args.split is not None:
         if args.output is None:
-            raise ValueError("--split needs --output")
+            raise UserError("--split needs --output")
         if args.split not in names:
-            raise ValueError(f"T = {T:g} has no {args.split} split (it is not trained on)")
+            raise UserError(f"T = {T:g} has no {args.split} split (it is not trained on)")
         targets = {args.split: Path(args.output)}
     elif args.output_dir is not None:
         targets = {s: Path(args.output_dir) / name for s, name in names.items()}
     else:
-        raise ValueError("give --split with --output, or --output-dir")
+        raise UserError("give --split with --output, or --output-dir")
     check_writable(*targets.values())
     splits = assemble_splits(config, T, args.chunks)
     written = []

@@ -40,6 +40,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan import config as cfgmod
+    from tbotan.cli import UserError
     from tbotan.formats.io_utils import check_writable
     from tbotan.labels.chunks import check_chunk_inputs, label_chunk
     from tbotan.md.checkpoint import Checkpointer
@@ -50,7 +51,7 @@ def run(args) -> int:
     T = float(args.temperature)
     n_chunks = cfgmod.n_chunks(config, T)
     if not 0 <= args.chunk < n_chunks:
-        raise ValueError(f"--chunk {args.chunk} out of range: T = {T:g} has {n_chunks} chunks")
+        raise UserError(f"--chunk {args.chunk} out of range: T = {T:g} has {n_chunks} chunks")
     output = Path(args.output)
     check_writable(output)
     # every input check before any MD

@@ -29,6 +29,7 @@ def run(args) -> int:
     import numpy as np
 
     from tbotan import config as cfgmod
+    from tbotan.errors import FileFormatError
     from tbotan.formats.io_utils import check_writable
     from tbotan.md.protocols import quench
     from tbotan.physics.configurations import gsd_frame_count, read_gsd, read_provenance, write_gsd
@@ -40,7 +41,7 @@ def run(args) -> int:
     # every input check before any MD
     available = gsd_frame_count(args.equilibrium)
     if available < needed:
-        raise ValueError(
+        raise FileFormatError(
             f"{args.equilibrium} holds {available} configurations but the dataset needs {needed}"
         )
     thermal = read_gsd(args.equilibrium, frames=range(needed)).with_velocities(None)

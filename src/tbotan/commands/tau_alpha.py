@@ -32,6 +32,7 @@ def run(args) -> int:
 
     import numpy as np
 
+    from tbotan.errors import FileFormatError
     from tbotan.formats.io_utils import check_writable, write_json
     from tbotan.md.checkpoint import Checkpointer
     from tbotan.md.protocols import measure_tau_alpha
@@ -48,12 +49,12 @@ def run(args) -> int:
     if note:
         print(f"note: {note}")
     if not np.any(samples == 0):
-        raise ValueError(
+        raise FileFormatError(
             f"{args.equilibrium} holds no first sample (log/tbotan/sample = 0) of any system"
         )
     start = read_gsd(args.equilibrium, frames=np.nonzero(samples == 0)[0])
     if start.velocities is None:
-        raise ValueError(f"{args.equilibrium} holds no velocities; rerun `tbotan equilibrate`")
+        raise FileFormatError(f"{args.equilibrium} holds no velocities; rerun `tbotan equilibrate`")
     engine = make_engine_from_config(config)
     check_memory(config, "tau-alpha", engine, start.n_systems, start.n_particles)
     ckpt_dir = output.with_name(output.name + ".ckpt")

@@ -61,6 +61,7 @@ def run(args) -> int:
     from tbotan import config as cfgmod
     from tbotan.formats.io_utils import check_writable
     from tbotan.learning.training import train
+    from tbotan.names import parse_validation_column
 
     config = load_config(args, check_engine=False)
     check_writable(Path(args.out) / "metrics.csv")
@@ -83,8 +84,12 @@ def run(args) -> int:
         progress=not args.no_progress,
     )
     last = result.metrics[-1] if result.metrics else {}
-    pearsons = {k: v for k, v in last.items() if k.startswith("val_pearson_T")}
-    shown = ", ".join(f"{k[len('val_pearson_') :]}: {v:.3f}" for k, v in pearsons.items())
+    pearsons = {
+        parsed[1]: value
+        for parsed, value in ((parse_validation_column(k), v) for k, v in last.items())
+        if parsed is not None and parsed[0] == "pearson"
+    }
+    shown = ", ".join(f"T{label}: {v:.3f}" for label, v in pearsons.items())
     print(
         f"trained {result.model_id} for {result.epochs} epochs"
         + (f"; final loss {last['loss']:.4g}" if last else "")

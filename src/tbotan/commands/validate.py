@@ -67,6 +67,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from tbotan.checks import validation
+    from tbotan.cli import UserError
     from tbotan.formats.io_utils import check_writable, write_json, write_text
     from tbotan.md import make_engine
 
@@ -86,7 +87,7 @@ def run(args) -> int:
     result["tau_alpha"] = []
     for T in args.temperatures:
         if round(T, 2) not in validation.TABLE_I:
-            raise ValueError(
+            raise UserError(
                 f"no Table I value for T = {T}; choose among {sorted(validation.TABLE_I)}"
             )
         print(f"tau_alpha at T = {T} (N = {args.n_particles}, {args.n_systems} systems) ...")
@@ -97,7 +98,7 @@ def run(args) -> int:
         )
     if args.botan_replicas > 0:
         if directory is None:
-            raise ValueError(
+            raise UserError(
                 "--botan-replicas needs the BOTAN data: set TBOTAN_BOTAN_DATA to the folder "
                 "holding isoconfig_N4096T0.44_*_tc07.npz"
             )

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tbotan.errors import FileFormatError
+
 SCHEMA_VERSION = 1
 KIND = "tbotan-dataset"
 
@@ -84,7 +86,7 @@ UNITS = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(FileFormatError):
     """A dataset file is missing, damaged or does not follow the schema."""
 
 

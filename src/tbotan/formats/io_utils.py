@@ -18,13 +18,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tbotan.errors import EnvironmentProblem, FileFormatError, MissingInputError
+
 #: errno values of failures to write that the user fixes (space, permissions, read-only mounts).
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 WRITE_ERRNOS = frozenset(_NO_SPACE | _NO_PERMISSION | {errno.EIO, errno.ENOTDIR, errno.EISDIR})
 
 
-class OutputError(RuntimeError):
+class OutputError(EnvironmentProblem):
     """An output file cannot be written (read-only folder, disk full, ...); nothing was left."""
 
 
@@ -174,9 +176,10 @@ def write_hdf5(
         os.fsync(fh.fileno())
 
 
-def write_json(path: str | os.PathLike, data) -> None:
-    """Write JSON atomically (temporary name, then rename; nothing left on failure)."""
-    text = json.dumps(data, indent=1, default=_default) + "\n"
+def write_json(path: str | os.PathLike, data, indent: int = 1) -> None:
+    """Write ``data`` to ``path`` as JSON (NumPy scalars and arrays as numbers and lists),
+    indented by ``indent``, atomically (temporary name, then rename; nothing left on failure)."""
+    text = json.dumps(data, indent=indent, default=_default) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
@@ -191,11 +194,11 @@ def read_json(path: str | os.PathLike):
     """Read a JSON file, with a clear error when it is missing or damaged."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
+        raise MissingInputError(f"file not found: {path}")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(
+        raise FileFormatError(
             f"{path} is not valid JSON ({exc}): it is damaged; rerun the stage that wrote it"
         ) from exc
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tbotan.errors import FileFormatError, MissingInputError
 from tbotan.formats.io_utils import atomic_path
 
 CHECKPOINT_FORMAT = "tbotan-checkpoint"
@@ -31,7 +32,7 @@ METRICS_NAME = "metrics.csv"
 MODEL_KEYS = frozenset({"variant", "hparams", "state_dict", "config", "model_id", "seed"})
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(FileFormatError, RuntimeError):
     """A model or checkpoint file is unreadable, of another format or version, or incomplete."""
 
 
@@ -54,7 +55,7 @@ def load_file(path: str | os.PathLike, kind: str) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{kind} file not found: {path}")
+        raise MissingInputError(f"{kind} file not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -108,7 +109,7 @@ def _metrics_table(path: Path) -> tuple[list[str], list[dict[str, float]]]:
                 try:
                     row[key] = float(value) if value not in ("", None) else float("nan")
                 except ValueError as exc:
-                    raise ValueError(
+                    raise FileFormatError(
                         f"{path}: column {key!r} holds a value that is not a number"
                     ) from exc
             rows.append(row)
@@ -124,10 +125,10 @@ def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training metrics not found: {path}")
+        raise MissingInputError(f"training metrics not found: {path}")
     header, rows = _metrics_table(path)
     if not rows or "epoch" not in header:
-        raise ValueError(f"{path}: expected a CSV file with a header row holding 'epoch'")
+        raise FileFormatError(f"{path}: expected a CSV file with a header row holding 'epoch'")
     out = {key: np.array([row[key] for row in rows]) for key in header}
     order = np.argsort(out["epoch"], kind="stable")
     return {k: v[order] for k, v in out.items()}

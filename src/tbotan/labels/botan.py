@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from tbotan import config as cfgmod
+from tbotan.errors import FileFormatError
 from tbotan.formats.dataset import DatasetContent, dataset_attrs
 from tbotan.labels.replicas import configuration_labels
 from tbotan.physics import kalj, observables
 from tbotan.physics.configurations import ConfigurationBatch
 
 
-class BotanImportError(ValueError):
+class BotanImportError(FileFormatError):
     """An input file does not look like BOTAN/GlassBench isoconfigurational data."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tbotan import config as cfgmod
+from tbotan.errors import ConfigError, FileFormatError
 from tbotan.formats.dataset import (
     DatasetContent,
     DatasetFile,
@@ -74,10 +75,12 @@ def check_chunk_inputs(
 
     ids = chunk_configurations(config, T, chunk)
     if ids.size == 0:
-        raise ValueError(f"chunk {chunk} of T = {T:g} holds no configurations")
+        raise ConfigError(f"chunk {chunk} of T = {T:g} holds no configurations")
     for path in (equilibrium_gsd, inherent_gsd):
         if gsd_frame_count(path) <= ids[-1]:
-            raise ValueError(f"{path} has too few frames for chunk {chunk} (needs {ids[-1] + 1})")
+            raise FileFormatError(
+                f"{path} has too few frames for chunk {chunk} (needs {ids[-1] + 1})"
+            )
     thermal = read_gsd(equilibrium_gsd, frames=ids).with_velocities(None)
     inherent = read_gsd(inherent_gsd, frames=ids)
     present = gsd_log_present(inherent_gsd, "tbotan/energy")
@@ -111,7 +114,7 @@ def check_chunk_inputs(
         if value is not None and not (
             isinstance(value, (int, float)) and math.isfinite(value) and value > 0
         ):
-            raise ValueError(
+            raise FileFormatError(
                 f"{tau_alpha_json}: tau_alpha_measured = {value!r} is not a positive number; "
                 "rerun `tbotan tau-alpha`"
             )
@@ -205,15 +208,15 @@ def assemble_splits(config: dict, T: float, chunk_files: Sequence[str | os.PathL
     parts = [DatasetFile(p) for p in chunk_files]
     for p in parts:
         if abs(p.temperature - T) > 1e-9:
-            raise ValueError(f"{p.path} holds T = {p.temperature}, not {T}")
+            raise FileFormatError(f"{p.path} holds T = {p.temperature}, not {T}")
         ids = p.attrs.get("configurations")
         if not isinstance(p.attrs.get("chunk"), int) or not isinstance(ids, list):
-            raise ValueError(
+            raise FileFormatError(
                 f"{p.path} is not a label chunk of `tbotan iso` (no chunk and configurations "
                 "attributes)"
             )
         if len(ids) != p.n_configurations:
-            raise ValueError(
+            raise FileFormatError(
                 f"{p.path}: attribute configurations lists {len(ids)} indices for "
                 f"{p.n_configurations} configurations"
             )
@@ -221,7 +224,7 @@ def assemble_splits(config: dict, T: float, chunk_files: Sequence[str | os.PathL
     ids = np.concatenate([c.attrs["configurations"] for c in contents])
     needed = cfgmod.configurations_needed(config, T)
     if not np.array_equal(ids, np.arange(needed)):
-        raise ValueError(
+        raise FileFormatError(
             f"label chunks of T = {T:g} cover configurations {ids.min()}..{ids.max()} "
             f"({ids.size} of {needed}); some chunk is missing or duplicated"
         )

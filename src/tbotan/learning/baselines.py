@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tbotan.analysis.metrics import node_pearson
+from tbotan.errors import ConfigError
 from tbotan.formats.dataset import DatasetFile
 from tbotan.physics import kalj
 
@@ -455,9 +456,9 @@ def structural_baselines(
         std_configurations, rmse, n_configurations}}}.
     """
     if not train_files:
-        raise ValueError("the baselines need at least one training file")
+        raise ConfigError("the baselines need at least one training file")
     if not validation_files:
-        raise ValueError("the ridge penalty is chosen on the validation split: no validation file")
+        raise ConfigError("the ridge penalty is chosen on the validation split: no validation file")
     all_files = [*train_files, *validation_files, *test_files_by_T.values()]
     box = min(DatasetFile(p).box_length for p in all_files)
     radii = usable_radii(sorted(radii), box)

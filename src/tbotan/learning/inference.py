@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from tbotan.devices import resolve_device
+from tbotan.errors import InputError, MissingInputError
 from tbotan.formats.model_file import ModelFileError, read_model_file
 from tbotan.learning.ensemble import combine_members, ensemble_attrs
 from tbotan.learning.graphs import (
@@ -101,7 +102,7 @@ def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedM
     return TrainedModel(model=model, meta=meta, device=dev)
 
 
-class NotApplicable(ValueError):
+class NotApplicable(InputError, ValueError):
     """A configuration unlike the model's training data (density, composition or N)."""
 
 
@@ -317,7 +318,7 @@ def read_user_configuration(
         )
     path = Path(npz)
     if not path.is_file():
-        raise FileNotFoundError(f"configuration file not found: {path}")
+        raise MissingInputError(f"configuration file not found: {path}")
     with np.load(path) as f:
         content = {k: f[k] for k in f.files}
     missing = [k for k in ("types", "initial_positions") if k not in content]
@@ -435,7 +436,7 @@ def predict_configuration(
     inherent = conf.inherent_positions
     if inherent is None and trained.variant != "ts":
         if engine is None:
-            raise ValueError(
+            raise InputError(
                 f"{conf.source}: the {trained.variant!r} model needs the inherent structure; "
                 "give it, or an engine to quench the configuration"
             )

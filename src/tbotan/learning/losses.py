@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tbotan.errors import ConfigError
+
 #: Names of the loss terms, in the order of docs/formats.md (metrics.csv).
 TERMS = ("loss", "loss_node", "loss_mse", "loss_var", "loss_corr", "loss_edge", "loss_global")
 
@@ -207,12 +209,12 @@ class TargetScales:
 
 
 def check_box(distances: Sequence[float], box_length: float, where: str = "") -> None:
-    """ValueError if a distance of L_Corr exceeds half the (cubic) box edge ``box_length``."""
+    """ConfigError if a distance of L_Corr exceeds half the (cubic) box edge ``box_length``."""
     half = 0.5 * float(box_length)
     beyond = [float(d) for d in distances if float(d) > half]
     if beyond:
         place = f"{where}: " if where else ""
-        raise ValueError(
+        raise ConfigError(
             f"{place}L_Corr distances {beyond} exceed half the box edge (L/2 = {half:.3f} σ_AA); "
             "set training.corr_distances to values ≤ L/2"
         )

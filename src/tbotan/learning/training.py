@@ -52,6 +52,7 @@ import torch
 from tbotan import config as cfgmod
 from tbotan.analysis.metrics import pearson
 from tbotan.devices import resolve_device
+from tbotan.errors import InputError
 from tbotan.formats.model_file import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -74,6 +75,7 @@ from tbotan.learning.graphs import (
 )
 from tbotan.learning.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
 from tbotan.learning.model import TBotan
+from tbotan.names import validation_column
 from tbotan.physics import kalj
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ RESUMABLE_KEYS = {
 }
 
 
-class TrainingError(RuntimeError):
+class TrainingError(InputError, RuntimeError):
     """Training cannot go on (non-finite loss, incompatible checkpoint, ...)."""
 
 
@@ -276,13 +278,13 @@ def metrics_columns(temperature_labels: Sequence[str]) -> list[str]:
     """Columns of metrics.csv: docs/formats.md's, then the extra ones of this implementation."""
     columns = ["epoch", "time_s", *TERMS, "w_var", "w_corr", "lr"]
     for label in temperature_labels:
-        columns += [f"val_pearson_T{label}", f"val_t_pred_T{label}"]
+        columns += [validation_column("pearson", label), validation_column("t_pred", label)]
     columns += ["elapsed_s", "lambda_global", "grad_norm"]
-    columns += [f"val_{term}" for term in TERMS]
-    columns += ["val_pearson", "val_t_rmse", "val_objective"]
+    columns += [validation_column(term) for term in TERMS]
+    columns += [validation_column(q) for q in ("pearson", "t_rmse", "objective")]
     for label in temperature_labels:
-        columns += [f"val_pearson_edge_T{label}"]
-        columns += [f"val_{term}_T{label}" for term in TERMS]
+        columns += [validation_column("pearson_edge", label)]
+        columns += [validation_column(term, label) for term in TERMS]
     return columns
 
 
@@ -674,25 +676,26 @@ class Trainer:
                 rec.setdefault(t, []).append(float(terms[t]))
         row: dict = {}
         for label, rec in per_t.items():
-            row[f"val_pearson_T{label}"] = float(np.mean(rec["pearson"]))
-            row[f"val_t_pred_T{label}"] = float(np.mean(rec["t_pred"]))
-            row[f"val_pearson_edge_T{label}"] = float(np.mean(rec["pearson_edge"]))
-            for t in TERMS:
-                row[f"val_{t}_T{label}"] = float(np.mean(rec[t]))
+            for quantity in ("pearson", "t_pred", "pearson_edge", *TERMS):
+                row[validation_column(quantity, label)] = float(np.mean(rec[quantity]))
         for t in TERMS:
-            row[f"val_{t}"] = float(np.mean([v for rec in per_t.values() for v in rec[t]]))
+            row[validation_column(t)] = float(
+                np.mean([v for rec in per_t.values() for v in rec[t]])
+            )
         errors = [
             p - t
             for rec in per_t.values()
             for p, t in zip(rec["t_pred"], rec["t_true"], strict=True)
         ]
-        row["val_t_rmse"] = float(np.sqrt(np.mean(np.square(errors))))
-        row["val_pearson"] = float(np.mean([row[f"val_pearson_T{k}"] for k in per_t]))
+        row[validation_column("t_rmse")] = float(np.sqrt(np.mean(np.square(errors))))
+        row[validation_column("pearson")] = float(
+            np.mean([row[validation_column("pearson", k)] for k in per_t])
+        )
         tr = self.training
-        row["val_objective"] = (
-            tr["lambda_node"] * row["val_loss_mse"]
-            + tr["lambda_edge"] * row["val_loss_edge"]
-            + self.lambda_global * row["val_loss_global"]
+        row[validation_column("objective")] = (
+            tr["lambda_node"] * row[validation_column("loss_mse")]
+            + tr["lambda_edge"] * row[validation_column("loss_edge")]
+            + self.lambda_global * row[validation_column("loss_global")]
         )
         return row
 

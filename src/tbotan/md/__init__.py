@@ -27,25 +27,34 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tbotan.errors import ConfigError, InputError
 from tbotan.physics.configurations import ConfigurationBatch
 
 
-class SimulationError(RuntimeError):
-    """A simulation blew up or failed to converge; the message names system, step and reason."""
+class SimulationError(InputError, RuntimeError):
+    """A simulation blew up or failed to converge with the parameters given (an input error:
+    a smaller time step or another temperature fixes it); the message names system, step and
+    reason."""
 
 
-#: Default blow-up limits of every engine: closest pair over σ_μν, U/N (ε) and kinetic
-#: temperature above which a system counts as blown up.
+#: Default blow-up limits of every engine: closest pair over σ_μν (dimensionless), U/N (ε_AA)
+#: and kinetic temperature (ε_AA/k_B) above which a system counts as blown up.
 MIN_DISTANCE: float = 0.5
 MAX_POTENTIAL_ENERGY: float = 100.0
 MAX_TEMPERATURE: float = 100.0
 
 
+def degrees_of_freedom(n_particles: int) -> int:
+    """N_f = 3N − 3: the degrees of freedom of N particles whose total momentum is conserved
+    (zero); the one definition of every engine's temperature and of the Bussi thermostat."""
+    return 3 * n_particles - 3
+
+
 def kinetic_temperature(sum_v2, n_particles: int):
-    """Kinetic temperature ``Σ m v² / (3N − 3)`` (mass 1; 3N − 3 degrees of freedom, the total
-    momentum being conserved) of one system or, for arrays/tensors ``sum_v2`` of shape (B,),
+    """Kinetic temperature ``Σ m v² / N_f`` (mass 1, ε_AA/k_B; N_f = 3N − 3,
+    :func:`degrees_of_freedom`) of one system or, for arrays/tensors ``sum_v2`` of shape (B,),
     of each system of a batch."""
-    return sum_v2 / (3 * n_particles - 3)
+    return sum_v2 / degrees_of_freedom(n_particles)
 
 
 def blowup_error(b: int, step: int, reason: str) -> SimulationError:
@@ -178,6 +187,21 @@ class FireParameters:
     attaching).  ``dt_init=None`` reproduces that, and with it the reference inherent-structure
     energies and step counts of the BOTAN data; set ``dt_init = dt_max/10`` for the paper's
     nominal ``dt_init = 0.002``.
+
+    Units: LJ units of the A particles (σ_AA, ε_AA, m = 1; time τ = σ_AA √(m/ε_AA)).
+
+    Attributes:
+        dt_max: largest time step (τ).
+        dt_init: first time step (τ); None: ``dt_max``, as HOOMD-blue 4.x.
+        n_min: positive-power steps (a count) before ``dt`` may grow and α shrink.
+        f_inc: factor (> 1, dimensionless) by which ``dt`` grows.
+        f_dec: factor (< 1, dimensionless) by which ``dt`` shrinks when the power turns negative.
+        alpha_start: mixing parameter α at the start and after every reset (dimensionless).
+        f_alpha: factor (< 1, dimensionless) by which α shrinks.
+        force_tolerance: convergence threshold on the mean force norm ``mean_i |F_i|``
+            (ε_AA/σ_AA).
+        min_steps: steps (a count) before convergence may be declared.
+        max_steps: steps (a count) after which a system that has not converged is an error.
     """
 
     dt_max: float = 0.02
@@ -220,21 +244,21 @@ class Thermo:
     """Thermodynamic state of each system of a batch (all (B,) float64).
 
     Attributes:
-        potential_energy: shifted-force U/N.
-        kinetic_energy: K/N.
+        potential_energy_per_particle: shifted-force U/N (ε_AA).
+        kinetic_energy_per_particle: K/N (ε_AA).
         temperature: 2K / N_f with N_f = 3N − 3.
         pressure: (2K + W) / (3V).
     """
 
-    potential_energy: np.ndarray
-    kinetic_energy: np.ndarray
+    potential_energy_per_particle: np.ndarray
+    kinetic_energy_per_particle: np.ndarray
     temperature: np.ndarray
     pressure: np.ndarray
 
     @property
-    def total_energy(self) -> np.ndarray:
-        """(U + K)/N."""
-        return self.potential_energy + self.kinetic_energy
+    def total_energy_per_particle(self) -> np.ndarray:
+        """(U + K)/N (ε_AA)."""
+        return self.potential_energy_per_particle + self.kinetic_energy_per_particle
 
 
 @dataclass
@@ -252,8 +276,8 @@ class BatchEvaluation:
     virial: np.ndarray
 
     @property
-    def potential_energy(self) -> np.ndarray:
-        """(B,) U/N."""
+    def potential_energy_per_particle(self) -> np.ndarray:
+        """(B,) U/N (ε_AA)."""
         return self.per_particle_energy.mean(axis=1)
 
 
@@ -318,9 +342,9 @@ class Engine(abc.ABC):
         """A :class:`Simulation` of ``configurations`` (which must carry velocities)."""
 
     def check_integrator(self, integrator: Integrator) -> None:
-        """Raise ValueError if this engine cannot integrate ``integrator`` (its thermostat)."""
+        """Raise ConfigError if this engine cannot integrate ``integrator`` (its thermostat)."""
         if integrator.kT is not None and integrator.thermostat not in self.thermostats:
-            raise ValueError(
+            raise ConfigError(
                 f"the {self.name} engine has no thermostat {integrator.thermostat!r}; "
                 f"it has {list(self.thermostats)}"
             )
@@ -371,11 +395,11 @@ def make_engine(name: str = "auto", **options) -> Engine:
             Options the chosen engine does not know are an error.
 
     Raises:
-        ValueError: unknown engine name.
+        ConfigError: unknown engine name.
         ImportError: ``'hoomd'`` or ``'lammps'`` was asked for and is not installed.
     """
     if name not in ENGINE_NAMES:
-        raise ValueError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
+        raise ConfigError(f"engine must be one of {ENGINE_NAMES}, got {name!r}")
     if name == "auto":
         name = "hoomd" if hoomd_available() else "torch"
     if name == "torch":

@@ -15,11 +15,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tbotan.errors import CheckpointError
 from tbotan.formats.io_utils import atomic_path
 from tbotan.physics.configurations import ConfigurationBatch, read_gsd, write_gsd
 
 
-class CheckpointMismatch(RuntimeError):
+class CheckpointMismatch(CheckpointError):
     """The checkpoint on disk was made with different parameters."""
 
 

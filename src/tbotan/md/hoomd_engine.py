@@ -33,6 +33,7 @@ import hashlib
 
 import numpy as np
 
+from tbotan.errors import ConfigError, EnvironmentProblem
 from tbotan.md import (
     MAX_POTENTIAL_ENERGY,
     MAX_TEMPERATURE,
@@ -46,6 +47,7 @@ from tbotan.md import (
     SimulationError,
     Thermo,
     check_system_state,
+    kinetic_temperature,
 )
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
@@ -97,9 +99,9 @@ class HoomdEngine(Engine):
     ) -> None:
         self.hoomd = _import_hoomd()
         if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
         if not skin > 0:
-            raise ValueError(f"skin must be positive, got {skin}")
+            raise ConfigError(f"skin must be positive, got {skin}")
         self.requested_device = device
         self.skin = float(skin)
         self.max_potential_energy = float(max_potential_energy)
@@ -112,7 +114,9 @@ class HoomdEngine(Engine):
         hoomd = self.hoomd
         gpu_build = bool(getattr(hoomd.version, "gpu_enabled", False))
         if device == "cuda" and not gpu_build:
-            raise ValueError("device 'cuda' was requested but this HOOMD-blue build has no GPU")
+            raise EnvironmentProblem(
+                "device 'cuda' was requested but this HOOMD-blue build has no GPU"
+            )
         if device in ("cuda", "auto") and gpu_build:
             try:
                 return hoomd.device.GPU(notice_level=self.notice_level)
@@ -194,7 +198,7 @@ class HoomdEngine(Engine):
             conf.positions[b],
             velocities,
             lambda: evaluated().min_distance_over_sigma,
-            lambda: evaluated().potential_energy / conf.n_particles,
+            lambda: evaluated().total_potential_energy / conf.n_particles,
             min_distance=self.min_distance,
             max_potential_energy=self.max_potential_energy,
             max_temperature=self.max_temperature,
@@ -277,7 +281,7 @@ class HoomdEngine(Engine):
                     f"not below {fire.force_tolerance:g} (checked with the float64 evaluator)"
                 )
             steps[b] = watcher.converged_after
-            energy[b] = result.potential_energy / conf.n_particles
+            energy[b] = result.total_potential_energy / conf.n_particles
         return MinimizeResult(
             configurations=ConfigurationBatch(
                 positions=conf.positions,
@@ -386,10 +390,9 @@ class HoomdSimulation(Simulation):
         evaluation = self.engine.evaluate(conf)
         n = conf.n_particles
         kinetic = 0.5 * (conf.velocities**2).sum(axis=(1, 2))
-        dof = 3 * n - 3
         return Thermo(
-            potential_energy=evaluation.potential_energy,
-            kinetic_energy=kinetic / n,
-            temperature=2.0 * kinetic / dof,
+            potential_energy_per_particle=evaluation.potential_energy_per_particle,
+            kinetic_energy_per_particle=kinetic / n,
+            temperature=kinetic_temperature(2.0 * kinetic, n),
             pressure=(2.0 * kinetic + evaluation.virial) / (3.0 * conf.volume),
         )

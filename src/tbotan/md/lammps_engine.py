@@ -34,6 +34,7 @@ import os
 
 import numpy as np
 
+from tbotan.errors import ConfigError
 from tbotan.md import (
     MAX_POTENTIAL_ENERGY,
     MAX_TEMPERATURE,
@@ -47,6 +48,7 @@ from tbotan.md import (
     SimulationError,
     Thermo,
     check_system_state,
+    kinetic_temperature,
 )
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
@@ -288,11 +290,11 @@ class LammpsEngine(Engine):
                 f"OpenMP), got {device!r}"
             )
         if not skin > 0:
-            raise ValueError(f"skin must be positive, got {skin}")
+            raise ConfigError(f"skin must be positive, got {skin}")
         self.skin = float(skin)
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
-            raise ValueError(f"threads must be ≥ 1, got {threads}")
+            raise ConfigError(f"threads must be ≥ 1, got {threads}")
         self.max_potential_energy = float(max_potential_energy)
         self.max_temperature = float(max_temperature)
         self.min_distance = float(min_distance)
@@ -388,7 +390,7 @@ class LammpsEngine(Engine):
                         f"for system {b}: mean |F| = {mean_force[b]:.3g} after {steps[b]} steps "
                         f"(max_steps {fire.max_steps}; checked with the float64 evaluator)"
                     )
-                energy[b] = result.potential_energy / conf.n_particles
+                energy[b] = result.total_potential_energy / conf.n_particles
         finally:
             lmp.close()
         return MinimizeResult(
@@ -461,10 +463,9 @@ class LammpsSimulation(Simulation):
         evaluation = _evaluate_on(self._lmp, conf)  # run 0: fix nve moves nothing
         n = conf.n_particles
         kinetic = 0.5 * (conf.velocities**2).sum(axis=(1, 2))
-        dof = 3 * n - 3
         return Thermo(
-            potential_energy=evaluation.potential_energy,
-            kinetic_energy=kinetic / n,
-            temperature=2.0 * kinetic / dof,
+            potential_energy_per_particle=evaluation.potential_energy_per_particle,
+            kinetic_energy_per_particle=kinetic / n,
+            temperature=kinetic_temperature(2.0 * kinetic, n),
             pressure=(2.0 * kinetic + evaluation.virial) / (3.0 * conf.volume),
         )

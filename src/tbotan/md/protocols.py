@@ -166,7 +166,7 @@ def _steps(time: float, dt: float) -> int:
 
 def potential_and_temperature(engine: Engine, state: ConfigurationBatch):
     """(B,) U/N (shifted-force, from the engine) and (B,) kinetic temperature 2K/(3N − 3)."""
-    u = engine.evaluate(state).potential_energy
+    u = engine.evaluate(state).potential_energy_per_particle
     n = state.n_particles
     kinetic = 0.5 * (state.velocities**2).sum(axis=(1, 2))
     return u, kinetic_temperature(2.0 * kinetic, n)

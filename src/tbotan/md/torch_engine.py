@@ -12,7 +12,7 @@ Example::
     engine = make_engine("torch", device="cpu", kernels="native")
     sim = engine.simulation(batch, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=1))
     sim.run(10_000)
-    print(sim.thermo().potential_energy)
+    print(sim.thermo().potential_energy_per_particle)
 
 Blow-ups (non-finite coordinates, overlapping particles, runaway energy or temperature) stop
 the run with a :class:`~tbotan.md.SimulationError` that names the system, the step and the
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from tbotan.devices import resolve_device
+from tbotan.errors import ConfigError
 from tbotan.md import (
     MAX_POTENTIAL_ENERGY,
     MAX_TEMPERATURE,
@@ -38,6 +39,7 @@ from tbotan.md import (
     SimulationError,
     Thermo,
     blowup_error,
+    degrees_of_freedom,
     kinetic_temperature,
 )
 from tbotan.md import torch_integrators as integ
@@ -63,9 +65,11 @@ class TorchEngine(Engine):
         skin: neighbour-list skin (σ_AA); lists are rebuilt per system when a particle of that
             system has moved more than ``skin/2``.
         check_interval: steps between blow-up checks.
-        max_potential_energy: U/N above which a system counts as blown up (ε).
-        max_temperature: kinetic temperature above which a system counts as blown up.
-        min_distance: smallest allowed ``r_ij / σ_μν``; closer pairs count as overlapping.
+        max_potential_energy: U/N above which a system counts as blown up (ε_AA).
+        max_temperature: kinetic temperature above which a system counts as blown up
+            (ε_AA/k_B; the kinetic temperature of :func:`tbotan.md.kinetic_temperature`).
+        min_distance: smallest allowed ``r_ij / σ_μν`` (dimensionless); closer pairs count as
+            overlapping.
         verify_neighbors: at every blow-up check, also compare the neighbour list with a
             brute-force O(N²) search and fail if a pair inside its cut-off is missing (a
             debugging and testing aid; slow for large N).
@@ -96,11 +100,11 @@ class TorchEngine(Engine):
         neighbor_list: str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+            raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if check_interval < 1:
-            raise ValueError(f"check_interval must be ≥ 1, got {check_interval}")
+            raise ConfigError(f"check_interval must be ≥ 1, got {check_interval}")
         if not 0 < min_distance < 1:
-            raise ValueError(f"min_distance must lie in (0, 1) σ_μν, got {min_distance}")
+            raise ConfigError(f"min_distance must lie in (0, 1) σ_μν, got {min_distance}")
         self.device = resolve_device(device)
         self.precision = precision
         self.dtype = PRECISIONS[precision]
@@ -460,7 +464,7 @@ class TorchSimulation(Simulation):
         b = self._state.n_systems
         self._dt = torch.full((b,), integrator.dt, device=engine.device, dtype=engine.dtype)
         self._thermostat = make_thermostat(integrator, b, conf.n_particles, engine.device)
-        self._dof = 3.0 * conf.n_particles - 3.0
+        self._dof = float(degrees_of_freedom(conf.n_particles))
         self._half_skin_sq = (0.5 * engine.radii.skin) ** 2
 
     @property
@@ -495,8 +499,8 @@ class TorchSimulation(Simulation):
         kinetic = integ.kinetic_energy(s.velocities).double()
         volume = s.box.double().prod(-1)
         return Thermo(
-            potential_energy=(energy.double().sum(-1) / n).cpu().numpy(),
-            kinetic_energy=(kinetic / n).cpu().numpy(),
+            potential_energy_per_particle=(energy.double().sum(-1) / n).cpu().numpy(),
+            kinetic_energy_per_particle=(kinetic / n).cpu().numpy(),
             temperature=(2.0 * kinetic / self._dof).cpu().numpy(),
             pressure=((2.0 * kinetic + virial.double()) / (3.0 * volume)).cpu().numpy(),
         )
@@ -511,7 +515,7 @@ def _minimize_fire(
     continue; every system's step count is its own.
     """
     if engine.dtype != torch.float64 and fire.force_tolerance < 1e-6:
-        raise ValueError(
+        raise ConfigError(
             f"FIRE to mean |F| < {fire.force_tolerance:g} needs precision 'float64' "
             f"(the engine runs in {engine.precision})"
         )

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from tbotan.errors import ConfigError, EnvironmentProblem
 from tbotan.md import native
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
@@ -251,9 +252,9 @@ def make_kernels(
     (native kernels only) or ``full``.
     """
     if choice not in KERNEL_CHOICES:
-        raise ValueError(f"kernels must be one of {KERNEL_CHOICES}, got {choice!r}")
+        raise ConfigError(f"kernels must be one of {KERNEL_CHOICES}, got {choice!r}")
     if neighbor_list not in NEIGHBOR_LIST_CHOICES:
-        raise ValueError(
+        raise ConfigError(
             f"neighbor_list must be one of {NEIGHBOR_LIST_CHOICES}, got {neighbor_list!r}"
         )
     coeff = pot.PairCoefficients.create(device, dtype)
@@ -267,14 +268,14 @@ def make_kernels(
             choice = "eager"
     if choice == "native":
         if device.type != "cpu":
-            raise ValueError("kernels 'native' run on the CPU only; use 'compiled' on CUDA")
+            raise ConfigError("kernels 'native' run on the CPU only; use 'compiled' on CUDA")
         module = native.load()
         if module is None:
-            raise RuntimeError(
+            raise EnvironmentProblem(
                 f"native CPU kernels cannot be built here: {native.unavailable_reason()}; "
                 "choose kernels 'eager' or 'compiled'"
             )
         return NativeKernels(module, dtype, "full" if neighbor_list == "full" else "half"), coeff
     if neighbor_list == "half":
-        raise ValueError("neighbor_list 'half' needs the native CPU kernels (kernels 'native')")
+        raise ConfigError("neighbor_list 'half' needs the native CPU kernels (kernels 'native')")
     return TorchKernels(coeff, compiled=(choice == "compiled"), cuda_graphs=cuda_graphs), coeff

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tbotan.errors import ConfigError
 from tbotan.physics import kalj
 
 #: Neighbour capacities are multiples of this, so that rows of a system simulated alone and
@@ -184,7 +185,7 @@ def build(
     r_max = radii.max_radius
     edges = box.detach().cpu().double().numpy() if host_box is None else host_box
     if (edges <= 2.0 * r_max).any():
-        raise ValueError(
+        raise ConfigError(
             f"box edges {edges.min():.4f} too small for the neighbour list: every edge must "
             f"exceed 2 (r_c + skin) = {2 * r_max:.4f}; use more particles or a smaller skin"
         )

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tbotan.md import Integrator
+from tbotan.md import Integrator, degrees_of_freedom
 from tbotan.md import torch_integrators as integ
 
 
@@ -78,7 +78,7 @@ class BussiThermostat:
         self.kT = torch.as_tensor(kT, device=device, dtype=torch.float64)
         self.dt = float(integrator.dt)
         self.tau = float(integrator.tau)
-        self.dof = 3.0 * n_particles - 3.0
+        self.dof = float(degrees_of_freedom(n_particles))
         self.seed = torch.full((n_systems,), integrator.seed, device=device, dtype=torch.int64)
         self.stream = torch.as_tensor(integrator.streams_per_system(n_systems), device=device)
         self._n_steps = 0

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tbotan.errors import FileFormatError
 from tbotan.physics import kalj
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(FileFormatError):
     """A configuration (or a file holding one) is malformed."""
 
 

@@ -23,7 +23,7 @@ Example::
     from tbotan.physics import kalj
     L = kalj.box_length(4096)               # 15.05658 at ρ = 1.2
     result = kalj.evaluate(positions, types, L)
-    print(result.potential_energy / 4096)   # U/N
+    print(result.total_potential_energy / 4096)   # U/N
 """
 
 from __future__ import annotations
@@ -160,7 +160,8 @@ class Evaluation:
     """Result of :func:`evaluate` for one configuration.
 
     Attributes:
-        potential_energy: total shifted-force energy U (energy units).
+        total_potential_energy: total shifted-force energy U of the N particles (ε_AA); U/N
+            is ``total_potential_energy / N``.
         per_particle_energy: (N,) float64, half of each pair energy given to each partner.
         forces: (N, 3) float64, ``F_i = −∂U/∂r_i``.
         virial: scalar ``W = Σ_{i<j} r_ij · F_ij`` (energy units); the pressure is
@@ -169,7 +170,7 @@ class Evaluation:
         min_distance_over_sigma: smallest ``r_ij / σ_μν`` over the pairs inside the cut-off.
     """
 
-    potential_energy: float
+    total_potential_energy: float
     per_particle_energy: np.ndarray
     forces: np.ndarray
     virial: float
@@ -296,7 +297,7 @@ def evaluate(positions: np.ndarray, types: np.ndarray, box) -> Evaluation:
     virial = float(np.einsum("pk,pk->", delta, f_pair))
     min_ratio = float((r / SIGMA[ti, tj]).min()) if r.size else np.inf
     return Evaluation(
-        potential_energy=float(u.sum()),
+        total_potential_energy=float(u.sum()),
         per_particle_energy=per_particle,
         forces=forces,
         virial=virial,
