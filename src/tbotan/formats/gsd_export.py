@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tbotan.errors import ConfigError
 from tbotan.formats.dataset import DatasetFile
 from tbotan.formats.predictions import (
     Predictions,
@@ -92,14 +93,14 @@ def export_gsd(
 
     Raises:
         PredictionsError (a DatasetError): a file is missing, damaged, or the files do not
-            belong together; ValueError: a bad structure or configuration index.
+            belong together; ConfigError: a bad structure or configuration index.
     """
     from tbotan.physics.configurations import ConfigurationBatch, write_gsd
 
     if structure not in STRUCTURES:
-        raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+        raise ConfigError(f"structure must be one of {STRUCTURES}, got {structure!r}")
     if dataset is None and not predictions:
-        raise ValueError("give a dataset file, predictions files or both")
+        raise ConfigError("give a dataset file, predictions files or both")
     inputs = _open_inputs(dataset, predictions)
     members, dataset_file, source = inputs.members, inputs.dataset, inputs.source
     graph_name = members[0].edge_graph if members else "graph"
@@ -107,7 +108,7 @@ def export_gsd(
     chosen = list(range(n_conf)) if configurations is None else [int(c) for c in configurations]
     bad = [c for c in chosen if not 0 <= c < n_conf]
     if bad or not chosen:
-        raise ValueError(
+        raise ConfigError(
             f"configurations {bad or chosen} do not exist: {source} holds {n_conf} (0 … "
             f"{n_conf - 1})"
         )

@@ -154,10 +154,10 @@ def predict_graph(trained: TrainedModel, data) -> dict[str, np.ndarray]:
 def as_members(trained: TrainedModel | Sequence[TrainedModel]) -> list[TrainedModel]:
     """One model or a seed ensemble as a checked list of members.
 
-    Members must read the same graphs: one input variant and one graph cut-off.
+    Members must be seeds of one model: one input variant, graph cut-off and λ_g.
 
     Raises:
-        ModelFileError: no member, or members of different variants or cut-offs.
+        ModelFileError: no member, or members of different variants, cut-offs or λ_g.
     """
     members = [trained] if isinstance(trained, TrainedModel) else list(trained)
     if not members:
@@ -165,6 +165,7 @@ def as_members(trained: TrainedModel | Sequence[TrainedModel]) -> list[TrainedMo
     for key, value in (
         ("variant", lambda m: m.variant),
         ("graph cut-off", lambda m: float(m.config["graph"]["cutoff"])),
+        ("λ_g", lambda m: float(m.meta["lambda_global"])),
     ):
         found = {value(m) for m in members}
         if len(found) != 1:
