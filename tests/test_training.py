@@ -497,7 +497,7 @@ def test_a_signal_checkpoints_the_training_and_the_rerun_completes_it(files, tmp
 def test_wall_clock_interval_checkpoints_between_checkpoint_every(files, tmp_path):
     """checkpoint_interval_minutes: a checkpoint after every epoch once the interval has passed
     (here a tiny one), though checkpoint_every asks for none before the end."""
-    from tbotan.formats.io_utils import set_checkpoint_interval
+    from tbotan.resumable import set_checkpoint_interval
 
     config = small_config(epochs=4, warmup_epochs=2, checkpoint_every=4)
     out = tmp_path / "m"
