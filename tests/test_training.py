@@ -583,7 +583,7 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
     with torch.no_grad():
         a, b = m_plain(x, edge_index, edge_attr), m_refit(x, edge_index, edge_attr)
         assert torch.equal(a.cb, b.cb) and torch.equal(a.edge, b.edge)
-        pooled = m_refit._trunk(x, edge_index, edge_attr, None, 1, collect=True)
+        pooled = m_refit.pooled_states(x, edge_index, edge_attr)
         assert torch.allclose(m_refit.global_head(pooled)[0], b.t_pred, rtol=0, atol=1e-6)
 
     again = train(
