@@ -665,16 +665,7 @@ class Trainer:
             seconds = time.perf_counter() - start
             progress.elapsed_s += seconds
             row.update(epoch=progress.epoch, time_s=seconds, elapsed_s=progress.elapsed_s)
-            if self.select != "last" and (
-                not progress.best or row["val_objective"] < progress.best["score"]
-            ):
-                progress.best = {
-                    "epoch": progress.epoch,
-                    "score": float(row["val_objective"]),
-                    "state_dict": {
-                        k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
-                    },
-                }
+            self._keep_if_best(row)
             progress.metrics.append(row)
             append_metrics(self.live_metrics_path, self.columns, row)
             every = self.training["checkpoint_every"]
@@ -685,6 +676,19 @@ class Trainer:
                 on_epoch(row)
             if loop.stop is not None:
                 return
+
+    def _keep_if_best(self, row: dict) -> None:
+        """Keep the weights of the epoch just done if its validation objective is the lowest
+        so far (``select_model: val_objective``)."""
+        best = self.progress.best
+        if self.select != "last" and (not best or row["val_objective"] < best["score"]):
+            self.progress.best = {
+                "epoch": self.progress.epoch,
+                "score": float(row["val_objective"]),
+                "state_dict": {
+                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                },
+            }
 
 
 def train(
