@@ -342,7 +342,7 @@ def test_standardized_global_head_learns_T_where_a_linear_probe_can():
     graphs, temperatures = probe_data()
     trunk = small_model(seed=16, global_readout="standardized")
     with torch.no_grad():
-        pooled = trunk.eval()._trunk(*batch_of(graphs)[:3], batch_of(graphs)[3], len(graphs), True)
+        pooled = trunk.eval().pooled_states(*batch_of(graphs)[:3], batch_of(graphs)[3], len(graphs))
     std = pooled[-1].std(0)
     live = std > 0
     features = (pooled[-1][:, live] - pooled[-1][:, live].mean(0)) / std[live]

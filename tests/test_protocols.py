@@ -187,9 +187,9 @@ def test_killed_equilibrate_command_resumes_to_the_same_file(tmp_path, small_con
 def test_run_segments_checkpoints_on_a_signal_and_on_the_wall_clock_interval():
     """Any segment boundary can be a checkpoint: the protocol's own, the first one after
     checkpoint_interval_minutes, and the one after a stop signal, which then raises."""
-    from tbotan.formats.io_utils import Interrupted, set_checkpoint_interval
     from tbotan.md import Integrator
-    from tbotan.md.protocols import Segment, run_segments
+    from tbotan.md.segments import Segment, run_segments
+    from tbotan.resumable import Interrupted, set_checkpoint_interval
 
     class Recorder:
         def __init__(self):

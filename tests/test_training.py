@@ -497,7 +497,7 @@ def test_a_signal_checkpoints_the_training_and_the_rerun_completes_it(files, tmp
 def test_wall_clock_interval_checkpoints_between_checkpoint_every(files, tmp_path):
     """checkpoint_interval_minutes: a checkpoint after every epoch once the interval has passed
     (here a tiny one), though checkpoint_every asks for none before the end."""
-    from tbotan.formats.io_utils import set_checkpoint_interval
+    from tbotan.resumable import set_checkpoint_interval
 
     config = small_config(epochs=4, warmup_epochs=2, checkpoint_every=4)
     out = tmp_path / "m"
@@ -583,7 +583,7 @@ def test_global_head_refit_fits_temperature_and_leaves_the_trunk(files, tmp_path
     with torch.no_grad():
         a, b = m_plain(x, edge_index, edge_attr), m_refit(x, edge_index, edge_attr)
         assert torch.equal(a.cb, b.cb) and torch.equal(a.edge, b.edge)
-        pooled = m_refit._trunk(x, edge_index, edge_attr, None, 1, collect=True)
+        pooled = m_refit.pooled_states(x, edge_index, edge_attr)
         assert torch.allclose(m_refit.global_head(pooled)[0], b.t_pred, rtol=0, atol=1e-6)
 
     again = train(

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     module = _modules()[args.command]
-    from tbotan.formats.io_utils import Interrupted
+    from tbotan.resumable import Interrupted
 
     try:
         return module.run(args)

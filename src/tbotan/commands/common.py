@@ -59,7 +59,7 @@ def load_config(args, check_engine: bool = True) -> dict:
     ``check_engine=False`` for stages that run no MD (the MD may run in another environment).
     """
     from tbotan import config as cfgmod
-    from tbotan.formats.io_utils import set_checkpoint_interval
+    from tbotan.resumable import set_checkpoint_interval
 
     paths = getattr(args, "config", None)
     if paths:
@@ -144,51 +144,6 @@ def check_memory(
     )
 
 
-def checkpoint_problem(directory) -> str | None:
-    """Why the checkpoint folder ``directory`` cannot be resumed, or None (absent or sound)."""
-    import json
-    from pathlib import Path
-
-    from tbotan.physics.configurations import ConfigurationError, gsd_frame_count
-
-    directory = Path(directory)
-    pointer = directory / "latest"
-    if not pointer.exists():
-        return None
-    try:
-        name = pointer.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        return f"checkpoint pointer {pointer} cannot be read ({exc})"
-    folder = directory / name
-    if not name or "/" in name or not folder.is_dir():
-        return f"checkpoint pointer {pointer} names {name[:40]!r}, which is not a checkpoint here"
-    record = folder / "record.json"
-    try:
-        payload = json.loads(record.read_text())
-    except FileNotFoundError:
-        return f"checkpoint record {record} is missing"
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return f"checkpoint record {record} is damaged ({' '.join(str(exc).split())})"
-    index = payload.get("index") if isinstance(payload, dict) else None
-    if (
-        not isinstance(payload, dict)
-        or not isinstance(payload.get("fingerprint"), str)
-        or not isinstance(index, int)
-        or isinstance(index, bool)
-        or index < 0
-        or not isinstance(payload.get("record"), dict)
-    ):
-        return f"checkpoint record {record} is damaged (no fingerprint, index and record)"
-    for part in ("state.gsd", "collected.gsd"):
-        path = folder / part
-        if part == "state.gsd" or path.exists():
-            try:
-                gsd_frame_count(path)
-            except ConfigurationError as exc:
-                return f"checkpoint {folder}: {exc}"
-    return None
-
-
 def move_checkpoint_aside(directory, reason: str) -> None:
     """Move ``directory`` to ``<directory>.stale`` (replacing an older one), with a note."""
     import os
@@ -210,10 +165,10 @@ def run_resumable(protocol, checkpoint_dir, restart: bool):
     or with ``restart`` (``--restart-if-incompatible``) is moved aside and the run starts afresh.
     """
     from tbotan.cli import UserError
-    from tbotan.md.checkpoint import CheckpointMismatch
+    from tbotan.md.checkpoint import Checkpointer, CheckpointMismatch
 
     flag = "--restart-if-incompatible"
-    problem = checkpoint_problem(checkpoint_dir)
+    problem = Checkpointer.problem(checkpoint_dir)
     if problem is not None:
         if not restart:
             raise UserError(

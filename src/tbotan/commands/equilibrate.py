@@ -76,7 +76,7 @@ def run(args) -> int:
     except BaseException:
         remove_quietly(output)  # the pair is complete or absent (checkpoints are kept)
         raise
-    Checkpointer(ckpt_dir, "").clear()
+    Checkpointer.remove(ckpt_dir)
     report = result.report
     status = "passed" if report["passed"] else "FAILED (allowed): " + "; ".join(report["failures"])
     print(

@@ -81,7 +81,7 @@ def run(args) -> int:
     from tbotan.formats.dataset import write_dataset
 
     write_dataset(output, content)
-    Checkpointer(ckpt_dir, "").clear()
+    Checkpointer.remove(ckpt_dir)
     a = content.types == kalj.TYPE_A
     print(
         f"wrote {output}: {content.n_configurations} configurations x "

@@ -65,7 +65,7 @@ def run(args) -> int:
     )
     result["engine"] = engine.describe()
     write_json(output, result)
-    Checkpointer(ckpt_dir, "").clear()
+    Checkpointer.remove(ckpt_dir)
     measured = result.get("tau_alpha_measured")
     text = f"{measured:.4g}" if measured is not None else f"not reached ({result.get('error')})"
     print(

@@ -263,17 +263,15 @@ class GraphDataset(torch.utils.data.Dataset):
 
     Item ``i`` is configuration ``index[i] = (file f, configuration c)`` as a ``Data`` of the
     chosen variant; only that configuration is read from disk, so the dataset never holds more
-    than one graph in memory (unless ``cache=True``, which keeps every graph built).
+    than one graph in memory (a training keeps the graphs it built in its
+    :class:`~tbotan.learning.feeder.GraphFeeder`).
 
     Args:
         paths: dataset files (docs/formats.md); each is validated on opening.
         variant: ``'is+ts'``, ``'is'`` or ``'ts'``.
-        cache: keep built graphs in memory (only for small datasets).
     """
 
-    def __init__(
-        self, paths: Sequence[str | os.PathLike], variant: str, cache: bool = False
-    ) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike], variant: str) -> None:
         if not paths:
             raise ValueError("GraphDataset needs at least one dataset file")
         self.variant = check_variant(variant)
@@ -281,7 +279,6 @@ class GraphDataset(torch.utils.data.Dataset):
         self.index: list[tuple[int, int]] = [
             (f_i, c) for f_i, f in enumerate(self.files) for c in range(f.n_configurations)
         ]
-        self.cache: dict | None = {} if cache else None
 
     @property
     def paths(self) -> list[Path]:
@@ -304,10 +301,5 @@ class GraphDataset(torch.utils.data.Dataset):
         return self.files[f_i].path, c
 
     def __getitem__(self, i: int):
-        if self.cache is not None and i in self.cache:
-            return self.cache[i]
         f_i, c = self.index[i]
-        data = graph_from_dataset(self.files[f_i], c, self.variant)
-        if self.cache is not None:
-            self.cache[i] = data
-        return data
+        return graph_from_dataset(self.files[f_i], c, self.variant)

@@ -281,7 +281,7 @@ class TBotan(nn.Module):
         self.eval()
         pooled = []
         for x, edge_index, edge_attr in graphs:
-            pooled.append(self._trunk(x, edge_index, edge_attr, None, 1, collect=True))
+            pooled.append(self.pooled_states(x, edge_index, edge_attr))
         self.train(was_training)
         if not pooled:
             raise ValueError("calibrate_global needs at least one graph")
@@ -308,7 +308,7 @@ class TBotan(nn.Module):
 
         Args:
             pooled: (M, B, H) mean-pooled node states of each message-passing step, as
-                ``_trunk(..., collect=True)`` returns them.
+                :meth:`pooled_states` returns them.
 
         Returns:
             (B,) T_pred, the same as :meth:`forward`'s ``t_pred`` for those graphs (the running
@@ -356,7 +356,7 @@ class TBotan(nn.Module):
         """
         if batch is not None and num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        h, e, g = self._trunk(x, edge_index, edge_attr, batch, num_graphs or 1)
+        h, e, g, _ = self._trunk(x, edge_index, edge_attr, batch, num_graphs or 1)
         shift, scale = self.target_shift, self.target_scale
         t_pred = _decode(self.global_decoder, g) * scale[2] + shift[2]
         return TBotanOutput(
@@ -366,9 +366,32 @@ class TBotan(nn.Module):
             embedding=g.reshape(-1) if batch is None else g,
         )
 
-    def _trunk(self, x, edge_index, edge_attr, batch, num_graphs, collect: bool = False):
-        """Encoders and the M steps: (h (N, H), e (E, H), g (B, H)), or with ``collect`` the
-        pooled vectors of every step, (M, B, H)."""
+    def pooled_states(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        batch: torch.Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> torch.Tensor:
+        """The mean-pooled node states of every message-passing step: what the global head
+        (:meth:`global_head`) reads of the trunk.
+
+        Args: as :meth:`forward`.
+
+        Returns:
+            (M, B, H) pooled vectors (1/N) Σ_v h_v^m of each step m and graph (B = 1 without
+            ``batch``), in the model's internal units; ``global_head`` of them is ``forward``'s
+            ``t_pred``.  In training mode the running statistics of a standardised readout are
+            updated, as by ``forward``.
+        """
+        if batch is not None and num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        return torch.stack(self._trunk(x, edge_index, edge_attr, batch, num_graphs or 1)[3])
+
+    def _trunk(self, x, edge_index, edge_attr, batch, num_graphs):
+        """Encoders and the M steps: h (N, H), e (E, H), g (B, H) and the pooled vectors of
+        every step (a list of M (B, H))."""
         src, dst = edge_index[0], edge_index[1]
         n_nodes = x.shape[0]
         edge_attr = (edge_attr - self.edge_shift.to(edge_attr.dtype)) / self.edge_scale.to(
@@ -380,7 +403,7 @@ class TBotan(nn.Module):
         g = h.new_zeros(num_graphs, h.shape[1])  # g⁰ = 0
         if batch is not None:
             counts = torch.bincount(batch, minlength=num_graphs).clamp_(min=1).to(h.dtype)
-        collected = []
+        pooled_per_step = []
 
         # Terms of the encoded inputs in the first layers: the same at every step.
         edge_const = self.edge_mlp.project(e_enc, 3) + self.edge_mlp.bias
@@ -405,12 +428,9 @@ class TBotan(nn.Module):
             else:
                 pooled = h.new_zeros(num_graphs, h.shape[1]).index_add_(0, batch, h)
                 pooled = pooled / counts[:, None]
-            if collect:
-                collected.append(pooled)
+            pooled_per_step.append(pooled)
             g = self.global_mlp(g, self._readout_input(pooled, step))
-        if collect:
-            return torch.stack(collected)
-        return h, e, g
+        return h, e, g, pooled_per_step
 
 
 def _decode(decoder: MLP, z: torch.Tensor) -> torch.Tensor:

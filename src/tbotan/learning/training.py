@@ -31,11 +31,17 @@ agree only to rounding.
 
 A non-finite loss or gradient stops training with :class:`TrainingError` naming the epoch,
 the step, the file and the configuration.
+
+The parts of a training, by job: :class:`Trainer` (here: the set-up, one epoch, validation,
+the run), :mod:`tbotan.learning.feeder` (the graphs, their caches on the host and the device),
+:mod:`tbotan.learning.checkpoint` (``checkpoint.pt``: writing, compatibility, resuming),
+:mod:`tbotan.learning.global_refit` (the global head refitted on the final trunk, a step of
+the run after the last epoch) and :mod:`tbotan.resumable` (stop signals and the wall-clock
+checkpoint interval, shared with the MD protocols).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -53,8 +59,8 @@ from tbotan import config as cfgmod
 from tbotan.analysis.metrics import pearson
 from tbotan.devices import resolve_device
 from tbotan.errors import InputError
+from tbotan.formats.io_utils import remove_quietly
 from tbotan.formats.model_file import (
-    CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     FILE_VERSION,
     METRICS_NAME,
@@ -63,10 +69,15 @@ from tbotan.formats.model_file import (
     ModelFileError,
     append_metrics,
     atomic_save,
-    load_file,
-    read_metrics_rows,
     write_metrics,
 )
+from tbotan.learning.checkpoint import (
+    TrainingCheckpoint,
+    TrainingProgress,
+    resumable_keys,
+)
+from tbotan.learning.feeder import GraphFeeder, resolve_cache_mode
+from tbotan.learning.global_refit import refit_global
 from tbotan.learning.graphs import (
     GraphDataset,
     check_variant,
@@ -77,29 +88,12 @@ from tbotan.learning.losses import TERMS, TargetScales, check_box, loss_weights,
 from tbotan.learning.model import TBotan
 from tbotan.names import validation_column
 from tbotan.physics import kalj
+from tbotan.resumable import ResumableLoop
 
 log = logging.getLogger(__name__)
 
 #: The rows so far while training runs (not an output: metrics.csv is written at the end).
 METRICS_LIVE_NAME = "metrics.live.csv"
-
-#: Training keys that may change between a checkpoint and its resumption (they do not change
-#: the result, or, for ``epochs``, only extend it).
-RESUMABLE_KEYS = {
-    "global_refit_epochs",  # applied after the last epoch, to the trained trunk
-    "global_refit_lr",
-    "epochs",
-    "device",
-    "compile",
-    "amp",
-    "checkpoint_every",
-    "num_workers",
-    "cache_graphs",
-    "seeds",
-    "ablations",
-    "ablation_seeds",
-    "lambda_global_sweep",
-}
 
 
 class TrainingError(InputError, RuntimeError):
@@ -142,47 +136,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_states() -> dict:
-    """The global RNG states (Python, NumPy, torch CPU and CUDA) as plain containers."""
-    np_state = np.random.get_state()  # noqa: NPY002
-    return {
-        "python": random.getstate(),
-        "numpy": {
-            "kind": np_state[0],
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_states(states: dict) -> None:
-    """Restore what :func:`rng_states` returned."""
-    random.setstate(_as_tuple(states["python"]))
-    n = states["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            n["kind"],
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        # a checkpoint written with more GPUs than this machine has restores the ones present
-        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(state, index)
-
-
-def _as_tuple(x):
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
 def training_data_summary(dataset: GraphDataset) -> dict:
     """What the model was trained on, for ``tbotan predict``'s applicability check.
 
@@ -204,7 +157,7 @@ def training_data_summary(dataset: GraphDataset) -> dict:
     }
 
 
-def standardization_from_data(dataset: GraphDataset) -> dict:
+def standardization_from_data(graphs: Sequence) -> dict:
     """Shifts and scales of the edge inputs and targets over a training set.
 
     Edge inputs: the relative vectors (features 0–2) get shift 0 and one common scale, their
@@ -213,6 +166,10 @@ def standardization_from_data(dataset: GraphDataset) -> dict:
     standard deviation.  Targets: mean and standard deviation of C_B over every particle, of
     E_jk over every edge, and of T over the configurations (scale 1 when all share one T).
     Accumulated in float64.
+
+    Args:
+        graphs: the training graphs, indexable (a :class:`~tbotan.learning.feeder.GraphFeeder`
+            or a :class:`~tbotan.learning.graphs.GraphDataset`).
 
     Returns:
         Keyword arguments of :meth:`tbotan.learning.model.TBotan.set_standardization`.
@@ -227,8 +184,8 @@ def standardization_from_data(dataset: GraphDataset) -> dict:
         s[1] += v.sum(0)
         s[2] = v.square().sum(0) if s[2] is None else s[2] + v.square().sum(0)
 
-    for i in range(len(dataset)):
-        data = dataset[i]
+    for i in range(len(graphs)):
+        data = graphs[i]
         n_features = data.edge_attr.shape[1]
         add("edge_attr", data.edge_attr)
         add("cb", data.y[:, None])
@@ -320,12 +277,9 @@ class Trainer:
             tune_cpu_allocator()
         self.train_files = [str(Path(p).resolve()) for p in train_files]
         self.validation_files = [str(Path(p).resolve()) for p in validation_files]
-        cache = self._cache_mode() != "none"
-        self.train_set = GraphDataset(self.train_files, self.variant, cache=cache)
+        self.train_set = GraphDataset(self.train_files, self.variant)
         self.val_set = (
-            GraphDataset(self.validation_files, self.variant, cache=cache)
-            if self.validation_files
-            else None
+            GraphDataset(self.validation_files, self.variant) if self.validation_files else None
         )
         self.val_labels = (
             [cfgmod.temperature_label(t) for t in self.val_set.temperatures()]
@@ -339,17 +293,20 @@ class Trainer:
                     check_box(self.training["corr_distances"], f.box_length, str(f.path))
                 except ValueError as exc:
                     raise TrainingError(str(exc)) from None
+        cache = resolve_cache_mode(self.training["cache_graphs"], self.device)
+        workers = self.training["num_workers"]
+        self.train_graphs = GraphFeeder(self.train_set, self.device, cache, workers)
+        self.val_graphs = (
+            GraphFeeder(self.val_set, self.device, cache, workers) if self.val_set else None
+        )
 
-        self._device_cache: dict[tuple[int, int], object] = {}
         seed_everything(self.seed)
         self.model = TBotan.from_config(config, self.variant).to(self.device)
         self.normalize = bool(self.training["normalize_targets"])
         if self.normalize:
-            self.model.set_standardization(**standardization_from_data(self.train_set))
+            self.model.set_standardization(**standardization_from_data(self.train_graphs))
         if self.model.global_readout == "standardized":
-            calibration = [
-                self._sample(self.train_set, i) for i in range(min(len(self.train_set), 64))
-            ]
+            calibration = [self.train_graphs.sample(i) for i in range(min(len(self.train_set), 64))]
             self.model.calibrate_global((d.x, d.edge_index, d.edge_attr) for d in calibration)
         self.scales = self._target_scales()
         self.select = self.training["select_model"]
@@ -358,7 +315,6 @@ class Trainer:
                 "select_model %r needs validation files; keeping the last epoch", self.select
             )
             self.select = "last"
-        self.best: dict = {}
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=self.training["learning_rate"]
         )
@@ -368,9 +324,20 @@ class Trainer:
         self.amp = bool(self.training["amp"]) and self.device.type == "cuda"
         if self.training["amp"] and not self.amp:
             log.warning("training.amp applies to CUDA only; training in float32 on %s", self.device)
-        self.epoch = 0
-        self.elapsed = 0.0
-        self.metrics: list[dict] = []
+        self.progress = TrainingProgress()
+        self.checkpoint = TrainingCheckpoint(
+            self.out_dir / CHECKPOINT_NAME, self._identity(), resumable_keys(self.training)
+        )
+
+    @property
+    def epoch(self) -> int:
+        """Epochs done."""
+        return self.progress.epoch
+
+    @property
+    def metrics(self) -> list[dict]:
+        """The metrics rows of the epochs done."""
+        return self.progress.metrics
 
     def _target_scales(self) -> TargetScales | None:
         """The loss scales of the standardised targets (None: the paper's losses)."""
@@ -379,10 +346,10 @@ class Trainer:
         scale = self.model.target_scale.detach().cpu()
         return TargetScales(edge=float(scale[1]), temperature=float(scale[2]))
 
-    # ------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------ files
     @property
     def checkpoint_path(self) -> Path:
-        return self.out_dir / CHECKPOINT_NAME
+        return self.checkpoint.path
 
     @property
     def metrics_path(self) -> Path:
@@ -405,98 +372,65 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        atomic_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "version": FILE_VERSION,
-                **self._identity(),
-                "epoch": self.epoch,
-                "elapsed_s": self.elapsed,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "rng": rng_states(),
-                "metrics": self.metrics,
-                "best": self.best,
-            },
-            self.checkpoint_path,
-        )
+        """Write ``checkpoint.pt`` (:class:`~tbotan.learning.checkpoint.TrainingCheckpoint`)."""
+        self.checkpoint.save(self.progress, self.model, self.optimizer)
 
-    def save_model(self) -> Path:
+    def resume(self) -> bool:
+        """Continue from ``checkpoint.pt`` if there is one; returns whether it did.
+
+        Raises:
+            IncompatibleCheckpoint: the file is no checkpoint, or one of another training.
+        """
+        try:
+            saved = self.checkpoint.read()
+        except ModelFileError as exc:  # garbage or foreign file: not a resumable training
+            raise IncompatibleCheckpoint(str(exc)) from None
+        if saved is None:
+            return False
+        problem = self.checkpoint.problem(saved)
+        if problem is not None:
+            raise IncompatibleCheckpoint(problem)
+        self.progress = self.checkpoint.restore(
+            saved, self.model, self.optimizer, (self.live_metrics_path, self.metrics_path)
+        )
+        self.scales = self._target_scales()
+        write_metrics(self.live_metrics_path, self.columns, self.metrics)
+        log.info("resumed %s from epoch %d", self.model_id, self.epoch)
+        return True
+
+    def selected_weights(self) -> tuple[int, dict]:
+        """(epoch, weights) of the model that ``select_model`` keeps: the epoch with the lowest
+        validation objective (``val_objective``), or the last epoch."""
+        best = self.progress.best
+        if self.select != "last" and best:
+            return int(best["epoch"]), best["state_dict"]
+        return self.epoch, self.model.state_dict()
+
+    def save_model(self, state_dict: dict, epoch: int, global_refit: dict) -> Path:
+        """Write ``model.pt``: ``state_dict``, the weights of ``epoch`` (with the record of
+        their global refit, ``{}`` without one), and what inference needs to know of the
+        training; returns its path."""
         from tbotan.formats.dataset import git_commit, package_versions
 
         path = self.out_dir / MODEL_NAME
-        chosen = self.best if self.select != "last" and self.best else None
-        state_dict, refit = self.refit_global(
-            chosen["state_dict"] if chosen else self.model.state_dict()
-        )
         atomic_save(
             {
                 "format": MODEL_FORMAT,
                 "version": FILE_VERSION,
                 **self._identity(),
-                "epoch": int(chosen["epoch"]) if chosen else self.epoch,
+                "epoch": epoch,
                 "epochs_trained": self.epoch,
                 "select_model": self.select,
                 "training_temperatures": self.train_set.temperatures(),
                 "training_data": training_data_summary(self.train_set),
                 "state_dict": state_dict,
-                "global_refit": refit,
+                "global_refit": global_refit,
                 "git_commit": git_commit() or "",
                 "package_versions": package_versions(),
             },
             path,
         )
         return path
-
-    def resume(self) -> bool:
-        """Continue from ``checkpoint.pt`` if there is one; returns whether it did."""
-        if not self.checkpoint_path.is_file():
-            return False
-        try:
-            ckpt = load_file(self.checkpoint_path, CHECKPOINT_FORMAT)
-        except ModelFileError as exc:  # garbage or foreign file: not a resumable training
-            raise IncompatibleCheckpoint(str(exc)) from None
-        where = str(self.checkpoint_path)
-        missing = {"variant", "config", "model", "optimizer", "rng", "epoch"} - set(ckpt)
-        if missing:
-            raise IncompatibleCheckpoint(
-                f"{where}: not a complete checkpoint (no {sorted(missing)})"
-            )
-        for key in ("variant", "lambda_global", "seed", "train_files", "validation_files"):
-            if ckpt[key] != getattr(self, key):
-                raise IncompatibleCheckpoint(
-                    f"{where}: cannot resume, {key} differs (checkpoint {ckpt[key]!r}, "
-                    f"now {getattr(self, key)!r}); use another output folder or drop --resume"
-                )
-        differing = _config_differences(ckpt["config"], self.config, self._resumable_keys())
-        if differing:
-            raise IncompatibleCheckpoint(
-                f"{where}: cannot resume, the configuration differs in {', '.join(differing)}"
-            )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_states(ckpt["rng"])
-        self.epoch = int(ckpt["epoch"])
-        self.elapsed = float(ckpt["elapsed_s"])
-        self.scales = self._target_scales()
-        self.best = ckpt.get("best", {})
-        if "metrics" in ckpt:
-            history = ckpt["metrics"]
-        else:  # a checkpoint from before the history lived in it
-            history = read_metrics_rows(self.live_metrics_path) or read_metrics_rows(
-                self.metrics_path
-            )
-        self.metrics = [row for row in history if row["epoch"] <= self.epoch]
-        write_metrics(self.live_metrics_path, self.columns, self.metrics)
-        log.info("resumed %s from epoch %d", self.model_id, self.epoch)
-        return True
-
-    def _resumable_keys(self) -> set[str]:
-        """Training keys a resumption may change (``epochs`` only with a constant rate: the
-        cosine schedule depends on it)."""
-        if self.training["lr_schedule"] == "constant":
-            return RESUMABLE_KEYS
-        return RESUMABLE_KEYS - {"epochs"}
 
     def learning_rate(self, epoch: int, step: int, steps: int) -> float:
         """Rate of optimiser step ``step`` (0-based) of ``steps`` in 1-based ``epoch``."""
@@ -512,36 +446,6 @@ class Trainer:
         return base * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * x)))
 
     # ------------------------------------------------------------ one epoch
-    def _sample(self, dataset: GraphDataset, i: int):
-        if self._cache_mode() == "device":
-            key = (id(dataset), i)
-            if key not in self._device_cache:
-                self._device_cache[key] = _moved(dataset[i], self.device)
-            return self._device_cache[key]
-        return _moved(dataset[i], self.device)
-
-    def _cache_mode(self) -> str:
-        """``cache_graphs`` with ``auto`` resolved: on the device for CUDA (HDF5 reads would
-        dominate a GPU step), in host memory on the CPU (reading and building every graph at
-        every step took 40 % of a CPU step at N = 400; the results are bit-identical)."""
-        mode = self.training["cache_graphs"]
-        if mode == "auto":
-            return "device" if self.device.type == "cuda" else "host"
-        return mode
-
-    def _loader(self, dataset: GraphDataset, order: Sequence[int]):
-        workers = self.training["num_workers"]
-        if workers == 0 or self._cache_mode() != "none":
-            return (self._sample(dataset, int(i)) for i in order)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=None,
-            sampler=[int(i) for i in order],
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        return (_moved(data, self.device) for data in loader)
-
     def _losses(self, data, weights):
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(data.x, data.edge_index, data.edge_attr)
@@ -597,7 +501,7 @@ class Trainer:
         size = int(self.training["batch_size"])
         steps = max(math.ceil(len(order) / size), 1)
         sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64)
-        graphs_in = self._loader(self.train_set, order)
+        graphs_in = self.train_graphs.feed(order)
         for step in range(steps):
             items = order[step * size : (step + 1) * size]
             graphs = [next(graphs_in) for _ in items]
@@ -663,7 +567,7 @@ class Trainer:
         weights = loss_weights(self.training, self.epoch + 1, self.lambda_global)
         self.model.eval()
         per_t: dict[str, dict[str, list]] = {}
-        for i, data in enumerate(self._loader(self.val_set, range(len(self.val_set)))):
+        for i, data in enumerate(self.val_graphs.feed(range(len(self.val_set)))):
             out, terms = self._losses(data, weights)
             label = cfgmod.temperature_label(self.val_set.temperature(i))
             rec = per_t.setdefault(label, {"pearson": [], "pearson_edge": [], "t_pred": []})
@@ -699,23 +603,20 @@ class Trainer:
         )
         return row
 
-    # ------------------------------------------------------------ the loop
+    # ------------------------------------------------------------ the run
     def run(
         self, stop_after: int | None = None, progress: bool = True, on_epoch: Callable | None = None
     ) -> TrainResult:
         """Train up to ``training.epochs`` (or stop after epoch ``stop_after``).
 
-        SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the
-        current epoch and raise :class:`~tbotan.formats.io_utils.Interrupted`."""
-        from tbotan.formats.io_utils import (
-            CheckpointClock,
-            Interrupted,
-            remove_quietly,
-            signal_name,
-            stop_on_signals,
-            stop_requested,
-        )
+        The procedure: the epochs (:meth:`train_epoch` then :meth:`validate`, checkpoints at
+        epoch boundaries); once every epoch is done, ``metrics.csv``, the weights that
+        ``select_model`` keeps (:meth:`selected_weights`), their global head refitted on the
+        frozen trunk (:func:`~tbotan.learning.global_refit.refit_global`,
+        ``training.global_refit_epochs``) and ``model.pt`` (:meth:`save_model`).
 
+        SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the
+        current epoch and raise :class:`~tbotan.resumable.Interrupted`."""
         total = self.training["epochs"]
         last = total if stop_after is None else min(total, stop_after)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -728,137 +629,69 @@ class Trainer:
             from tbotan.progress import progress_bar
 
             bar = progress_bar((last - self.epoch) * len(self.train_set), self.model_id)
-        clock = CheckpointClock()
         try:
-            with stop_on_signals():
-                self._epochs(last, total, bar, on_epoch, clock)
+            with ResumableLoop() as loop:
+                self._epochs(last, total, bar, on_epoch, loop)
         finally:
             if bar is not None:
                 bar.close()
-        stop = stop_requested()
-        if stop is not None and self.epoch < last:
-            raise Interrupted(
-                f"{self.model_id}: stopped by {signal_name(stop)} after epoch {self.epoch} of "
-                f"{total}; checkpoint written; rerun with --resume to continue",
-                stop,
+        if loop.stop is not None and self.epoch < last:
+            raise loop.interrupted(
+                self.model_id,
+                f" after epoch {self.epoch} of {total}; checkpoint written; rerun with --resume "
+                "to continue",
             )
         result = TrainResult(self.model_id, self.out_dir, self.epoch, self.metrics)
         if self.epoch == total:
             write_metrics(self.metrics_path, self.columns, self.metrics)
-            result.model_path = self.save_model()
+            epoch, state_dict = self.selected_weights()
+            state_dict, refit = refit_global(
+                self.model,
+                state_dict,
+                self.train_graphs,
+                self.val_graphs,
+                self.training["global_refit_epochs"],
+                self.training["global_refit_lr"],
+            )
+            result.model_path = self.save_model(state_dict, epoch, refit)
             remove_quietly(self.live_metrics_path)
         return result
 
-    def refit_global(self, state_dict: dict) -> tuple[dict, dict]:
-        """The global head refitted on the final trunk (``training.global_refit_epochs``).
-
-        The trunk of ``state_dict`` is frozen: the readout statistics are recomputed from every
-        training graph with it (``standardized``), the pooled vectors (M, G, H) of the training
-        and validation graphs are computed once, and MLP_g with the global decoder are fitted
-        to T by full-batch Adam steps on the standardised L_global, keeping the step with the
-        lowest validation T-RMSE (training T-RMSE without validation files).  Node and edge
-        outputs are untouched.  Deterministic: no sampling, fixed order.
-
-        Returns:
-            (the refitted state dict, a record: steps, best step, T-RMSE before and after).
-        """
-        steps = int(self.training["global_refit_epochs"])
-        if steps <= 0:
-            return state_dict, {}
-        model = self.model
-        model.load_state_dict(state_dict)
-        model.eval()
-
-        def pooled_of(ds):
-            pooled, t = [], []
-            with torch.no_grad():
-                for d in self._loader(ds, range(len(ds))):
-                    pooled.append(
-                        model._trunk(d.x, d.edge_index, d.edge_attr, None, 1, collect=True)
-                    )
-                    t.append(float(d.temperature[0]))
-            pooled = torch.cat(pooled, dim=1)  # (M, G, H)
-            return pooled, torch.tensor(t, device=pooled.device, dtype=pooled.dtype)
-
-        p_train, t_train = pooled_of(self.train_set)
-        # the trunk's raw pooled vectors do not depend on the readout statistics: set them
-        # from the same vectors (what calibrate_global computes) instead of a second pass
-        model.set_global_statistics(p_train)
-        p_val, t_val = pooled_of(self.val_set) if self.val_set else (p_train, t_train)
-        scale = model.target_scale[2].detach()
-
-        def rmse(pooled, t) -> float:
-            with torch.no_grad():
-                return float((model.global_head(pooled) - t).square().mean().sqrt())
-
-        params = [*model.global_mlp.parameters(), *model.global_decoder.parameters()]
-        optimizer = torch.optim.Adam(params, lr=self.training["global_refit_lr"])
-        before = rmse(p_val, t_val)
-        best = (before, 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        for step in range(1, steps + 1):
-            optimizer.zero_grad(set_to_none=True)
-            loss = ((model.global_head(p_train) - t_train) / scale).square().mean()
-            loss.backward()
-            optimizer.step()
-            score = rmse(p_val, t_val)
-            if score < best[0]:
-                best = (score, step, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        model.load_state_dict(best[2])
-        record = {
-            "steps": steps,
-            "best_step": best[1],
-            "selected_on": "validation" if self.val_set else "training",
-            "t_rmse_before": before,
-            "t_rmse_after": best[0],
-            "train_t_rmse_after": rmse(p_train, t_train),
-        }
-        log.info(
-            "global head refitted on the final trunk: %s T-RMSE %.4f -> %.4f (step %d of %d)",
-            record["selected_on"],
-            before,
-            best[0],
-            best[1],
-            steps,
-        )
-        return {k: v.detach().cpu().clone() for k, v in best[2].items()}, record
-
-    def _epochs(self, last: int, total: int, bar, on_epoch, clock) -> None:
+    def _epochs(self, last: int, total: int, bar, on_epoch, loop: ResumableLoop) -> None:
         """Epochs up to ``last``; stops early, checkpointed, when a stop signal came."""
-        from tbotan.formats.io_utils import stop_requested
-
-        while self.epoch < last:
+        progress = self.progress
+        while progress.epoch < last:
             start = time.perf_counter()
             row = self.train_epoch(bar)
             row.update(self.validate())
-            self.epoch += 1
+            progress.epoch += 1
             seconds = time.perf_counter() - start
-            self.elapsed += seconds
-            row.update(epoch=self.epoch, time_s=seconds, elapsed_s=self.elapsed)
-            if self.select != "last" and (
-                not self.best or row["val_objective"] < self.best["score"]
-            ):
-                self.best = {
-                    "epoch": self.epoch,
-                    "score": float(row["val_objective"]),
-                    "state_dict": {
-                        k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
-                    },
-                }
-            self.metrics.append(row)
+            progress.elapsed_s += seconds
+            row.update(epoch=progress.epoch, time_s=seconds, elapsed_s=progress.elapsed_s)
+            self._keep_if_best(row)
+            progress.metrics.append(row)
             append_metrics(self.live_metrics_path, self.columns, row)
-            stop = stop_requested()
-            if (
-                self.epoch % self.training["checkpoint_every"] == 0
-                or self.epoch == total
-                or stop is not None
-                or clock.due()
-            ):
+            every = self.training["checkpoint_every"]
+            if loop.boundary(progress.epoch % every == 0 or progress.epoch == total):
                 self.save_checkpoint()
-                clock.reset()
+                loop.checkpointed()
             if on_epoch is not None:
                 on_epoch(row)
-            if stop is not None:
+            if loop.stop is not None:
                 return
+
+    def _keep_if_best(self, row: dict) -> None:
+        """Keep the weights of the epoch just done if its validation objective is the lowest
+        so far (``select_model: val_objective``)."""
+        best = self.progress.best
+        if self.select != "last" and (not best or row["val_objective"] < best["score"]):
+            self.progress.best = {
+                "epoch": self.progress.epoch,
+                "score": float(row["val_objective"]),
+                "state_dict": {
+                    k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+                },
+            }
 
 
 def train(
@@ -921,26 +754,3 @@ def train(
             os.replace(trainer.checkpoint_path, stale)
             print(f"{exc}; starting afresh (old checkpoint moved to {stale})", file=sys.stderr)
     return trainer.run(stop_after=stop_after, progress=progress)
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _moved(data, device: torch.device):
-    """``data`` on ``device`` without touching the caller's graph (``Data.to`` moves in place:
-    a host cache would silently become a device cache)."""
-    if all(t.device == device for t in (data.x, data.edge_index)):
-        return data
-    return copy.copy(data).to(device, non_blocking=True)
-
-
-def _config_differences(old: dict, new: dict, resumable: set[str] = RESUMABLE_KEYS) -> list[str]:
-    out = []
-    for section in ("model", "training", "graph"):
-        a, b = old.get(section, {}), new.get(section, {})
-        for key in sorted(set(a) | set(b)):
-            if section == "training" and key in resumable:
-                continue
-            if a.get(key) != b.get(key):
-                out.append(f"{section}.{key} ({a.get(key)!r} → {b.get(key)!r})")
-    return out

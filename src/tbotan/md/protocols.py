@@ -9,11 +9,12 @@
 - :func:`isoconfigurational`: replicas with independent Maxwell–Boltzmann velocities, run to
   the label time, labels per configuration (docs/physics.md §5).
 
-Every long protocol is a fixed list of *segments* (run n steps with an integrator, then act:
-record energies, take a sample, ...), fixed in advance by the parameters.  Each segment starts a
-fresh engine simulation from the previous segment's state, so the result is a pure function of
-the parameters and seed; checkpoints at segment boundaries (:mod:`tbotan.md.checkpoint`) make a
-killed run resume to exactly the result of an uninterrupted one.
+Every long protocol is a fixed list of segments (:class:`~tbotan.md.segments.Segment`: run n
+steps with an integrator, then act: record energies, take a sample, ...), fixed in advance by
+the parameters and run by :func:`~tbotan.md.segments.run_segments`, with checkpoints at segment
+boundaries (:mod:`tbotan.md.checkpoint`) from which a killed run resumes to exactly the result
+of an uninterrupted one.  The equilibration checks and the τα fit computed from the records are
+in :mod:`tbotan.md.statistics`.
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from tbotan.md import Engine, Integrator, MinimizeResult, kinetic_temperature
 from tbotan.md.checkpoint import Checkpointer
+from tbotan.md.segments import Action, Segment, run_segments
+from tbotan.md.statistics import a_particle_msd, equilibration_report, tau_alpha_result
 from tbotan.physics import kalj, observables
 from tbotan.physics.configurations import (
     ConfigurationBatch,
     maxwell_boltzmann_velocities,
     random_configuration,
 )
-from tbotan.progress import progress_bar, progress_message
 
 log = logging.getLogger(__name__)
 
@@ -57,107 +58,12 @@ def derive_seed(base: int, *tags) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 2
 
 
-class Action(str, Enum):
-    """What a protocol does at the end of a :class:`Segment` (its handler dispatches on it).
-
-    A ``str`` enum: members compare equal to, and serialise as, their values.
-    """
-
-    NONE = "none"  # nothing: the segment only advances the state
-    MELTED = "melted"  # equilibration: keep the molten state (reference of the MSD)
-    ENERGY = "energy"  # equilibration: record U/N and T
-    ENERGY_END = "energy_end"  # equilibration: record, and end of the equilibration window
-    SAMPLE = "sample"  # equilibration: record, then take a sample (decorrelated from the last)
-    ORIGIN = "origin"  # τα: a new time origin of F_s
-    LAG = "lag"  # τα: F_s at one lag from the current origin
-    EXTRA = "extra"  # iso: keep the replicas at an extra label time
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Run ``n_steps`` with ``integrator``, then perform ``action``; checkpoint if asked."""
-
-    phase: str
-    n_steps: int
-    integrator: Integrator
-    action: Action = Action.NONE
-    checkpoint: bool = False
-
-
 def _fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_segments(
-    engine: Engine,
-    initial: ConfigurationBatch,
-    segments: list[Segment],
-    handler: Callable,
-    checkpointer: Checkpointer | None,
-    description: str = "MD",
-    record: dict | None = None,
-):
-    """Run ``segments`` in order with checkpoints; returns (state, collected, record).
-
-    ``handler(index, segment, state, record, collected)`` performs the segment's action: it
-    may update ``record`` in place and returns ``(collected, state)``, the new collected
-    batch and the state to go on from (``state`` itself unless the action advanced it).
-
-    SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the current
-    segment and raise :class:`~tbotan.formats.io_utils.Interrupted`; with
-    ``checkpoint_interval_minutes`` set (:func:`~tbotan.formats.io_utils.set_checkpoint_interval`)
-    it also checkpoints at the first segment boundary after that much wall time.  Any boundary
-    is a valid checkpoint: each segment starts afresh from the previous one's state, so resuming
-    stays exact.
-    """
-    from tbotan.formats.io_utils import (
-        CheckpointClock,
-        Interrupted,
-        signal_name,
-        stop_on_signals,
-        stop_requested,
-    )
-
-    state, collected, start = initial, None, 0
-    record = {} if record is None else record
-    if checkpointer is not None:
-        ckpt = checkpointer.load()
-        if ckpt is not None:
-            state, collected, start, record = ckpt.state, ckpt.collected, ckpt.index, ckpt.record
-            # on stderr whatever the log level: a resumed run is what a user of a killed job
-            # looks for in its log
-            progress_message(
-                f"{description}: resuming from checkpoint after segment {start} of {len(segments)}"
-            )
-    steps = np.cumsum([0] + [s.n_steps for s in segments])
-    bar = progress_bar(
-        int(steps[-1]), description, initial=int(steps[start]), unit="step", mininterval=2.0
-    )
-    clock = CheckpointClock()
-    with stop_on_signals():
-        for index in range(start, len(segments)):
-            segment = segments[index]
-            if segment.n_steps:
-                sim = engine.simulation(state, segment.integrator)
-                sim.run(segment.n_steps)
-                state = sim.state()
-            collected, state = handler(index, segment, state, record, collected)
-            bar.update(segment.n_steps)
-            stop = stop_requested()
-            if checkpointer is not None and (segment.checkpoint or stop or clock.due()):
-                checkpointer.save(index + 1, state, record, collected)
-                clock.reset()
-            if stop is not None and index + 1 < len(segments):
-                bar.close()
-                where = (
-                    f"checkpoint written after segment {index + 1} of {len(segments)}; "
-                    "rerun the same command to resume"
-                    if checkpointer is not None
-                    else "no checkpoint folder: the run starts afresh when rerun"
-                )
-                raise Interrupted(f"{description}: stopped by {signal_name(stop)}; {where}", stop)
-    bar.close()
-    return state, collected, record
+def _batch_digest(batch: ConfigurationBatch) -> str:
+    return hashlib.sha256(batch.positions.tobytes() + batch.timestep.tobytes()).hexdigest()[:16]
 
 
 def _steps(time: float, dt: float) -> int:
@@ -285,7 +191,7 @@ def equilibrate(
             record.setdefault("temperature", []).append(temperature.tolist())
         if segment.action == Action.ENERGY_END:
             record["equilibration_end_step"] = int(state.timestep[0])
-            record["equilibration_msd"] = _a_particle_msd(collected, state).tolist()
+            record["equilibration_msd"] = a_particle_msd(collected, state).tolist()
             return state.copy(), state  # reference for the first sample's MSD
         if segment.action == Action.MELTED:
             return state.copy(), state  # reference for the MSD over the equilibration
@@ -307,7 +213,7 @@ def equilibrate(
     frames = collected.positions.shape[0]
     if frames != n_sys * (s + 1):
         raise RuntimeError(f"internal error: {frames} collected states, expected {n_sys * (s + 1)}")
-    report = _equilibration_report(params, record, collected)
+    report = equilibration_report(params, record, collected)
     order = [(k + 1) * n_sys + b for b in range(n_sys) for k in range(s)]  # system-major
     samples = collected.select(np.array(order))
     result = EquilibrationResult(
@@ -333,13 +239,6 @@ def equilibrate(
     return result
 
 
-def _a_particle_msd(a: ConfigurationBatch, b: ConfigurationBatch) -> np.ndarray:
-    """(B,) mean-square displacement of the A particles between two states of the same systems."""
-    d = b.unwrapped_positions() - a.unwrapped_positions()
-    mask = a.types[0] == kalj.TYPE_A
-    return (d[:, mask] ** 2).sum(-1).mean(-1)
-
-
 def _extend_until_decorrelated(engine, state, collected, segment, params, record):
     """Run on in steps of one τα until every system's A-particle MSD since its previous sample
     (or the end of the equilibration) exceeds ``min_msd_between_samples``.
@@ -351,7 +250,7 @@ def _extend_until_decorrelated(engine, state, collected, segment, params, record
     previous = collected.select(last)
     n_tau = _steps(params.tau_alpha, params.dt)
     extensions = 0
-    while _a_particle_msd(previous, state).min() < params.min_msd_between_samples:
+    while a_particle_msd(previous, state).min() < params.min_msd_between_samples:
         if extensions >= params.max_sample_extensions:
             break  # reported by the equilibration checks
         sim = engine.simulation(state, segment.integrator)
@@ -360,79 +259,6 @@ def _extend_until_decorrelated(engine, state, collected, segment, params, record
         extensions += 1
     record.setdefault("sample_extensions_tau_alpha", []).append(extensions)
     return state
-
-
-def _equilibration_report(params: EquilibrationParameters, record: dict, collected) -> dict:
-    """Energy drift over the second half of the equilibration, MSD between samples."""
-    n_sys = params.n_systems
-    phases = np.array(record["phase"])
-    energy = np.array(record["potential_energy"])  # (records, systems)
-    eq = energy[phases == "equilibrate"]
-    half = eq[len(eq) // 2 :]
-    failures = []
-    drift = {}
-    if len(half) >= 4:
-        q = max(1, len(half) // 4)
-        first, last = half[:q].mean(axis=0), half[-q:].mean(axis=0)
-        diff = last - first  # per system
-        mean_diff = float(diff.mean())
-        if n_sys > 1:
-            err = float(diff.std(ddof=1) / np.sqrt(n_sys))
-        else:  # one system: error from the fluctuations of the records
-            err = float(half.std() * np.sqrt(2.0 / q))
-        err = max(err, 1e-12)
-        drift = {
-            "first_quarter_mean": float(first.mean()),
-            "last_quarter_mean": float(last.mean()),
-            "difference": mean_diff,
-            "standard_error": err,
-            "sigma": abs(mean_diff) / err,
-        }
-        if abs(mean_diff) > params.max_drift_sigma * err:
-            failures.append(
-                f"potential energy drifts by {mean_diff:+.5f} per particle over the second half of "
-                f"the equilibration ({abs(mean_diff) / err:.1f} standard errors)"
-            )
-    positions = collected.unwrapped_positions().reshape(-1, n_sys, params.n_particles, 3)
-    types = collected.types[0]
-    a = types == kalj.TYPE_A
-    msd = ((positions[1:] - positions[:-1])[:, :, a] ** 2).sum(-1).mean(-1)  # (S, systems)
-    if msd.size and msd.min() < params.min_msd_between_samples:
-        failures.append(
-            f"A-particle MSD between consecutive samples is as small as {msd.min():.3f} σ² "
-            f"(needs > {params.min_msd_between_samples})"
-        )
-    u_samples = energy[phases == "sample"]
-    return {
-        "temperature": params.temperature,
-        "tau_alpha": params.tau_alpha,
-        "parameters": asdict(params),
-        "energy_drift": drift,
-        "msd_between_samples": {
-            "min": float(msd.min()) if msd.size else None,
-            "mean": float(msd.mean()) if msd.size else None,
-            "extensions_tau_alpha": record.get("sample_extensions_tau_alpha"),
-        },
-        "equilibration_msd": float(np.mean(record["equilibration_msd"]))
-        if "equilibration_msd" in record
-        else None,
-        "potential_energy_mean": float(u_samples.mean()) if u_samples.size else None,
-        "potential_energy_sem": float(u_samples.mean(0).std(ddof=1) / np.sqrt(n_sys))
-        if u_samples.size and n_sys > 1
-        else None,
-        "kinetic_temperature_mean": float(
-            np.array(record["temperature"])[phases == "sample"].mean()
-        )
-        if u_samples.size
-        else None,
-        "energy_series": {
-            "time": record["time"],
-            "phase": record["phase"],
-            "mean_potential_energy": energy.mean(axis=1).tolist(),
-        },
-        "passed": not failures,
-        "failures": failures,
-    }
 
 
 # ---------------------------------------------------------------------------- τα
@@ -506,44 +332,7 @@ def measure_tau_alpha(
         checkpointer,
         description=f"tau-alpha T={params.temperature:g}",
     )
-    fs = np.array(record["fs"]).reshape(params.n_origins, len(lags), -1)  # (origins, lags, sys)
-    per_system = fs.mean(axis=0)  # (lags, systems)
-    curve = per_system.mean(axis=1)
-    n_sys = per_system.shape[1]
-    sem = per_system.std(axis=1, ddof=1) / np.sqrt(n_sys) if n_sys > 1 else np.zeros_like(curve)
-    result = {
-        "temperature": params.temperature,
-        "q": params.q,
-        "times": lags.tolist(),
-        "fs": curve.tolist(),
-        "fs_sem": sem.tolist(),
-        "n_systems": int(n_sys),
-        "n_origins": params.n_origins,
-        "tau_alpha_table": params.tau_alpha_estimate,
-        "parameters": asdict(params),
-    }
-    try:
-        tau = observables.tau_alpha_from_fs(lags, curve)
-        spread = []
-        for b in range(n_sys):
-            try:
-                spread.append(observables.tau_alpha_from_fs(lags, per_system[:, b]))
-            except ValueError:
-                continue
-        result.update(
-            tau_alpha_measured=tau,
-            tau_alpha_sem=float(np.std(spread, ddof=1) / np.sqrt(len(spread)))
-            if len(spread) > 1
-            else None,
-            ratio_to_table=tau / params.tau_alpha_estimate,
-        )
-    except ValueError as exc:
-        result.update(tau_alpha_measured=None, error=str(exc))
-    return result
-
-
-def _batch_digest(batch: ConfigurationBatch) -> str:
-    return hashlib.sha256(batch.positions.tobytes() + batch.timestep.tobytes()).hexdigest()[:16]
+    return tau_alpha_result(params, lags, record["fs"])
 
 
 # ---------------------------------------------------------------------------- quench
@@ -686,12 +475,10 @@ def isoconfigurational(
 
 
 __all__ = [
-    "Action",
     "EquilibrationError",
     "EquilibrationParameters",
     "EquilibrationResult",
     "IsoParameters",
-    "Segment",
     "TauAlphaParameters",
     "derive_seed",
     "equilibrate",
@@ -699,5 +486,4 @@ __all__ = [
     "measure_tau_alpha",
     "quench",
     "replica_batch",
-    "run_segments",
 ]
