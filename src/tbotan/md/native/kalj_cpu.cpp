@@ -469,6 +469,45 @@ inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, doub
 }
 #endif
 
+// Candidates k in [0, count) of one row, at (xs, ys, zs)[k] seen from (px, py, pz) (the row's
+// position minus the candidates' periodic shift; with ``wrap``, minimum image in the box L
+// instead), B particles where ts[k] != 0, neighbour index j_of(k): those inside their list
+// radius lim[type] are appended, in k order, A neighbours to ``to_a`` and B neighbours to
+// ``to_b`` (counts na, nb; entries past K are counted but not stored: both arrays have a spare
+// slot at K).  The distances go to ``kept`` flags first, in a loop the compiler vectorises, and
+// the appends are branch-free (whether a candidate is kept is not predictable).
+template <bool wrap, typename T, typename TypeT, typename JOf>
+inline void append_candidates(int64_t count, const T* xs, const T* ys, const T* zs,
+                              const TypeT* ts, T px, T py, T pz, const T* L, const T* lim,
+                              JOf j_of, uint8_t* kept, int64_t* to_a, int64_t* to_b, int64_t K,
+                              int64_t& na, int64_t& nb) {
+  const T Lx = L[0], Ly = L[1], Lz = L[2];
+  const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
+  const T limA = lim[0], limB = lim[1];
+#pragma omp simd
+  for (int64_t k = 0; k < count; ++k) {
+    T dx = px - xs[k], dy = py - ys[k], dz = pz - zs[k];
+    if constexpr (wrap) {
+      dx -= Lx * std::nearbyint(dx * iLx);
+      dy -= Ly * std::nearbyint(dy * iLy);
+      dz -= Lz * std::nearbyint(dz * iLz);
+    }
+    const T r2 = dx * dx + dy * dy + dz * dz;
+    kept[k] = r2 < (ts[k] != TypeT(0) ? limB : limA);
+  }
+  int64_t n_a = na, n_b = nb;  // locals: stores through to_a/to_b would force reloads
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t j = j_of(k);
+    const int64_t is_b = ts[k] != TypeT(0), keep = kept[k];
+    to_a[std::min(n_a, K)] = j;
+    to_b[std::min(n_b, K)] = j;
+    n_a += keep & (1 - is_b);
+    n_b += keep & is_b;
+  }
+  na = n_a;
+  nb = n_b;
+}
+
 template <typename T>
 void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types, const T* box,
                        const double* list_sq, double r_max, int64_t N, int64_t K, int64_t offset,
@@ -546,7 +585,8 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   // the forward half stencil of every cell, computed once per build: cell index and the
   // periodic shift of its positions, in the order (a, e, g) the candidate loops visit them
   // (own cell first), so rows list their neighbours in the same order as a per-particle walk
-  const int64_t n_stencil = use_cells ? ((2 * reach + 1) * (2 * reach + 1) * (2 * reach + 1) + 1) / 2 : 0;
+  const int64_t side = 2 * reach + 1;
+  const int64_t n_stencil = use_cells ? (side * side * side + 1) / 2 : 0;
   std::vector<int64_t> stencil_cell(n_cells * n_stencil);
   std::vector<T> stencil_shift(3 * n_cells * n_stencil);
   if (use_cells) {
@@ -578,15 +618,15 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
     }
   }
   // the same stencil as runs of consecutive members with one shift (cells next to each other
-  // along z are next to each other in member order): what the vectorised candidate loop walks
+  // along z are next to each other in member order): what the candidate loops walk
 #if defined(__AVX512F__)
   const bool simd = simd_loops_for<T>() && use_cells;
 #else
   const bool simd = false;  // the AVX2 builds keep the portable candidate loops
 #endif
-  std::vector<int64_t> run_first(simd ? n_cells + 1 : 0, 0), run_lo, run_hi;
+  std::vector<int64_t> run_first(use_cells ? n_cells + 1 : 0, 0), run_lo, run_hi;
   std::vector<T> run_shift;
-  if (simd) {
+  if (use_cells) {
     for (int64_t own = 0; own < n_cells; ++own) {
       run_first[own] = static_cast<int64_t>(run_lo.size());
       for (int64_t k = own * n_stencil + 1; k < (own + 1) * n_stencil; ++k) {
@@ -608,60 +648,29 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   }
   at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
     // B neighbours until the row is assembled; kSimdSlack spare slots for vector stores
-    std::vector<int64_t> a_side(simd || !use_cells ? K + kSimdSlack : 0), b_side(K + kSimdSlack);
-    std::vector<uint8_t> flags(use_cells ? 0 : half_n);
+    std::vector<int64_t> a_side(K + kSimdSlack), b_side(K + kSimdSlack);
+    std::vector<uint8_t> flags(simd ? 0 : N);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N;
       const int64_t local = row - b * N;
-      const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
       const T xi = x[row], yi = y[row], zi = z[row];
       const int64_t ti2 = 2 * types[row];
       const T lim[2] = {T(list_sq[ti2]), T(list_sq[ti2 + 1])};
       int64_t* out = nbr + row * K;
       int64_t na = 0, nb = 0;
       const int64_t own = cell_of[row] - b * n_cells;
-      // own_rule: 0 = every candidate is owned (forward stencil cell), 1 = own cell (j > i)
-      auto take = [&](int64_t m, T dx, T dy, T dz, int own_rule) {
-        const T r2 = dx * dx + dy * dy + dz * dz;
-        const int64_t tj = st[m];
-        if (!(r2 < lim[tj])) return;
-        const int64_t j = members[m];
-        if (own_rule == 1 && j <= row) return;
-        if (tj == 0) {
-          if (na < K) out[na] = j;
-          ++na;
-        } else {
-          if (nb < K) b_side[nb] = j;
-          ++nb;
-        }
-      };
       if (!use_cells) {
         // all pairs, minimum image, over the owned candidates only (the index rule: j < i
         // with i - j even, then j > i with j - i odd; both runs of one parity, in increasing
         // j as a walk over all j would list them): first the kept flags of a run, in a loop
         // the compiler vectorises, then branch-free appends
-        const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
         auto scan = [&](int par, int64_t k0, int64_t k1) {
-          const T* px = by_parity.data() + par * 4 * half_n;
-          const T *py = px + half_n, *pz = py + half_n, *pt = pz + half_n;
-          uint8_t* kept = flags.data();
-#pragma omp simd
-          for (int64_t k = k0; k < k1; ++k) {
-            T dx = xi - px[k], dy = yi - py[k], dz = zi - pz[k];
-            dx -= Lx * std::nearbyint(dx * iLx);
-            dy -= Ly * std::nearbyint(dy * iLy);
-            dz -= Lz * std::nearbyint(dz * iLz);
-            const T r2 = dx * dx + dy * dy + dz * dz;
-            kept[k - k0] = r2 < (pt[k] != T(0) ? lim[1] : lim[0]);
-          }
-          for (int64_t k = k0; k < k1; ++k) {
-            const int64_t j = b * N + 2 * k + par;
-            const int64_t is_b = pt[k] != T(0), keep = kept[k - k0];
-            a_side[std::min(na, K)] = j;
-            b_side[std::min(nb, K)] = j;
-            na += keep & (1 - is_b);
-            nb += keep & is_b;
-          }
+          const T* px = by_parity.data() + par * 4 * half_n + k0;
+          const int64_t first_j = b * N + par + 2 * k0;
+          append_candidates<true>(
+              k1 - k0, px, px + half_n, px + 2 * half_n, px + 3 * half_n, xi, yi, zi,
+              box + 3 * b, lim, [=](int64_t k) { return first_j + 2 * k; }, flags.data(),
+              a_side.data(), b_side.data(), K, na, nb);
         };
         const int par = static_cast<int>(local & 1);
         scan(par, 0, local >> 1);
@@ -685,17 +694,19 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
       }
 #endif
       if (use_cells && !simd) {
-        // own cell first (pairs j > i), then the forward stencil cells (every pair owned)
-        const int64_t* sc = stencil_cell.data() + own * n_stencil;
-        const T* ss = stencil_shift.data() + 3 * own * n_stencil;
-        for (int64_t m = start[sc[0]]; m < start[sc[0] + 1]; ++m)
-          take(m, xi - sx[m], yi - sy[m], zi - sz[m], 1);
-        for (int64_t k = 1; k < n_stencil; ++k) {
-          const int64_t cell = sc[k];
-          const T px = xi - ss[3 * k], py = yi - ss[3 * k + 1], pz = zi - ss[3 * k + 2];
-          for (int64_t m = start[cell]; m < start[cell + 1]; ++m)
-            take(m, px - sx[m], py - sy[m], pz - sz[m], 0);
-        }
+        // own cell first (the members after this row: j > i), then the stencil's runs
+        auto run = [&](int64_t lo, int64_t hi, T px, T py, T pz) {
+          const int64_t* in_run = members.data() + lo;
+          append_candidates<false>(
+              hi - lo, sx.data() + lo, sy.data() + lo, sz.data() + lo, st.data() + lo, px, py,
+              pz, box + 3 * b, lim, [=](int64_t k) { return in_run[k]; }, flags.data(),
+              a_side.data(), b_side.data(), K, na, nb);
+        };
+        run(slot[row] + 1, start[own + 1], xi, yi, zi);
+        for (int64_t r = run_first[own]; r < run_first[own + 1]; ++r)
+          run(run_lo[r], run_hi[r], xi - run_shift[3 * r], yi - run_shift[3 * r + 1],
+              zi - run_shift[3 * r + 2]);
+        std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
       }
       const int64_t n = na + nb;
       int64_t* cr = cnt + 2 * row;
