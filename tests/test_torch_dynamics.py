@@ -9,7 +9,11 @@ import torch
 from tbotan.md import Integrator, SimulationError
 from tbotan.md import torch_integrators as integ
 from tbotan.md.torch_engine import TorchEngine
-from tbotan.physics.configurations import ConfigurationBatch, maxwell_boltzmann_velocities
+from tbotan.physics.configurations import (
+    ConfigurationBatch,
+    maxwell_boltzmann_velocities,
+    random_configuration,
+)
 
 
 def with_fresh_velocities(conf: ConfigurationBatch, kT: float, seed: int) -> ConfigurationBatch:
@@ -118,6 +122,36 @@ def test_system_alone_and_inside_a_batch_follow_the_same_trajectory(cpu_engine, 
         rtol=0,
         atol=1e-10,
     )
+
+
+@pytest.mark.parametrize("n", [400, 1000])  # the demo's and the reduced study's N
+def test_system_alone_and_inside_a_batch_of_48_are_bit_identical(cpu_engine, n):
+    """The batch paths of the small systems (all-pairs half lists at N = 400, the cell runs at
+    N = 1000; per-system rebuilds and force tasks): a system's trajectory inside a batch of 48
+    on two threads is its trajectory alone on one thread, bit for bit, through several
+    neighbour-list rebuilds."""
+    start = random_configuration(n, seed=5)
+    batch = with_fresh_velocities(start.repeat(48), 1.2, seed=8)
+    k = 17
+    streams = np.arange(48) + 100
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        sim_b = cpu_engine.simulation(
+            batch, Integrator(dt=0.004, kT=1.2, tau=0.5, seed=3, streams=streams)
+        )
+        sim_b.run(60)
+        torch.set_num_threads(1)
+        sim_a = cpu_engine.simulation(
+            batch.select(k), Integrator(dt=0.004, kT=1.2, tau=0.5, seed=3, streams=streams[[k]])
+        )
+        sim_a.run(60)
+    finally:
+        torch.set_num_threads(threads)
+    in_batch, alone = sim_b.state(), sim_a.state()
+    assert not np.array_equal(in_batch.positions[k], in_batch.positions[k + 1])  # distinct
+    np.testing.assert_array_equal(in_batch.unwrapped_positions()[k], alone.unwrapped_positions()[0])
+    np.testing.assert_array_equal(in_batch.velocities[k], alone.velocities[0])
 
 
 def test_split_runs_reproduce_an_uninterrupted_sequence(cpu_engine, liquid_256):

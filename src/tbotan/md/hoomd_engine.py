@@ -34,21 +34,8 @@ import hashlib
 import numpy as np
 
 from tbotan.errors import ConfigError, EnvironmentProblem
-from tbotan.md import (
-    MAX_POTENTIAL_ENERGY,
-    MAX_TEMPERATURE,
-    MIN_DISTANCE,
-    BatchEvaluation,
-    Engine,
-    FireParameters,
-    Integrator,
-    MinimizeResult,
-    Simulation,
-    SimulationError,
-    Thermo,
-    check_system_state,
-    kinetic_temperature,
-)
+from tbotan.md import BatchEvaluation, FireParameters, Integrator, MinimizeResult, SimulationError
+from tbotan.md.engine_common import SerialEngine, SerialSimulation, require_velocities
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
 
@@ -73,16 +60,16 @@ def hoomd_seed(seed: int, stream: int) -> int:
     return int.from_bytes(digest, "little")
 
 
-class HoomdEngine(Engine):
+class HoomdEngine(SerialEngine):
     """KALJ on HOOMD-blue (see the module documentation).
 
     Args:
         device: ``'auto'`` (a GPU when the build supports one and it is present), ``'cpu'`` or
             ``'cuda'``.
         skin: neighbour-list buffer (σ_AA), the same meaning as the torch engine's skin.
-        max_potential_energy, max_temperature, min_distance: blow-up thresholds, as in the
-            torch engine; they are checked with the float64 evaluator after every ``run``
-            call, per system (there is no ``check_interval``).
+        limits: ``max_potential_energy``, ``max_temperature``, ``min_distance``: blow-up
+            thresholds, as in the torch engine (:class:`~tbotan.md.engine_common.SerialEngine`;
+            there is no ``check_interval``).
         notice_level: verbosity of HOOMD-blue's notices (``hoomd.device`` ``notice_level``).
     """
 
@@ -92,21 +79,14 @@ class HoomdEngine(Engine):
         self,
         device: str = "auto",
         skin: float = 0.3,
-        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
-        max_temperature: float = MAX_TEMPERATURE,
-        min_distance: float = MIN_DISTANCE,
         notice_level: int = 1,
+        **limits: float,
     ) -> None:
         self.hoomd = _import_hoomd()
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-        if not skin > 0:
-            raise ConfigError(f"skin must be positive, got {skin}")
+        super().__init__(skin, **limits)
         self.requested_device = device
-        self.skin = float(skin)
-        self.max_potential_energy = float(max_potential_energy)
-        self.max_temperature = float(max_temperature)
-        self.min_distance = float(min_distance)
         self.notice_level = int(notice_level)
         self.device = self._make_device(device)
 
@@ -183,7 +163,6 @@ class HoomdEngine(Engine):
 
     def _check_system(self, conf: ConfigurationBatch, b: int, step: int) -> None:
         """Blow-up checks of system b with the project's evaluator."""
-        velocities = None if conf.velocities is None else conf.velocities[b]
         result = None
 
         def evaluated():
@@ -192,16 +171,12 @@ class HoomdEngine(Engine):
                 result = kalj.evaluate(conf.positions[b], conf.types[b], conf.box[b])
             return result
 
-        check_system_state(
+        self.check_one_system(
+            conf,
             b,
             step,
-            conf.positions[b],
-            velocities,
             lambda: evaluated().min_distance_over_sigma,
             lambda: evaluated().total_potential_energy / conf.n_particles,
-            min_distance=self.min_distance,
-            max_potential_energy=self.max_potential_energy,
-            max_temperature=self.max_temperature,
         )
 
     # ------------------------------------------------------------------ public API
@@ -273,15 +248,14 @@ class HoomdEngine(Engine):
                     )
                 sim.run(min(block, fire.max_steps - (sim.timestep - watcher.started)))
             self._read_snapshot(sim, conf, b)
-            result = kalj.evaluate(conf.positions[b], conf.types[b], conf.box[b])
-            mean_force[b] = np.linalg.norm(result.forces, axis=1).mean()
-            if not mean_force[b] < fire.force_tolerance:
-                raise SimulationError(
-                    f"system {b}: HOOMD-blue's FIRE stopped at mean |F| = {mean_force[b]:.3g}, "
-                    f"not below {fire.force_tolerance:g} (checked with the float64 evaluator)"
-                )
+            mean_force[b], energy[b] = self.checked_minimum(
+                conf,
+                b,
+                fire,
+                "system {b}: HOOMD-blue's FIRE stopped at mean |F| = {mean_force:.3g}, "
+                f"not below {fire.force_tolerance:g} (checked with the float64 evaluator)",
+            )
             steps[b] = watcher.converged_after
-            energy[b] = result.total_potential_energy / conf.n_particles
         return MinimizeResult(
             configurations=ConfigurationBatch(
                 positions=conf.positions,
@@ -324,15 +298,11 @@ def _single_precision(hoomd) -> bool:
     return bool(getattr(hoomd.version, "floating_point_precision", (64,))[0] == 32)
 
 
-class HoomdSimulation(Simulation):
+class HoomdSimulation(SerialSimulation):
     """A batch integrated by HOOMD-blue one system after another on one ``hoomd.Simulation``."""
 
     def __init__(self, engine: HoomdEngine, conf: ConfigurationBatch, integrator: Integrator):
-        if conf.velocities is None:
-            raise ValueError(
-                "the configurations carry no velocities: draw them first "
-                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
-            )
+        require_velocities(conf)
         hoomd = engine.hoomd
         self.engine = engine
         self.integrator = integrator
@@ -356,10 +326,6 @@ class HoomdSimulation(Simulation):
             dt=float(integrator.dt), methods=[method], forces=[lj]
         )
 
-    @property
-    def timestep(self) -> np.ndarray:
-        return self._conf.timestep.copy()
-
     def run(self, n_steps: int) -> None:
         if n_steps < 0:
             raise ValueError(f"n_steps must be ≥ 0, got {n_steps}")
@@ -382,17 +348,5 @@ class HoomdSimulation(Simulation):
             self._conf.timestep[b] += n_steps
             engine._check_system(self._conf, b, int(self._conf.timestep[b]))
 
-    def state(self) -> ConfigurationBatch:
-        return self._conf.copy()
-
-    def thermo(self) -> Thermo:
-        conf = self._conf
-        evaluation = self.engine.evaluate(conf)
-        n = conf.n_particles
-        kinetic = 0.5 * (conf.velocities**2).sum(axis=(1, 2))
-        return Thermo(
-            potential_energy_per_particle=evaluation.potential_energy_per_particle,
-            kinetic_energy_per_particle=kinetic / n,
-            temperature=kinetic_temperature(2.0 * kinetic, n),
-            pressure=(2.0 * kinetic + evaluation.virial) / (3.0 * conf.volume),
-        )
+    def _evaluate(self):
+        return self.engine.evaluate(self._conf)

