@@ -176,3 +176,18 @@ def test_an_ensemble_of_different_variants_is_refused(three_seeds, tmp_path, cap
     assert cli.main(argv) == 2
     assert "cannot form one ensemble" in capsys.readouterr().err
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_the_demo_trains_a_seed_ensemble_of_the_main_model():
+    from pathlib import Path
+
+    from tbotan import config as cfg
+    from tbotan.names import ModelId
+
+    root = Path(__file__).resolve().parents[1]
+    demo = cfg.load([root / "config.yaml", root / "config" / "demo.yaml"], check_engine=False)
+    main = [ModelId.parse(m) for m in cfg.model_ids(demo)["main"]]
+    assert {(m.variant, m.lambda_global) for m in main} == {
+        (demo["model"]["variant"], demo["training"]["lambda_global"])
+    }
+    assert len({m.seed for m in main}) >= 3
