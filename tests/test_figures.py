@@ -37,8 +37,9 @@ def test_every_figure_draws_and_writes_a_non_empty_file(run, name, tmp_path):
 
 
 def test_figure_names_follow_the_paper():
+    """The paper's Figs. 2–15 in its order, then ours (16: P(T_pred/T_MD) per seed)."""
     numbers = [int(name[3:5]) for name in figures.FIGURES]
-    assert numbers == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert numbers == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,15 @@ def test_figure_names_follow_the_paper():
 def test_figures_without_their_models_are_skipped_with_the_reason(main_only_run, name, reason):
     with pytest.raises(figures.FigureSkipped, match=reason):
         figures.FIGURES[name](main_only_run)
+
+
+def test_the_per_seed_figure_needs_two_seeds_and_draws_a_panel_per_seed(main_only_run, tmp_path):
+    fig = figures.fig16_t_pred_distribution_per_seed(main_only_run)
+    assert [ax.get_title() for ax in fig.axes] == ["seed 0", "seed 1"]
+    one_seed = make_synthetic_run(tmp_path, n_test=2, models=MODELS[:1], validation_losses=False)
+    run = runs.analyse_run(one_seed, runs.load_run_config(one_seed / "config.yaml"))
+    with pytest.raises(figures.FigureSkipped, match="two seeds"):
+        figures.fig16_t_pred_distribution_per_seed(run)
 
 
 def test_loss_figure_without_validation_losses_still_draws(main_only_run, tmp_path):

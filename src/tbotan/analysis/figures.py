@@ -63,6 +63,9 @@ from tbotan.analysis.plot import (
     BASELINE_MARKER,
     BASELINE_T_TEXT,
     DOUBLE_COLUMN,
+    ENSEMBLE_COLOR,
+    ENSEMBLE_MARKER,
+    ENSEMBLE_TEXT,
     MAP_CMAP,
     MAP_PERCENTILES,
     Q_LABEL,
@@ -599,6 +602,39 @@ def fig10_t_pred_distribution(run: RunAnalysis) -> Figure:
     return fig
 
 
+@_styled
+def fig16_t_pred_distribution_per_seed(run: RunAnalysis) -> Figure:
+    """P(T_pred/T_MD) per T as Fig. 10, one panel per seed of the main model (ours: how much a
+    single training's temperature readout moves from seed to seed); skipped for one seed."""
+    group = _require_main(run)
+    seeds = run.seeds(group)
+    if len(seeds) < 2:
+        raise FigureSkipped("needs predictions of at least two seeds of the main model")
+    fig = Figure(figsize=(SINGLE_COLUMN * 0.62 * len(seeds), SINGLE_COLUMN * 0.75))
+    axes = fig.subplots(1, len(seeds), sharey=True, squeeze=False)[0]
+    colors = _t_colors(run)
+    for ax, model in zip(axes, seeds, strict=True):
+        for t in run.temperatures:
+            dist = run.t_pred_distribution(group, t.label, model.seed)
+            if dist is None:
+                continue
+            ax.stairs(
+                dist["density"],
+                dist["edges"],
+                color=colors[t.label],
+                lw=1.1,
+                ls="-" if t.trained else "--",
+                label=f"$T = {t.label}$" + ("" if t.trained else " (untrained)"),
+            )
+        ax.axvline(1.0, color="0.4", ls=":", lw=0.8)
+        ax.set_title(f"seed {model.seed}", fontsize=7)
+        ax.set_xlabel(r"$T_{\mathrm{pred}}/T_{\mathrm{MD}}$")
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel(r"$P(T_{\mathrm{pred}}/T_{\mathrm{MD}})$")
+    axes[0].legend(loc="upper left", fontsize=5)
+    return fig
+
+
 # ============================================================================ embeddings
 
 
@@ -677,9 +713,11 @@ def _baseline_pearson_series(run: RunAnalysis, ax) -> bool:
 
 @_styled
 def fig07_pearson(run: RunAnalysis) -> Figure:
-    """Fig. 7: Pearson ρ of node (C_B, A particles) and edge outputs vs T; filled trained,
-    open untrained; error bars the standard deviation over configurations.  Dashed: the
-    ridge baseline on local structure (:mod:`tbotan.learning.baselines`), same split, same ρ."""
+    """Fig. 7: Pearson ρ of node (C_B, A particles) and edge outputs vs T, means over seeds;
+    filled trained, open untrained; error bars the standard deviation over configurations.
+    With several seeds also the node ρ of the seed ensemble (their mean prediction, diamonds).
+    Dashed: the ridge baseline on local structure (:mod:`tbotan.learning.baselines`), same
+    split, same ρ."""
     group = _require_main(run)
     fig = Figure(figsize=(SINGLE_COLUMN, SINGLE_COLUMN * 0.75))
     ax = fig.add_subplot()
@@ -700,6 +738,36 @@ def fig07_pearson(run: RunAnalysis) -> Figure:
     handles = [
         Line2D([], [], ls="", marker=m, color=c, ms=5, label=text) for _, c, m, text in kinds
     ]
+    if len(run.seeds(group)) > 1:
+        # the seed ensemble: ρ of the seeds' mean prediction (docs/physics.md §8.5)
+        xs, ys = [], []
+        for t in run.temperatures:
+            e = run.ensemble(group, t.label)
+            if e is None:
+                continue
+            point(
+                ax,
+                t.T,
+                e.pearson_node.mean(),
+                e.pearson_node.std(),
+                ENSEMBLE_COLOR,
+                ENSEMBLE_MARKER,
+                t.trained,
+            )
+            xs.append(t.T)
+            ys.append(e.pearson_node.mean())
+        ax.plot(xs, ys, "-", color=ENSEMBLE_COLOR, lw=0.6, alpha=0.6, zorder=0)
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker=ENSEMBLE_MARKER,
+                color=ENSEMBLE_COLOR,
+                ms=4,
+                label=ENSEMBLE_TEXT,
+            )
+        )
     if _baseline_pearson_series(run, ax):
         handles.append(
             Line2D(
@@ -852,6 +920,7 @@ FIGURES: dict[str, Callable[[RunAnalysis], Figure]] = {
     "fig13_cb_maps_ablation": fig13_cb_maps_ablation,
     "fig14_sb_ablation": fig14_sb_ablation,
     "fig15_t_pred_ablation": fig15_t_pred_ablation,
+    "fig16_t_pred_distribution_per_seed": fig16_t_pred_distribution_per_seed,
 }
 
 
