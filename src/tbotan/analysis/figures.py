@@ -611,7 +611,7 @@ def fig16_t_pred_distribution_per_seed(run: RunAnalysis) -> Figure:
     if len(seeds) < 2:
         raise FigureSkipped("needs predictions of at least two seeds of the main model")
     fig = Figure(figsize=(SINGLE_COLUMN * 0.62 * len(seeds), SINGLE_COLUMN * 0.75))
-    axes = fig.subplots(1, len(seeds), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(seeds), sharex=True, sharey=True, squeeze=False)[0]
     colors = _t_colors(run)
     for ax, model in zip(axes, seeds, strict=True):
         for t in run.temperatures:
