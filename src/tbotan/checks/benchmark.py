@@ -845,7 +845,7 @@ def benchmark_train_batches(
             )
             progress(f"batch size {b}: untimed first epoch ...")
             trainers[b].train_epoch()
-            trainers[b].epoch += 1
+            trainers[b].progress.epoch += 1
         times = {b: [] for b in batch_sizes}
         for r in range(rounds):
             for b in batch_sizes:
@@ -853,7 +853,7 @@ def benchmark_train_batches(
                 trainers[b].train_epoch()
                 _sync(dev)
                 times[b].append(time.perf_counter() - start)
-                trainers[b].epoch += 1
+                trainers[b].progress.epoch += 1
                 progress(f"round {r + 1}, batch size {b}: epoch {times[b][-1]:.2f} s")
         workload = _workload(trainers[batch_sizes[0]])
         n_particles = source.n_particles
