@@ -198,16 +198,16 @@ def stage_neighbor_lists(check: Check) -> dict:
 
 def stage_nve(check: Check) -> dict:
     """Energy conservation of a short NVE run (float64, compiled kernels)."""
-    from tbotan.md import Integrator
+    from tbotan.md import DynamicsParameters
     from tbotan.md.torch_engine import TorchEngine
     from tbotan.physics.configurations import maxwell_boltzmann_velocities
 
     n = 1000
     engine = TorchEngine(device=check.device, kernels="compiled")
     conf = liquid(n).with_velocities(maxwell_boltzmann_velocities(n, 1.0, 1, 0)[None])
-    melt = engine.simulation(conf, Integrator(dt=0.002, kT=1.0, tau=0.1, seed=1))
+    melt = engine.simulation(conf, DynamicsParameters(dt=0.002, kT=1.0, tau=0.1, seed=1))
     melt.run(300)
-    sim = engine.simulation(melt.state(), Integrator(dt=0.005))
+    sim = engine.simulation(melt.state(), DynamicsParameters(dt=0.005))
     energies = []
     steps = 1000 if not check.dry_run else 400
     for _ in range(steps // 100):
@@ -274,7 +274,7 @@ def _timed_run(engine, conf, steps, integrator):
 
 def stage_cuda_graphs(check: Check) -> dict:
     """CUDA graphs on vs off: the same trajectory (to rounding), and the time per step."""
-    from tbotan.md import Integrator
+    from tbotan.md import DynamicsParameters
     from tbotan.md.torch_engine import TorchEngine
     from tbotan.physics.configurations import maxwell_boltzmann_velocities
 
@@ -283,7 +283,7 @@ def stage_cuda_graphs(check: Check) -> dict:
     conf = conf.repeat(b).with_velocities(
         np.stack([maxwell_boltzmann_velocities(n, 0.44, 1, k) for k in range(b)])
     )
-    integrator = Integrator(dt=0.005, kT=0.44, tau=0.5, seed=3)
+    integrator = DynamicsParameters(dt=0.005, kT=0.44, tau=0.5, seed=3)
     out = {"n": n, "batch": b, "steps": steps}
     finals = {}
     for graphs in (False, True):
@@ -304,7 +304,7 @@ def stage_recompiles(check: Check) -> dict:
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    from tbotan.md import Integrator
+    from tbotan.md import DynamicsParameters
     from tbotan.md.torch_engine import TorchEngine
     from tbotan.physics.configurations import maxwell_boltzmann_velocities
 
@@ -324,7 +324,7 @@ def stage_recompiles(check: Check) -> dict:
             ("b1_again", base.select(2).repeat(1)),
             ("b4", base),
         ):
-            engine.simulation(conf, Integrator(dt=0.005, kT=0.8, tau=0.5)).run(5)
+            engine.simulation(conf, DynamicsParameters(dt=0.005, kT=0.8, tau=0.5)).run(5)
             graphs[label] = int(counters["stats"]["unique_graphs"])
     if graphs["b1_again"] != graphs["b1"]:
         raise AssertionError(f"a batch of one from another source recompiled: {graphs}")
@@ -336,7 +336,7 @@ def stage_profile(check: Check) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from tbotan.md import Integrator
+    from tbotan.md import DynamicsParameters
     from tbotan.md.torch_engine import TorchEngine
     from tbotan.physics.configurations import maxwell_boltzmann_velocities
 
@@ -348,7 +348,7 @@ def stage_profile(check: Check) -> dict:
     out = {"n": n, "batch": b, "steps": steps}
     for graphs in (False, True):
         engine = TorchEngine(device=check.device, kernels="compiled", cuda_graphs=graphs)
-        sim = engine.simulation(conf, Integrator(dt=0.005, kT=0.44, tau=0.5, seed=1))
+        sim = engine.simulation(conf, DynamicsParameters(dt=0.005, kT=0.44, tau=0.5, seed=1))
         sim.run(20)
         activities = [ProfilerActivity.CPU]
         if torch.cuda.is_available() and check.device.startswith("cuda"):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from tbotan.checks.benchmark import prepare_liquid
-from tbotan.md import Integrator, make_engine
+from tbotan.md import DynamicsParameters, make_engine
 from tbotan.physics.configurations import maxwell_boltzmann_velocities
 
 
@@ -27,7 +27,7 @@ def profile(n: int, batch: int, steps: int, kernels: str = "native", **engine_op
     conf = liquid.repeat(batch).with_velocities(
         np.stack([maxwell_boltzmann_velocities(n, 0.8, 1, b) for b in range(batch)])
     )
-    sim = engine.simulation(conf, Integrator(dt=0.005, kT=0.8, tau=0.5))
+    sim = engine.simulation(conf, DynamicsParameters(dt=0.005, kT=0.8, tau=0.5))
     sim.run(50)
     kern = engine.kernels
     # kernel method -> timer key; partial rebuilds of half lists go through rebuild_in_place,

@@ -159,15 +159,15 @@ def liquid_256(cpu_engine) -> ConfigurationBatch:
 
     Session-scoped: built once, reused by the dynamics tests.
     """
-    from tbotan.md import Integrator
+    from tbotan.md import DynamicsParameters
     from tbotan.physics.configurations import maxwell_boltzmann_velocities, random_configuration
 
     conf = random_configuration(256, seed=11)
     conf = conf.with_velocities(maxwell_boltzmann_velocities(256, 2.0, seed=11, stream=0)[None])
-    sim = cpu_engine.simulation(conf, Integrator(dt=0.003, kT=2.0, tau=0.1, seed=3))
+    sim = cpu_engine.simulation(conf, DynamicsParameters(dt=0.003, kT=2.0, tau=0.1, seed=3))
     sim.run(1000)
     state = sim.state()
-    sim = cpu_engine.simulation(state, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=4))
+    sim = cpu_engine.simulation(state, DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=4))
     sim.run(1000)
     return sim.state()
 

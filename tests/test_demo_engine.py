@@ -15,7 +15,7 @@ import pytest
 
 from tbotan import config as cfg
 from tbotan.labels.replicas import configuration_labels
-from tbotan.md import Integrator, lammps_available
+from tbotan.md import DynamicsParameters, lammps_available
 from tbotan.md.protocols import isoconfigurational
 from tbotan.physics.configurations import ConfigurationBatch
 from tbotan.pipeline import engine_options, iso_parameters, make_engine_from_config
@@ -49,7 +49,7 @@ def test_lammps_overlay_gives_the_labels_of_the_torch_engine(cpu_engine, liquid_
     """Two configurations, three replicas each, 100 NVE steps (before chaos separates the
     engines): the demo's engine and the demo with the LAMMPS overlay give the same replica
     positions within the engine contract's 1e-8 and the same labels."""
-    later = cpu_engine.simulation(liquid_256, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=2))
+    later = cpu_engine.simulation(liquid_256, DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=2))
     later.run(200)
     thermal = ConfigurationBatch.concatenate([liquid_256, later.state()])
     labels, finals = {}, {}

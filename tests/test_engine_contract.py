@@ -13,7 +13,7 @@ import pytest
 
 from conftest import BOTAN_REFERENCE, dense_random_configuration
 from tbotan.md import (
-    Integrator,
+    DynamicsParameters,
     SimulationError,
     hoomd_available,
     lammps_available,
@@ -111,7 +111,7 @@ def test_systems_of_one_batch_keep_their_own_boxes(engine):
 
 
 def test_nve_energy_drift_is_bounded(engine, liquid_256):
-    sim = engine.simulation(liquid_256, Integrator(dt=0.005))
+    sim = engine.simulation(liquid_256, DynamicsParameters(dt=0.005))
     energies = [sim.thermo().total_energy_per_particle[0]]
     # sampled every 20 steps: E fluctuates by ~2.5e-4 (velocity Verlet at dt = 0.005, N = 256),
     # so quarter means of only 6 samples (every 200 steps) scatter by ~1.4e-4 on their own
@@ -127,7 +127,7 @@ def test_nve_energy_drift_is_bounded(engine, liquid_256):
 def test_bussi_thermostat_gives_canonical_kinetic_energy(engine, liquid_256):
     kT, n_sys, n = 0.8, 4, liquid_256.n_particles
     conf = with_velocities(liquid_256.repeat(n_sys), kT, seed=12)
-    sim = engine.simulation(conf, Integrator(dt=0.005, kT=kT, tau=0.05, seed=7))
+    sim = engine.simulation(conf, DynamicsParameters(dt=0.005, kT=kT, tau=0.05, seed=7))
     sim.run(100)
     kinetic = []
     for _ in range(300):
@@ -166,7 +166,7 @@ def test_engines_agree_on_inherent_structures(hoomd_engine, cpu_engine, botan_ba
 
 def test_seeded_replicas_agree_with_torch_before_chaos(external_engine, cpu_engine, botan_batch):
     replicas = with_velocities(botan_batch.select(0).repeat(2), 0.44, seed=99)
-    integrator = Integrator(dt=0.005)
+    integrator = DynamicsParameters(dt=0.005)
     runs = {}
     for name, engine in (("torch", cpu_engine), ("other", external_engine)):
         sim = engine.simulation(replicas, integrator)
@@ -180,7 +180,7 @@ def test_seeded_replicas_agree_with_torch_before_chaos(external_engine, cpu_engi
 
 def test_runs_resume_exactly(external_engine, liquid_256):
     conf = with_velocities(liquid_256.repeat(2), 0.8, seed=5)
-    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=3)
+    integrator = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=3)
     straight = external_engine.simulation(conf, integrator)
     straight.run(100)
     straight.run(100)
@@ -200,7 +200,7 @@ def test_blow_up_names_the_system(external_engine, liquid_256):
     )
     with pytest.raises(SimulationError, match="system 1 blew up"):
         external_engine.simulation(
-            ConfigurationBatch.concatenate([liquid_256, bad]), Integrator(0.005)
+            ConfigurationBatch.concatenate([liquid_256, bad]), DynamicsParameters(0.005)
         )
 
 

@@ -187,7 +187,7 @@ def test_killed_equilibrate_command_resumes_to_the_same_file(tmp_path, small_con
 def test_run_segments_checkpoints_on_a_signal_and_on_the_wall_clock_interval():
     """Any segment boundary can be a checkpoint: the protocol's own, the first one after
     checkpoint_interval_minutes, and the one after a stop signal, which then raises."""
-    from tbotan.md import Integrator
+    from tbotan.md import DynamicsParameters
     from tbotan.md.segments import Segment, run_segments
     from tbotan.resumable import Interrupted, set_checkpoint_interval
 
@@ -201,7 +201,9 @@ def test_run_segments_checkpoints_on_a_signal_and_on_the_wall_clock_interval():
         def save(self, index, state, record, collected=None):
             self.saved.append(index)
 
-    segments = [Segment("x", 0, Integrator(dt=0.005), checkpoint=(i == 4)) for i in range(6)]
+    segments = [
+        Segment("x", 0, DynamicsParameters(dt=0.005), checkpoint=(i == 4)) for i in range(6)
+    ]
     plain = Recorder()
     run_segments(None, "state", segments, lambda i, seg, st, r, c: (c, st), plain)
     assert plain.saved == [5]

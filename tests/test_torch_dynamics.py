@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tbotan.md import Integrator, SimulationError
+from tbotan.md import DynamicsParameters, SimulationError
 from tbotan.md import torch_integrators as integ
 from tbotan.md.torch_engine import TorchEngine
 from tbotan.physics.configurations import (
@@ -24,7 +24,7 @@ def with_fresh_velocities(conf: ConfigurationBatch, kT: float, seed: int) -> Con
 
 
 def nve_energies(engine, conf, dt, n_samples, steps_between):
-    sim = engine.simulation(conf, Integrator(dt=dt))
+    sim = engine.simulation(conf, DynamicsParameters(dt=dt))
     energies = [sim.thermo().total_energy_per_particle[0]]
     for _ in range(n_samples):
         sim.run(steps_between)
@@ -51,10 +51,10 @@ def test_energy_fluctuations_scale_as_dt_squared(cpu_engine, liquid_256):
 
 
 def test_velocity_verlet_is_time_reversible(cpu_engine, liquid_256):
-    sim = cpu_engine.simulation(liquid_256, Integrator(dt=0.005))
+    sim = cpu_engine.simulation(liquid_256, DynamicsParameters(dt=0.005))
     sim.run(600)
     mid = sim.state()
-    back = cpu_engine.simulation(mid.with_velocities(-mid.velocities), Integrator(dt=0.005))
+    back = cpu_engine.simulation(mid.with_velocities(-mid.velocities), DynamicsParameters(dt=0.005))
     back.run(600)
     end = back.state()
     np.testing.assert_allclose(
@@ -90,7 +90,7 @@ def test_bussi_update_alone_samples_the_gamma_distribution_of_kinetic_energy():
 def test_bussi_md_samples_canonical_kinetic_energy(cpu_engine, liquid_256):
     kT, n_sys = 0.8, 16
     conf = with_fresh_velocities(liquid_256.repeat(n_sys), kT, seed=8)
-    sim = cpu_engine.simulation(conf, Integrator(dt=0.005, kT=kT, tau=0.05, seed=5))
+    sim = cpu_engine.simulation(conf, DynamicsParameters(dt=0.005, kT=kT, tau=0.05, seed=5))
     sim.run(200)
     samples = []
     for _ in range(250):
@@ -110,8 +110,8 @@ def test_bussi_md_samples_canonical_kinetic_energy(cpu_engine, liquid_256):
 def test_system_alone_and_inside_a_batch_follow_the_same_trajectory(cpu_engine, liquid_256):
     others = with_fresh_velocities(liquid_256.repeat(3), 0.8, seed=2)
     batch = ConfigurationBatch.concatenate([others.select(0), liquid_256, others.select(1)])
-    integ_batch = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=9, streams=np.array([4, 7, 5]))
-    integ_alone = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=9, streams=np.array([7]))
+    integ_batch = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=9, streams=np.array([4, 7, 5]))
+    integ_alone = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=9, streams=np.array([7]))
     sim_b = cpu_engine.simulation(batch, integ_batch)
     sim_a = cpu_engine.simulation(liquid_256, integ_alone)
     sim_b.run(400)
@@ -138,12 +138,13 @@ def test_system_alone_and_inside_a_batch_of_48_are_bit_identical(cpu_engine, n):
     try:
         torch.set_num_threads(2)
         sim_b = cpu_engine.simulation(
-            batch, Integrator(dt=0.004, kT=1.2, tau=0.5, seed=3, streams=streams)
+            batch, DynamicsParameters(dt=0.004, kT=1.2, tau=0.5, seed=3, streams=streams)
         )
         sim_b.run(60)
         torch.set_num_threads(1)
         sim_a = cpu_engine.simulation(
-            batch.select(k), Integrator(dt=0.004, kT=1.2, tau=0.5, seed=3, streams=streams[[k]])
+            batch.select(k),
+            DynamicsParameters(dt=0.004, kT=1.2, tau=0.5, seed=3, streams=streams[[k]]),
         )
         sim_a.run(60)
     finally:
@@ -155,7 +156,7 @@ def test_system_alone_and_inside_a_batch_of_48_are_bit_identical(cpu_engine, n):
 
 
 def test_split_runs_reproduce_an_uninterrupted_sequence(cpu_engine, liquid_256):
-    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=1)
+    integrator = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=1)
     one = cpu_engine.simulation(liquid_256, integrator)
     one.run(150)
     one.run(150)
@@ -170,12 +171,12 @@ def test_split_runs_reproduce_an_uninterrupted_sequence(cpu_engine, liquid_256):
 def test_neighbor_list_never_misses_a_pair_during_a_long_run(liquid_256):
     engine = TorchEngine(device="cpu", verify_neighbors=True, check_interval=7, skin=0.2)
     conf = with_fresh_velocities(liquid_256.repeat(2), 1.5, seed=4)
-    sim = engine.simulation(conf, Integrator(dt=0.005, kT=1.5, tau=0.2, seed=2))
+    sim = engine.simulation(conf, DynamicsParameters(dt=0.005, kT=1.5, tau=0.2, seed=2))
     sim.run(1500)  # raises SimulationError if a pair inside r_c were ever missing
 
 
 def test_unwrapped_positions_follow_particles_across_the_boundary(cpu_engine, liquid_256):
-    sim = cpu_engine.simulation(liquid_256, Integrator(dt=0.005))
+    sim = cpu_engine.simulation(liquid_256, DynamicsParameters(dt=0.005))
     sim.run(400)
     state = sim.state()
     assert np.abs(state.images).max() >= 1  # some particles crossed the box
@@ -191,7 +192,7 @@ def test_overlapping_start_is_reported_with_system_and_particles(cpu_engine, liq
     )
     batch = ConfigurationBatch.concatenate([liquid_256, bad])
     with pytest.raises(SimulationError, match=r"system 1 .*overlap.*particles 5 and 9"):
-        cpu_engine.simulation(batch, Integrator(dt=0.005))
+        cpu_engine.simulation(batch, DynamicsParameters(dt=0.005))
 
 
 def test_blow_up_stops_with_system_step_and_reason(liquid_256):
@@ -199,29 +200,29 @@ def test_blow_up_stops_with_system_step_and_reason(liquid_256):
     hot = with_fresh_velocities(liquid_256, 0.8, seed=1)
     hot = hot.with_velocities(hot.velocities * 30.0)  # T ≈ 700
     batch = ConfigurationBatch.concatenate([liquid_256, hot])
-    sim = engine.simulation(batch, Integrator(dt=0.005))
+    sim = engine.simulation(batch, DynamicsParameters(dt=0.005))
     with pytest.raises(SimulationError, match=r"system 1 blew up at step \d+"):
         sim.run(200)
 
 
 def test_bad_integrator_and_configuration_input_fail_clearly(cpu_engine, liquid_256):
     with pytest.raises(ValueError, match="dt must be positive"):
-        Integrator(dt=0.0)
+        DynamicsParameters(dt=0.0)
     with pytest.raises(ValueError, match="kT must be positive"):
-        Integrator(dt=0.005, kT=-1.0)
+        DynamicsParameters(dt=0.005, kT=-1.0)
     with pytest.raises(ValueError, match="no velocities"):
-        cpu_engine.simulation(liquid_256.with_velocities(None), Integrator(dt=0.005))
+        cpu_engine.simulation(liquid_256.with_velocities(None), DynamicsParameters(dt=0.005))
     with pytest.raises(ValueError, match=r"kT has shape \(3,\)"):
-        cpu_engine.simulation(liquid_256, Integrator(dt=0.005, kT=np.ones(3)))
+        cpu_engine.simulation(liquid_256, DynamicsParameters(dt=0.005, kT=np.ones(3)))
     with pytest.raises(TypeError, match="ConfigurationBatch"):
-        cpu_engine.simulation(liquid_256.positions, Integrator(dt=0.005))
+        cpu_engine.simulation(liquid_256.positions, DynamicsParameters(dt=0.005))
 
 
 def test_simulation_never_modifies_its_input_configuration(cpu_engine, liquid_256):
     # a state returned by the engine holds strided views; feeding it back must copy
-    state = cpu_engine.simulation(liquid_256, Integrator(dt=0.005)).state()
+    state = cpu_engine.simulation(liquid_256, DynamicsParameters(dt=0.005)).state()
     before = state.copy()
-    sim = cpu_engine.simulation(state, Integrator(dt=0.005))
+    sim = cpu_engine.simulation(state, DynamicsParameters(dt=0.005))
     sim.run(50)
     np.testing.assert_array_equal(state.positions, before.positions)
     np.testing.assert_array_equal(state.velocities, before.velocities)
@@ -250,15 +251,19 @@ def test_a_thermostat_registered_in_one_place_drives_the_engine(
     from tbotan.md import torch_thermostats
 
     with pytest.raises(ValueError, match="no thermostat 'isokinetic'.*bussi"):
-        cpu_engine.simulation(liquid_256, Integrator(dt=0.005, kT=0.6, thermostat="isokinetic"))
+        cpu_engine.simulation(
+            liquid_256, DynamicsParameters(dt=0.005, kT=0.6, thermostat="isokinetic")
+        )
     monkeypatch.setitem(torch_thermostats.THERMOSTATS, "isokinetic", _IsokineticThermostat)
     assert "isokinetic" in cpu_engine.thermostats
-    sim = cpu_engine.simulation(liquid_256, Integrator(dt=0.005, kT=0.6, thermostat="isokinetic"))
+    sim = cpu_engine.simulation(
+        liquid_256, DynamicsParameters(dt=0.005, kT=0.6, thermostat="isokinetic")
+    )
     sim.run(50)
     # the kinetic temperature is held at exactly kT after every step; the liquid started at 0.8
     assert sim.thermo().temperature[0] == pytest.approx(0.6, rel=1e-12)
     # NVE (kT unset) ignores the thermostat name
-    cpu_engine.simulation(liquid_256, Integrator(dt=0.005, thermostat="isokinetic")).run(5)
+    cpu_engine.simulation(liquid_256, DynamicsParameters(dt=0.005, thermostat="isokinetic")).run(5)
 
 
 def test_bussi_noise_blocks_do_not_depend_on_where_a_run_is_split(cpu_engine, liquid_256):
@@ -266,7 +271,7 @@ def test_bussi_noise_blocks_do_not_depend_on_where_a_run_is_split(cpu_engine, li
 
     The second run starts with a fresh neighbour list (pair order, so rounding, differ at the
     1e-11 level); noise drawn at the wrong counters would differ at order one."""
-    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=4)
+    integrator = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=4)
     one = cpu_engine.simulation(liquid_256, integrator)
     one.run(700)
     two = cpu_engine.simulation(liquid_256, integrator)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import dense_random_configuration
-from tbotan.md import Integrator, native
+from tbotan.md import DynamicsParameters, native
 from tbotan.md import torch_neighbors as nl
 from tbotan.md.torch_engine import TorchEngine
 from tbotan.md.torch_kernels import NativeKernels, TorchKernels
@@ -81,7 +81,7 @@ def test_all_kernel_sets_follow_the_same_short_trajectory(liquid_256):
     conf = liquid_256.repeat(2).with_velocities(
         np.stack([maxwell_boltzmann_velocities(256, 0.8, 3, b) for b in range(2)])
     )
-    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=2)
+    integrator = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=2)
     finals = {}
     for kernels in ("eager", "native", "compiled"):
         if kernels == "native" and native.load() is None:
@@ -298,7 +298,7 @@ def test_half_and_full_lists_follow_the_same_trajectory_to_rounding(liquid_256):
     conf = liquid_256.repeat(2).with_velocities(
         np.stack([maxwell_boltzmann_velocities(256, 0.8, 3, b) for b in range(2)])
     )
-    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=2)
+    integrator = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=2)
     finals = {}
     for neighbor_list in ("full", "half"):
         if native.load() is None:
@@ -326,7 +326,7 @@ def test_half_lists_never_miss_a_pair_in_a_long_batched_run(native_module):
         skin=0.2,
     )
     assert engine.kernels.rebuilds_in_place
-    sim = engine.simulation(conf, Integrator(dt=0.003, kT=2.0, tau=0.2, seed=2))
+    sim = engine.simulation(conf, DynamicsParameters(dt=0.003, kT=2.0, tau=0.2, seed=2))
     sim.run(600)  # partial in-place rebuilds; raises SimulationError on a missed pair
     assert np.isfinite(sim.thermo().potential_energy_per_particle).all()
 
@@ -351,7 +351,7 @@ def test_compiled_kernels_compile_once_per_shape_whatever_the_strides(liquid_256
         np.stack([maxwell_boltzmann_velocities(256, 0.8, 3, b) for b in range(2)])
     )
     sources = [pair.select(1), pair.select(0).repeat(1), pair.select(1)]
-    integrator = Integrator(dt=0.005, kT=0.8, tau=0.5, seed=2)
+    integrator = DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=2)
     with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=3):
         engine = TorchEngine(device="cpu", kernels="compiled")
         graphs = []

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tbotan.errors import ConfigError, FileFormatError
-from tbotan.md import Integrator, hoomd_available, make_engine
+from tbotan.md import DynamicsParameters, hoomd_available, make_engine
 from tbotan.physics import kalj, observables
 from tbotan.physics.configurations import (
     ConfigurationBatch,
@@ -95,9 +95,11 @@ def prepare_liquid(n_particles: int, kT: float, seed: int, engine) -> Configurat
     """A KALJ liquid at ``kT``: random lattice, melt at T = 2, then 500 steps at ``kT``."""
     conf = random_configuration(n_particles, seed=seed)
     conf = conf.with_velocities(maxwell_boltzmann_velocities(n_particles, 2.0, seed, 0)[None])
-    sim = engine.simulation(conf, Integrator(dt=0.002, kT=2.0, tau=0.1, seed=seed))
+    sim = engine.simulation(conf, DynamicsParameters(dt=0.002, kT=2.0, tau=0.1, seed=seed))
     sim.run(500)
-    sim = engine.simulation(sim.state(), Integrator(dt=TIMED_DT, kT=kT, tau=TIMED_TAU, seed=seed))
+    sim = engine.simulation(
+        sim.state(), DynamicsParameters(dt=TIMED_DT, kT=kT, tau=TIMED_TAU, seed=seed)
+    )
     sim.run(500)
     return sim.state()
 
@@ -110,7 +112,7 @@ def time_engine(
     batch = liquid.repeat(batch_size)
     vel = np.stack([maxwell_boltzmann_velocities(n, kT, 1, b) for b in range(batch_size)])
     sim = engine.simulation(
-        batch.with_velocities(vel), Integrator(dt=TIMED_DT, kT=kT, tau=TIMED_TAU)
+        batch.with_velocities(vel), DynamicsParameters(dt=TIMED_DT, kT=kT, tau=TIMED_TAU)
     )
     sim.run(warmup)
     _sync(getattr(engine, "device", None))

@@ -105,8 +105,9 @@ def check_system_state(
 
 
 @dataclass(frozen=True)
-class Integrator:
-    """What a :class:`Simulation` integrates: velocity Verlet, NVE or Bussi NVT.
+class DynamicsParameters:
+    """The parameters of the dynamics a :class:`Simulation` runs (velocity Verlet, NVE or a
+    thermostat's NVT), beside :class:`FireParameters` for minimisation; the engine integrates.
 
     Attributes:
         dt: time step (sqrt(m σ²/ε) units), > 0.
@@ -130,17 +131,19 @@ class Integrator:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"Integrator.dt must be positive and finite, got {self.dt}")
+            raise ValueError(f"DynamicsParameters.dt must be positive and finite, got {self.dt}")
         if self.kT is not None:
             kT = np.asarray(self.kT, dtype=np.float64)
             if not np.all(np.isfinite(kT)) or np.any(kT <= 0):
-                raise ValueError(f"Integrator.kT must be positive, got {self.kT}")
+                raise ValueError(f"DynamicsParameters.kT must be positive, got {self.kT}")
             if not (np.isfinite(self.tau) and self.tau > 0):
-                raise ValueError(f"Integrator.tau must be positive, got {self.tau}")
+                raise ValueError(f"DynamicsParameters.tau must be positive, got {self.tau}")
         if self.seed < 0:
-            raise ValueError(f"Integrator.seed must be non-negative, got {self.seed}")
+            raise ValueError(f"DynamicsParameters.seed must be non-negative, got {self.seed}")
         if not (isinstance(self.thermostat, str) and self.thermostat):
-            raise ValueError(f"Integrator.thermostat must be a name, got {self.thermostat!r}")
+            raise ValueError(
+                f"DynamicsParameters.thermostat must be a name, got {self.thermostat!r}"
+            )
 
     @property
     def ensemble(self) -> str:
@@ -155,7 +158,9 @@ class Integrator:
         if kT.ndim == 0:
             return np.full(n_systems, float(kT))
         if kT.shape != (n_systems,):
-            raise ValueError(f"Integrator.kT has shape {kT.shape}, expected () or ({n_systems},)")
+            raise ValueError(
+                f"DynamicsParameters.kT has shape {kT.shape}, expected () or ({n_systems},)"
+            )
         return kT
 
     def streams_per_system(self, n_systems: int) -> np.ndarray:
@@ -164,7 +169,9 @@ class Integrator:
             return np.arange(n_systems, dtype=np.int64)
         s = np.asarray(self.streams, dtype=np.int64)
         if s.shape != (n_systems,):
-            raise ValueError(f"Integrator.streams has shape {s.shape}, expected ({n_systems},)")
+            raise ValueError(
+                f"DynamicsParameters.streams has shape {s.shape}, expected ({n_systems},)"
+            )
         return s
 
 
@@ -334,14 +341,16 @@ class Engine(abc.ABC):
     def evaluate(self, configurations: ConfigurationBatch) -> BatchEvaluation:
         """Shifted-force energies, forces and virial of each configuration."""
 
-    #: Names of the thermostats this engine can apply (``Integrator.thermostat``).
+    #: Names of the thermostats this engine can apply (``DynamicsParameters.thermostat``).
     thermostats: tuple[str, ...] = ("bussi",)
 
     @abc.abstractmethod
-    def simulation(self, configurations: ConfigurationBatch, integrator: Integrator) -> Simulation:
+    def simulation(
+        self, configurations: ConfigurationBatch, integrator: DynamicsParameters
+    ) -> Simulation:
         """A :class:`Simulation` of ``configurations`` (which must carry velocities)."""
 
-    def check_integrator(self, integrator: Integrator) -> None:
+    def check_integrator(self, integrator: DynamicsParameters) -> None:
         """Raise ConfigError if this engine cannot integrate ``integrator`` (its thermostat)."""
         if integrator.kT is not None and integrator.thermostat not in self.thermostats:
             raise ConfigError(

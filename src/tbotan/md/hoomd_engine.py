@@ -34,7 +34,13 @@ import hashlib
 import numpy as np
 
 from tbotan.errors import ConfigError, EnvironmentProblem
-from tbotan.md import BatchEvaluation, FireParameters, Integrator, MinimizeResult, SimulationError
+from tbotan.md import (
+    BatchEvaluation,
+    DynamicsParameters,
+    FireParameters,
+    MinimizeResult,
+    SimulationError,
+)
 from tbotan.md.engine_common import SerialEngine, SerialSimulation, require_velocities
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
@@ -184,7 +190,7 @@ class HoomdEngine(SerialEngine):
         conf = configurations.with_velocities(None)
         sim, lj = self._new_simulation(conf)
         sim.always_compute_pressure = True
-        sim.operations.integrator = self.hoomd.md.Integrator(dt=0.005, forces=[lj])
+        sim.operations.integrator = self.hoomd.md.DynamicsParameters(dt=0.005, forces=[lj])
         n_sys, n = conf.n_systems, conf.n_particles
         energies, forces, virial = np.zeros((n_sys, n)), np.zeros((n_sys, n, 3)), np.zeros(n_sys)
         for b in range(n_sys):
@@ -200,7 +206,7 @@ class HoomdEngine(SerialEngine):
             virial[b] = (w[:, 0] + w[:, 3] + w[:, 5]).sum()
         return BatchEvaluation(per_particle_energy=energies, forces=forces, virial=virial)
 
-    def simulation(self, configurations: ConfigurationBatch, integrator: Integrator):
+    def simulation(self, configurations: ConfigurationBatch, integrator: DynamicsParameters):
         self.check_integrator(integrator)
         return HoomdSimulation(self, configurations, integrator)
 
@@ -301,7 +307,9 @@ def _single_precision(hoomd) -> bool:
 class HoomdSimulation(SerialSimulation):
     """A batch integrated by HOOMD-blue one system after another on one ``hoomd.Simulation``."""
 
-    def __init__(self, engine: HoomdEngine, conf: ConfigurationBatch, integrator: Integrator):
+    def __init__(
+        self, engine: HoomdEngine, conf: ConfigurationBatch, integrator: DynamicsParameters
+    ):
         require_velocities(conf)
         hoomd = engine.hoomd
         self.engine = engine
@@ -322,7 +330,7 @@ class HoomdSimulation(SerialSimulation):
         method = hoomd.md.methods.ConstantVolume(
             filter=hoomd.filter.All(), thermostat=self._thermostat
         )
-        self._sim.operations.integrator = hoomd.md.Integrator(
+        self._sim.operations.integrator = hoomd.md.DynamicsParameters(
             dt=float(integrator.dt), methods=[method], forces=[lj]
         )
 

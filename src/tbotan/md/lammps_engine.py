@@ -35,7 +35,13 @@ import os
 import numpy as np
 
 from tbotan.errors import ConfigError
-from tbotan.md import BatchEvaluation, FireParameters, Integrator, MinimizeResult, SimulationError
+from tbotan.md import (
+    BatchEvaluation,
+    DynamicsParameters,
+    FireParameters,
+    MinimizeResult,
+    SimulationError,
+)
 from tbotan.md.engine_common import SerialEngine, SerialSimulation, require_velocities
 from tbotan.physics import kalj
 from tbotan.physics.configurations import ConfigurationBatch
@@ -330,7 +336,7 @@ class LammpsEngine(SerialEngine):
         finally:
             lmp.close()
 
-    def simulation(self, configurations: ConfigurationBatch, integrator: Integrator):
+    def simulation(self, configurations: ConfigurationBatch, integrator: DynamicsParameters):
         self.check_integrator(integrator)
         return LammpsSimulation(self, configurations, integrator)
 
@@ -372,7 +378,9 @@ class LammpsEngine(SerialEngine):
 class LammpsSimulation(SerialSimulation):
     """A batch integrated by LAMMPS one system after another on one LAMMPS instance."""
 
-    def __init__(self, engine: LammpsEngine, conf: ConfigurationBatch, integrator: Integrator):
+    def __init__(
+        self, engine: LammpsEngine, conf: ConfigurationBatch, integrator: DynamicsParameters
+    ):
         require_velocities(conf)
         self.engine = engine
         self.integrator = integrator

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tbotan.md import Engine, Integrator, MinimizeResult, kinetic_temperature
+from tbotan.md import DynamicsParameters, Engine, MinimizeResult, kinetic_temperature
 from tbotan.md.checkpoint import Checkpointer
 from tbotan.md.segments import Action, Segment, run_segments
 from tbotan.md.statistics import a_particle_msd, equilibration_report, tau_alpha_result
@@ -112,13 +112,15 @@ class EquilibrationParameters:
     def segments(self) -> list[Segment]:
         T, dt = self.temperature, self.dt
         melt_dt = min(dt, 0.002)  # a lattice start is rough; take small steps while melting
-        melt = Integrator(
+        melt = DynamicsParameters(
             dt=melt_dt,
             kT=self.melt_temperature,
             tau=min(self.thermostat_tau, 0.1),
             seed=derive_seed(self.seed, "melt"),
         )
-        nvt = Integrator(dt=dt, kT=T, tau=self.thermostat_tau, seed=derive_seed(self.seed, "nvt"))
+        nvt = DynamicsParameters(
+            dt=dt, kT=T, tau=self.thermostat_tau, seed=derive_seed(self.seed, "nvt")
+        )
         n_melt = _steps(self.melt_time, melt_dt)
         out = [Segment("melt", n_melt, melt, Action.MELTED, checkpoint=True)]
         n_eq = _steps(self.equilibration_time, dt)
@@ -297,7 +299,7 @@ def measure_tau_alpha(
     """
     lags = params.lags()
     lag_steps = np.round(lags / params.dt).astype(np.int64)
-    integrator = Integrator(
+    integrator = DynamicsParameters(
         dt=params.dt, kT=params.temperature, tau=params.thermostat_tau, seed=params.seed
     )
     segments = []
@@ -429,9 +431,9 @@ def isoconfigurational(
     """
     batch, streams = replica_batch(thermal, config_ids, params)
     if params.ensemble == "nve":
-        integrator = Integrator(dt=params.dt, streams=streams)
+        integrator = DynamicsParameters(dt=params.dt, streams=streams)
     else:
-        integrator = Integrator(
+        integrator = DynamicsParameters(
             dt=params.dt,
             kT=params.temperature,
             tau=params.thermostat_tau,

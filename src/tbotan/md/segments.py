@@ -18,7 +18,7 @@ from enum import Enum
 
 import numpy as np
 
-from tbotan.md import Engine, Integrator
+from tbotan.md import DynamicsParameters, Engine
 from tbotan.md.checkpoint import Checkpointer
 from tbotan.physics.configurations import ConfigurationBatch
 from tbotan.progress import progress_bar, progress_message
@@ -47,7 +47,7 @@ class Segment:
 
     phase: str
     n_steps: int
-    integrator: Integrator
+    integrator: DynamicsParameters
     action: Action = Action.NONE
     checkpoint: bool = False
 

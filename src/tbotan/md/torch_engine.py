@@ -8,9 +8,9 @@ temperature and random stream; a system gives the same trajectory alone and insi
 
 Example::
 
-    from tbotan.md import Integrator, make_engine
+    from tbotan.md import DynamicsParameters, make_engine
     engine = make_engine("torch", device="cpu", kernels="native")
-    sim = engine.simulation(batch, Integrator(dt=0.005, kT=0.8, tau=0.5, seed=1))
+    sim = engine.simulation(batch, DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=1))
     sim.run(10_000)
     print(sim.thermo().potential_energy_per_particle)
 
@@ -31,9 +31,9 @@ from tbotan.md import (
     MAX_TEMPERATURE,
     MIN_DISTANCE,
     BatchEvaluation,
+    DynamicsParameters,
     Engine,
     FireParameters,
-    Integrator,
     MinimizeResult,
     Simulation,
     SimulationError,
@@ -141,7 +141,7 @@ class TorchEngine(Engine):
         )
 
     def simulation(
-        self, configurations: ConfigurationBatch, integrator: Integrator
+        self, configurations: ConfigurationBatch, integrator: DynamicsParameters
     ) -> TorchSimulation:
         self.check_integrator(integrator)
         return TorchSimulation(self, configurations, integrator)
@@ -451,7 +451,9 @@ class TorchSimulation(Simulation):
     integrator's thermostat, if any (:mod:`tbotan.md.torch_thermostats`).
     """
 
-    def __init__(self, engine: TorchEngine, conf: ConfigurationBatch, integrator: Integrator):
+    def __init__(
+        self, engine: TorchEngine, conf: ConfigurationBatch, integrator: DynamicsParameters
+    ):
         self.engine = engine
         self.integrator = integrator
         self._state = _State.create(engine, conf, need_velocities=True)

@@ -1,12 +1,13 @@
 """Thermostats of the torch engine: the extension point of its dynamics.
 
 A :class:`~tbotan.md.torch_engine.TorchSimulation` is velocity Verlet (the step it shares with
-FIRE, ``_State.verlet_step``) followed, when ``Integrator.kT`` is set, by the thermostat the
-integrator names (``Integrator.thermostat``).  A thermostat here is a small object built once
-per simulation from the integrator; after every step it receives the (3, B, N) velocities and
-returns the thermostatted ones.  Adding a thermostat (say Langevin dynamics) means writing one
-class with the :class:`Thermostat` interface and registering it in :data:`THERMOSTATS` (its
-name is then accepted by :class:`tbotan.md.Integrator` for this engine); nothing else changes.
+FIRE, ``_State.verlet_step``) followed, when ``DynamicsParameters.kT`` is set, by the
+thermostat the dynamics' parameters name (``DynamicsParameters.thermostat``).  A thermostat
+here is a small object built once per simulation from those parameters; after every step it
+receives the (3, B, N) velocities and returns the thermostatted ones.  Adding a thermostat
+(say Langevin dynamics) means writing one class with the :class:`Thermostat` interface and
+registering it in :data:`THERMOSTATS` (its name is then accepted by
+:class:`tbotan.md.DynamicsParameters` for this engine); nothing else changes.
 
 Random numbers come from the counter-based streams of :mod:`tbotan.md.counter_rng`: the noise
 of system b after step t is a pure function of ``(seed, stream_b, t)``, so a system's
@@ -20,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from tbotan.md import Integrator, degrees_of_freedom
+from tbotan.md import DynamicsParameters, degrees_of_freedom
 from tbotan.md import torch_integrators as integ
 
 
@@ -56,8 +57,8 @@ class BussiThermostat:
     """Bussi–Donadio–Parrinello stochastic velocity rescaling (canonical NVT).
 
     Exact kinetic-energy update over one step (:func:`tbotan.md.torch_integrators.
-    bussi_rescale`) with time constant ``Integrator.tau``, ``N_f = 3N − 3`` degrees of freedom
-    (centre of mass fixed) and the noise ``R₁ ~ N(0, 1)``, ``S ~ χ²(N_f − 1)`` of
+    bussi_rescale`) with time constant ``DynamicsParameters.tau``, ``N_f = 3N − 3`` degrees of
+    freedom (centre of mass fixed) and the noise ``R₁ ~ N(0, 1)``, ``S ~ χ²(N_f − 1)`` of
     :func:`~tbotan.md.torch_integrators.bussi_noise`, drawn :attr:`NOISE_BLOCK` steps at a
     time.  The counter of the noise used after step t is t + 1 (the step being completed).
     """
@@ -67,14 +68,14 @@ class BussiThermostat:
 
     def __init__(
         self,
-        integrator: Integrator,
+        integrator: DynamicsParameters,
         n_systems: int,
         n_particles: int,
         device: torch.device,
     ) -> None:
         kT = integrator.kT_per_system(n_systems)
         if kT is None:
-            raise ValueError("the Bussi thermostat needs Integrator.kT")
+            raise ValueError("the Bussi thermostat needs DynamicsParameters.kT")
         self.kT = torch.as_tensor(kT, device=device, dtype=torch.float64)
         self.dt = float(integrator.dt)
         self.tau = float(integrator.tau)
@@ -110,12 +111,12 @@ class BussiThermostat:
         return r1.view(b, n_steps), chi2.view(b, n_steps)
 
 
-#: Thermostats of the torch engine by ``Integrator.thermostat`` name.
+#: Thermostats of the torch engine by ``DynamicsParameters.thermostat`` name.
 THERMOSTATS: dict[str, type] = {"bussi": BussiThermostat}
 
 
 def make_thermostat(
-    integrator: Integrator, n_systems: int, n_particles: int, device: torch.device
+    integrator: DynamicsParameters, n_systems: int, n_particles: int, device: torch.device
 ) -> Thermostat | None:
     """The thermostat ``integrator`` asks for, or None for NVE (``kT`` unset).
 
