@@ -14,6 +14,18 @@ from tbotan.physics.configurations import ConfigurationBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (the shared 2-core machine runs other jobs beside the
+    tests, and results are bit-identical only at a fixed thread count); restored after.
+    Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 #: Reference values of shared/data/botan-T0.44/README.md (independent computations).
 BOTAN_REFERENCE = {
     1: dict(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from learning_helpers import small_config, write_synthetic
 from tbotan import cli
@@ -14,13 +13,7 @@ from tbotan.formats.predictions import PredictionsError, read_predictions, write
 from tbotan.learning.ensemble import combine_members, ensemble_attrs
 from tbotan.learning.training import train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _member(rng, c=3, n=7, e=11, h=4) -> dict:

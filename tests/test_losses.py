@@ -25,13 +25,7 @@ from tbotan.learning.model import TBotanOutput
 DISTANCES = (2.0, 4.0, 6.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: the shared 2-core machine runs other jobs beside the tests."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------- references

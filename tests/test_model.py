@@ -11,13 +11,7 @@ import torch
 from tbotan import config as cfgmod
 from tbotan.learning.model import MLP, TBotan, count_parameters
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_graph(n=40, degree=6, n_features=4, seed=0, dtype=torch.float64):

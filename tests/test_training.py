@@ -22,13 +22,7 @@ from tbotan.formats.predictions import read_predictions
 from tbotan.learning.training import TrainingError, metrics_columns, train
 from tbotan.physics import kalj
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
