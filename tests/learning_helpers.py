@@ -92,3 +92,22 @@ def small_config(**training) -> dict:
     }
     base["training"].update(training)
     return cfgmod.validate(base)
+
+
+def prediction_attrs(**overrides) -> dict:
+    """The attributes of a predictions file (``formats.predictions.PREDICTION_ATTRS``) of the
+    main model at T = 0.44 on a test split, with ``overrides``."""
+    attrs = dict(
+        dataset="d.h5",
+        dataset_config_hash="x",
+        temperature=0.44,
+        split="test",
+        model="is+ts_lg0.01_s0",
+        variant="is+ts",
+        seed=0,
+        lambda_global=0.01,
+        epoch=10,
+        edge_graph="graph",
+    )
+    attrs.update(overrides)
+    return attrs

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from learning_helpers import prediction_attrs
 from synthetic_run import make_synthetic_run
 from tbotan.analysis import runs
 from tbotan.analysis import summary as run_summary
@@ -214,27 +215,10 @@ def _arrays(c=3, n=5, e=7, h=4):
     return dict(cb=np.ones((c, n)), edge=np.zeros(e), t_pred=np.ones(c), embedding=np.ones((c, h)))
 
 
-def _attrs(**extra):
-    attrs = dict(
-        dataset="d.h5",
-        dataset_config_hash="x",
-        temperature=0.44,
-        split="test",
-        model="is+ts_lg0.01_s0",
-        variant="is+ts",
-        seed=0,
-        lambda_global=0.01,
-        epoch=10,
-        edge_graph="graph",
-    )
-    attrs.update(extra)
-    return attrs
-
-
 def test_predictions_round_trip(tmp_path):
     path = tmp_path / "p.h5"
     arrays = _arrays()
-    write_predictions(path, **arrays, attrs=_attrs())
+    write_predictions(path, **arrays, attrs=prediction_attrs())
     pred = read_predictions(path)
     assert pred.attrs["complete"] and pred.attrs["model"] == "is+ts_lg0.01_s0"
     assert pred.cb.shape == (3, 5) and pred.cb.dtype == np.float32
@@ -244,20 +228,20 @@ def test_predictions_round_trip(tmp_path):
 
 def test_write_predictions_rejects_missing_attributes_and_bad_shapes(tmp_path):
     with pytest.raises(PredictionsError, match="seed"):
-        write_predictions(tmp_path / "a.h5", **_arrays(), attrs=_attrs(seed=None))
+        write_predictions(tmp_path / "a.h5", **_arrays(), attrs=prediction_attrs(seed=None))
     bad = _arrays()
     bad["t_pred"] = np.ones(4)
     with pytest.raises(PredictionsError, match="t_pred"):
-        write_predictions(tmp_path / "b.h5", **bad, attrs=_attrs())
+        write_predictions(tmp_path / "b.h5", **bad, attrs=prediction_attrs())
     bad = _arrays()
     bad["cb"][0, 0] = np.nan
     with pytest.raises(PredictionsError, match="NaN"):
-        write_predictions(tmp_path / "c.h5", **bad, attrs=_attrs())
+        write_predictions(tmp_path / "c.h5", **bad, attrs=prediction_attrs())
 
 
 def test_read_predictions_rejects_damaged_files(tmp_path):
     path = tmp_path / "p.h5"
-    write_predictions(path, **_arrays(), attrs=_attrs())
+    write_predictions(path, **_arrays(), attrs=prediction_attrs())
     with h5py.File(path, "a") as f:
         f.attrs["complete"] = False
     with pytest.raises(PredictionsError, match="incomplete"):
@@ -280,15 +264,15 @@ def test_read_predictions_checks_shapes_against_the_dataset(run_dir, tmp_path):
         n_edges = int(f["graph/edge_offsets"][-1])
     c, n = dataset.n_configurations, dataset.n_particles
     path = tmp_path / "p.h5"
-    write_predictions(path, **_arrays(c, n, n_edges), attrs=_attrs())
+    write_predictions(path, **_arrays(c, n, n_edges), attrs=prediction_attrs())
     assert read_predictions(path, dataset).edge.shape == (n_edges,)
-    write_predictions(path, **_arrays(c, n, n_edges), attrs=_attrs(edge_graph="graph_ts"))
+    write_predictions(path, **_arrays(c, n, n_edges), attrs=prediction_attrs(edge_graph="graph_ts"))
     with pytest.raises(PredictionsError, match="graph_ts"):
         read_predictions(path, dataset)
-    write_predictions(path, **_arrays(c, n - 1, n_edges), attrs=_attrs())
+    write_predictions(path, **_arrays(c, n - 1, n_edges), attrs=prediction_attrs())
     with pytest.raises(PredictionsError, match="'cb' has shape"):
         read_predictions(path, dataset)
-    write_predictions(path, **_arrays(c, n, n_edges), attrs=_attrs(temperature=0.5))
+    write_predictions(path, **_arrays(c, n, n_edges), attrs=prediction_attrs(temperature=0.5))
     with pytest.raises(PredictionsError, match="temperature"):
         read_predictions(path, dataset)
 

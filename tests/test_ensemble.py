@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learning_helpers import small_config, write_synthetic
+from learning_helpers import prediction_attrs, small_config, write_synthetic
 from tbotan import cli
 from tbotan.formats.dataset import DatasetFile
 from tbotan.formats.predictions import PredictionsError, read_predictions, write_predictions
@@ -68,18 +68,7 @@ def test_members_must_agree():
 def test_predictions_file_refuses_a_partial_ensemble(tmp_path):
     rng = np.random.default_rng(3)
     m = _member(rng)
-    attrs = dict(
-        dataset="d.h5",
-        dataset_config_hash="",
-        temperature=0.5,
-        split="test",
-        model="is+ts_lg0.01_s0",
-        variant="is+ts",
-        seed=0,
-        lambda_global=0.01,
-        epoch=1,
-        edge_graph="graph",
-    )
+    attrs = prediction_attrs()
     with pytest.raises(PredictionsError, match="exactly the arrays"):
         write_predictions(tmp_path / "p.h5", **m, attrs=attrs, cb_std=m["cb"])
     spread = combine_members([m, _member(rng)])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import tbotan
-from learning_helpers import write_synthetic
+from learning_helpers import prediction_attrs, write_synthetic
 from tbotan import cli
 from tbotan.formats.predictions import write_predictions
 from tbotan.physics import kalj
@@ -243,17 +243,15 @@ def test_a_user_configurations_predictions_carry_their_own_positions(tmp_path, c
         edge=rng.random(edges.shape[1]),
         t_pred=np.array([0.7]),
         embedding=rng.random((1, 8)),
-        attrs=dict(
+        attrs=prediction_attrs(
             dataset="my.gsd frame 0",
             dataset_config_hash="",
             temperature=float("nan"),
             split="user",
             model="is_lg0.1_s0",
             variant="is",
-            seed=0,
             lambda_global=0.1,
             epoch=1,
-            edge_graph="graph",
         ),
         inputs={
             "types": conf.types[0],
@@ -398,14 +396,12 @@ def test_predictions_of_the_ts_variant_put_the_thermal_graph_in_the_bonds(files,
         edge=rng.random(n_edges),
         t_pred=rng.random(3),
         embedding=rng.random((3, 8)),
-        attrs=dict(
+        attrs=prediction_attrs(
             dataset=str(files["dataset"]),
             dataset_config_hash="synthetic",
             temperature=0.8,
-            split="test",
             model="ts_lg0.1_s0",
             variant="ts",
-            seed=0,
             lambda_global=0.1,
             epoch=1,
             edge_graph="graph_ts",
