@@ -3,8 +3,10 @@
 For dataset files every configuration is predicted (several files with one ``--output`` each, so
 a model is loaded once); for a user configuration (a GSD frame or
 a BOTAN-style ``.npz``), its inherent structure is used when given and otherwise obtained by
-FIRE.  Writes a predictions file (docs/formats.md): C_B per particle, edge predictions, T_pred
-and the global embedding.  The model file fixes the input variant and graph cut-off.
+FIRE.  Writes a predictions file (docs/formats.md): the model's node target per particle (C_B or
+the propensity, named by the file's ``node_target`` attribute and printed), edge predictions,
+T_pred and the global embedding.  The model file fixes the input variant, node target and graph
+cut-off.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from tbotan.commands.common import add_config_argument, add_output_argument, load_config
 
 NAME = "predict"
-HELP = "predict C_B, edge labels, T and embeddings with a trained model"
+HELP = "predict C_B (or the propensity), edge labels, T and embeddings with a trained model"
 
 
 def add_arguments(parser) -> None:
@@ -55,6 +57,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tbotan.cli import UserError
+    from tbotan.config import NODE_TARGET_TEXT
     from tbotan.formats.dataset import DatasetFile
     from tbotan.formats.io_utils import check_writable
     from tbotan.labels.botan import check_user_npz
@@ -81,6 +84,8 @@ def run(args) -> int:
     for dataset in args.dataset or []:
         DatasetFile(dataset)
     trained = load_model(args.model, args.device)
+    target = NODE_TARGET_TEXT[trained.node_target]
+    print(f"{args.model} predicts {target} per particle (model.node_target {trained.node_target})")
     if args.dataset:
         if args.temperature is not None:
             print("note: --temperature is ignored for a dataset file (it carries its own)")
@@ -90,7 +95,7 @@ def run(args) -> int:
             )
             r = summary["pearson"]
             print(
-                f"{dataset}: {len(r)} configurations; Pearson(C_B) over A particles: mean "
+                f"{dataset}: {len(r)} configurations; Pearson({target}) over A particles: mean "
                 f"{sum(r) / len(r):.3f}; mean T_pred {summary['t_pred']:.4f}; written {out}"
             )
         return 0
@@ -117,6 +122,8 @@ def run(args) -> int:
         fire=fire,
         allow_extrapolation=args.allow_extrapolation,
     )
-    print(f"T_pred = {float(pred['t_pred']):.4f}; mean predicted C_B = {pred['cb'].mean():.4f}")
+    print(
+        f"T_pred = {float(pred['t_pred']):.4f}; mean predicted {target} = {pred['cb'].mean():.4f}"
+    )
     print(f"written: {out}")
     return 0

@@ -1,9 +1,11 @@
 """Predictions of a trained T-BOTAN model: for dataset files and for single configurations.
 
 A model file (``model.pt``, written by :mod:`tbotan.learning.training`) carries the configuration,
-the input variant and the weights, so predictions always build the graphs the model was trained
-on.  For every configuration the model predicts C_B per particle, the edge labels, T_pred and
-the global embedding g^M; results go to a predictions file (docs/formats.md) through
+the input variant, the node target and the weights, so predictions always build the graphs the
+model was trained on.  For every configuration the model predicts its node target per particle
+(C_B or the propensity, ``model.node_target`` of its configuration; predictions files name it in
+their ``node_target`` attribute), the edge labels, T_pred and the global embedding g^M;
+results go to a predictions file (docs/formats.md) through
 :func:`tbotan.formats.predictions.write_predictions`.
 
 A user configuration (a GSD frame or a BOTAN-style ``.npz``) needs its inherent structure for
@@ -27,6 +29,7 @@ import torch
 from tbotan.devices import resolve_device
 from tbotan.formats.model_file import ModelFileError, read_model_file
 from tbotan.learning.graphs import (
+    check_node_target,
     check_variant,
     graph_from_dataset,
     graph_from_positions,
@@ -58,6 +61,13 @@ class TrainedModel:
     def config(self) -> dict:
         return self.meta["config"]
 
+    @property
+    def node_target(self) -> str:
+        """What the node output predicts: ``'cb'`` or ``'propensity'`` (``model.node_target``
+        of the configuration the model was trained with; model files written before the key
+        existed learned C_B)."""
+        return self.config["model"].get("node_target", "cb")
+
     def attrs(self) -> dict:
         """The model's attributes of a predictions file."""
         m = self.meta
@@ -68,6 +78,7 @@ class TrainedModel:
             lambda_global=float(m["lambda_global"]),
             epoch=int(m["epoch"]),
             edge_graph=graph_name(m["variant"]),
+            node_target=self.node_target,
         )
 
 
@@ -78,6 +89,7 @@ def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedM
     meta = read_model_file(path)
     try:
         check_variant(meta["variant"])
+        check_node_target(meta["config"]["model"].get("node_target", "cb"))
     except ValueError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     hparams = meta["hparams"]
@@ -162,7 +174,9 @@ def predict_dataset(
     or ``graph_ts`` (``ts``), as the ``edge_graph`` attribute says.
 
     Returns:
-        Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred.
+        Summary: ``node_target`` (what the node output predicts), ``pearson`` (per
+        configuration, the Pearson correlation over type-A particles of the node output with the
+        dataset's labels of that target) and ``t_pred`` (mean T_pred).
     """
     from tbotan.analysis.metrics import pearson
     from tbotan.formats.dataset import DatasetFile
@@ -188,7 +202,7 @@ def predict_dataset(
         )
     cbs, edges, t_preds, embeddings, pearsons = [], [], [], [], []
     for c in range(dataset.n_configurations):
-        data = graph_from_dataset(dataset, c, trained.variant)
+        data = graph_from_dataset(dataset, c, trained.variant, trained.node_target)
         pred = predict_graph(trained, data)
         cbs.append(pred["cb"])
         edges.append(pred["edge"])
@@ -214,7 +228,11 @@ def predict_dataset(
         embedding=np.stack(embeddings),
         attrs=attrs,
     )
-    return {"pearson": pearsons, "t_pred": float(np.mean(t_preds))}
+    return {
+        "node_target": trained.node_target,
+        "pearson": pearsons,
+        "t_pred": float(np.mean(t_preds)),
+    }
 
 
 @dataclass

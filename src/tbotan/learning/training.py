@@ -319,9 +319,10 @@ class Trainer:
         self.train_files = [str(Path(p).resolve()) for p in train_files]
         self.validation_files = [str(Path(p).resolve()) for p in validation_files]
         cache = self._cache_mode() != "none"
-        self.train_set = GraphDataset(self.train_files, self.variant, cache=cache)
+        target = config["model"]["node_target"]
+        self.train_set = GraphDataset(self.train_files, self.variant, cache, target)
         self.val_set = (
-            GraphDataset(self.validation_files, self.variant, cache=cache)
+            GraphDataset(self.validation_files, self.variant, cache, target)
             if self.validation_files
             else None
         )
