@@ -79,6 +79,15 @@ def test_a_propensity_model_learns_predicts_and_says_so(files, tmp_path, capsys)
         assert reported == pytest.approx(pearson(pred.cb[c][a], content.propensity[c][a]))
         assert reported > 0.5  # learnt the propensity, not C_B (which would give ρ < 0)
 
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text(
+        "model: {hidden: 16, message_passing_steps: 2, node_target: propensity}\n"
+        "training: {epochs: 1, warmup_epochs: 0, device: cpu, corr_distances: [1, 2, 2.5]}\n"
+    )
+    argv = ["train", "--config", str(yaml_path), "--train", str(files["train"]), "--no-progress"]
+    assert cli.main([*argv, "--output", str(tmp_path / "cli")]) == 0
+    assert "on propensity for 1 epochs" in capsys.readouterr().out
+
     argv = ["predict", "--model", str(out / "model.pt"), "--dataset", str(files["test"])]
     assert cli.main([*argv, "--output", str(tmp_path / "q.h5"), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out

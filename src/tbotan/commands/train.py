@@ -85,8 +85,9 @@ def run(args) -> int:
     last = result.metrics[-1] if result.metrics else {}
     pearsons = {k: v for k, v in last.items() if k.startswith("val_pearson_T")}
     shown = ", ".join(f"{k[len('val_pearson_') :]}: {v:.3f}" for k, v in pearsons.items())
+    target = cfgmod.NODE_TARGET_TEXT[config["model"]["node_target"]]
     print(
-        f"trained {result.model_id} for {result.epochs} epochs"
+        f"trained {result.model_id} on {target} for {result.epochs} epochs"
         + (f"; final loss {last['loss']:.4g}" if last else "")
         + (f"; validation Pearson {shown}" if shown else "")
     )
