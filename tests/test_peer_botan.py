@@ -54,6 +54,29 @@ def test_refuses_a_folder_that_is_not_a_pyg_botan_checkout(tmp_path, capsys):
     assert "\n" not in err and not (tmp_path / "o").exists()
 
 
+def test_leave_one_out_adds_the_mean_and_the_worst_fold():
+    """The 5-fold table's summary rows, on hand-made fold rows: the mean of each column, and
+    the fold with the lowest ρ of the model's own target."""
+    script = load_script()
+    assert script.splits([1, 2, 3], "holdout") == [([1, 2], 3)]
+    assert script.splits([1, 2, 3], "loo") == [([2, 3], 1), ([1, 3], 2), ([1, 2], 3)]
+    rows = [
+        script.row("s", k, "tbotan", target, 1.0, 3, {"rho_propensity": p, "rho_cb": c})
+        for k, (p, c) in enumerate([(0.5, -0.4), (0.3, -0.6), (0.4, -0.2)], 1)
+        for target in ("propensity", "C_B")
+    ]
+    summary = script.summary_rows(rows)
+    by = {(r["target"], r["split"].split()[0]): r for r in summary}
+    assert by[("propensity", "mean")]["rho_propensity"] == pytest.approx(0.4)
+    assert by[("propensity", "mean")]["rho_cb"] == pytest.approx(-0.4)
+    assert by[("propensity", "worst")]["test"] == 2  # lowest ρ(propensity)
+    assert by[("C_B", "worst")]["test"] == 2  # lowest ρ(C_B): −0.6
+    assert by[("C_B", "mean")]["split"] == "mean of 3 folds"
+    table = script.markdown(rows + summary).splitlines()
+    assert len(table) == 2 + 6 + 4
+    assert table[-1].endswith("| +0.300 | -0.600 |") and "| worst of 3 folds | 2 |" in table[-1]
+
+
 def test_runs_every_model_and_writes_every_column(tmp_path):
     checkout = pyg_botan_checkout()
     data = botan_data_dir()
