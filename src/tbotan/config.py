@@ -366,6 +366,13 @@ def n_chunks(config: dict, T: float | str) -> int:
 #: The dataset graph each variant is built on and predicts edges on (docs/formats.md).
 VARIANT_GRAPH = {"is+ts": "graph", "is": "graph", "ts": "graph_ts"}
 
+#: Per-particle targets the network can learn (``model.node_target``, docs/physics.md §5): the
+#: bond-breaking correlation C_B (the paper's) and the propensity ⟨|Δr|⟩_iso (the field's
+#: benchmark: BOTAN, GlassBench); both are labels of every dataset file (``labels/{target}``).
+NODE_TARGETS = ("cb", "propensity")
+#: How each node target is named in messages and tables.
+NODE_TARGET_TEXT = {"cb": "C_B", "propensity": "propensity"}
+
 
 def model_ids(config: dict) -> dict[str, list[str]]:
     """The models a run trains: {'main': [...], 'ablation': [...], 'lambda_global': [...]}.

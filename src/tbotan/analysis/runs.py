@@ -420,6 +420,12 @@ def _check_model_attrs(pred: Predictions, model: ModelId) -> None:
             f"{pred.path}: attributes (variant, lambda_global, seed) = {found} do not match "
             f"its folder {model.name}"
         )
+    if pred.node_target != "cb":
+        raise PredictionsError(
+            f"{pred.path}: the model predicts {pred.node_target} (model.node_target), but the run "
+            "analysis (S_B(q), maps, figures) is of C_B; score a propensity model with "
+            "`tbotan predict` (it prints the Pearson correlation) or scripts/peer_botan.py"
+        )
 
 
 def _analyse_temperature(

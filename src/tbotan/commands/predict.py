@@ -3,9 +3,11 @@
 For dataset files every configuration is predicted (several files with one ``--output`` each, so
 a model is loaded once); for a user configuration (a GSD frame or a BOTAN-style ``.npz``), its
 inherent structure is used when given and otherwise obtained by FIRE (refused first, naming the
-closest pair, when particles overlap).  Writes a predictions file (docs/formats.md): C_B per
-particle, edge predictions, T_pred and the global embedding.  The model file fixes the input
-variant and graph cut-off.
+closest pair, when particles overlap).  Writes a predictions file (docs/formats.md): the model's
+node target per particle (C_B or the propensity, named by the file's ``node_target`` attribute
+and printed), edge predictions, T_pred and the global embedding.  The model file fixes the input
+variant, node target and graph cut-off.  Several model files (the seeds of one model) predict
+as a seed ensemble: their mean and spread are written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from tbotan.commands.common import add_config_argument, add_output_argument, load_config
 
 NAME = "predict"
-HELP = "predict C_B, edge labels, T and embeddings with a trained model"
+HELP = "predict C_B (or the propensity), edge labels, T and embeddings with a trained model"
 
 
 def add_arguments(parser) -> None:
@@ -62,6 +64,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tbotan.cli import UserError
+    from tbotan.config import NODE_TARGET_TEXT
     from tbotan.formats.dataset import DatasetFile
     from tbotan.formats.io_utils import check_writable
     from tbotan.labels.botan import check_user_npz
@@ -102,6 +105,11 @@ def run(args) -> int:
     trained = as_members([load_model(path, args.device) for path in args.model])
     if len(trained) > 1:
         print(f"seed ensemble of {len(trained)} models: writing their mean and spread")
+    target = NODE_TARGET_TEXT[trained[0].node_target]
+    print(
+        f"{' '.join(args.model)}: predicts {target} per particle (model.node_target "
+        f"{trained[0].node_target})"
+    )
     if args.dataset:
         if args.temperature is not None:
             print("note: --temperature is ignored for a dataset file (it carries its own)")
@@ -111,7 +119,7 @@ def run(args) -> int:
             )
             r = summary["pearson"]
             print(
-                f"{dataset}: {len(r)} configurations; Pearson(C_B) over A particles: mean "
+                f"{dataset}: {len(r)} configurations; Pearson({target}) over A particles: mean "
                 f"{sum(r) / len(r):.3f}; mean T_pred {summary['t_pred']:.4f}; written {out}"
             )
         return 0
@@ -131,6 +139,8 @@ def run(args) -> int:
         fire=fire,
         allow_extrapolation=args.allow_extrapolation,
     )
-    print(f"T_pred = {float(pred['t_pred']):.4f}; mean predicted C_B = {pred['cb'].mean():.4f}")
+    print(
+        f"T_pred = {float(pred['t_pred']):.4f}; mean predicted {target} = {pred['cb'].mean():.4f}"
+    )
     print(f"written: {out}")
     return 0

@@ -90,8 +90,9 @@ def run(args) -> int:
         if parsed is not None and parsed[0] == "pearson"
     }
     shown = ", ".join(f"T{label}: {v:.3f}" for label, v in pearsons.items())
+    target = cfgmod.NODE_TARGET_TEXT[config["model"]["node_target"]]
     print(
-        f"trained {result.model_id} for {result.epochs} epochs"
+        f"trained {result.model_id} on {target} for {result.epochs} epochs"
         + (f"; final loss {last['loss']:.4g}" if last else "")
         + (f"; validation Pearson {shown}" if shown else "")
     )

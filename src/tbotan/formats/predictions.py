@@ -73,7 +73,8 @@ class Predictions:
     Attributes:
         path: the file.
         attrs: its attributes (``temperature``, ``model``, ``variant``, ``seed``, ...).
-        cb: (C, N) float32 predicted C_B per particle.
+        cb: (C, N) float32 the node output per particle: predicted C_B, or the predicted
+            propensity (σ_AA) when ``attrs['node_target']`` is ``'propensity'``.
         edge: (E,) float32 predicted edge labels on the edges of ``attrs['edge_graph']``.
         t_pred: (C,) float32 predicted temperature (ε_AA / k_B).
         embedding: (C, H) float32 global embedding g⁷ before the global decoder; for a seed
@@ -108,6 +109,11 @@ class Predictions:
     def edge_graph(self) -> str:
         return str(self.attrs["edge_graph"])
 
+    @property
+    def node_target(self) -> str:
+        """What ``cb`` holds: ``'cb'`` or ``'propensity'`` (files without the attribute: C_B)."""
+        return str(self.attrs.get("node_target", "cb"))
+
 
 def write_predictions(
     path: str | os.PathLike,
@@ -124,11 +130,12 @@ def write_predictions(
 
     Args:
         path: destination, conventionally ``predictions/{model}/T{T}_{split}.h5``.
-        cb: (C, N) predicted C_B.
+        cb: (C, N) the node output (C_B, or the propensity: ``attrs['node_target']``).
         edge: (E,) predicted edge labels, on the edges of the dataset graph ``attrs['edge_graph']``.
         t_pred: (C,) predicted temperatures.
         embedding: (C, H) global embeddings.
-        attrs: every key of :data:`PREDICTION_ATTRS`; dict and list values are stored as JSON.
+        attrs: every key of :data:`PREDICTION_ATTRS` (and ``node_target`` when the node output
+            is not C_B); dict and list values are stored as JSON.
         inputs: optional arrays stored under ``input/<name>``; ``tbotan predict`` stores there
             the graph and positions of configurations that come without a dataset file.
         ensemble: a seed ensemble's spreads and members' T_pred (:data:`ENSEMBLE_ARRAYS`:

@@ -4,12 +4,14 @@ Two baselines, both fitted on the *training* split (all training temperatures po
 model, no temperature input) and evaluated on the test split of every temperature exactly as
 the network is (:func:`tbotan.analysis.metrics.node_pearson`):
 
-- **C_B from local structure**: ridge (linear) regression of the per-particle C_B on simple
-  descriptors of the inherent structure (IS) and the thermal structure (TS), see
-  :func:`particle_descriptors`.  Features are standardised with the training statistics; the
-  penalty λ is the one of :data:`PENALTIES` with the highest mean node Pearson ρ (A particles)
-  over the *validation* configurations.  Reported per test temperature: the mean over
-  configurations of ρ between predicted and true C_B over type-A particles.
+- **C_B (or the propensity) from local structure**: ridge (linear) regression of the
+  per-particle node target (``node_target``: C_B, or the propensity ⟨|Δr|⟩_iso, the labels
+  ``labels/cb`` or ``labels/propensity`` of the dataset files) on simple descriptors of the
+  inherent structure (IS) and the thermal structure (TS), see :func:`particle_descriptors`.
+  Features are standardised with the training statistics; the penalty λ is the one of
+  :data:`PENALTIES` with the highest mean node Pearson ρ (A particles) over the *validation*
+  configurations.  Reported per test temperature: the mean over
+  configurations of ρ between predicted and true target over type-A particles.
 - **T from the energy**: a least-squares polynomial (quadratic) T(u) with u the potential
   energy per particle U/N of the thermal configuration, and, as a second baseline, u the
   inherent-structure energy e_IS/N stored in the dataset files.  Each configuration is one
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tbotan.analysis.metrics import node_pearson
+from tbotan.config import NODE_TARGET_TEXT, NODE_TARGETS
 from tbotan.errors import ConfigError
 from tbotan.formats.dataset import DatasetFile
 from tbotan.physics import kalj
@@ -287,6 +290,20 @@ def ridge_from_moments(moments: Moments, penalties: Sequence[float]) -> list[Rid
     ]
 
 
+def ridge_from_summary(entry: Mapping) -> RidgeModel:
+    """The ridge model of a :func:`structural_baselines` entry (its JSON-ready standardisation,
+    coefficients, intercept and penalty), to predict with :meth:`RidgeModel.predict` on
+    :func:`particle_descriptors` of the same radii."""
+    names = entry["features"]
+    return RidgeModel(
+        mean=np.array([entry["standardisation"]["mean"][n] for n in names]),
+        scale=np.array([entry["standardisation"]["std"][n] for n in names]),
+        coef=np.array([entry["coefficients"][n] for n in names]),
+        intercept=float(entry["intercept"]),
+        penalty=float(entry["penalty"]),
+    )
+
+
 def fit_ridge(x: np.ndarray, y: np.ndarray, penalties: Sequence[float]) -> list[RidgeModel]:
     """Ridge fits of (n,) y on (n, F) x, one per penalty (see :func:`ridge_from_moments`)."""
     moments = Moments()
@@ -373,13 +390,17 @@ def scan_file(
     path: PathLike,
     radii: Sequence[float],
     visit: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+    node_target: str = "cb",
 ) -> FileEnergies:
     """Descriptors of every configuration of a dataset file, one configuration at a time.
 
     The file is read through :class:`tbotan.formats.dataset.DatasetFile`; for each configuration
-    ``visit(features (N, F), cb (N,), types (N,))`` is called, so that no more than one
-    configuration's features are held at once.
+    ``visit(features (N, F), labels (N,), types (N,))`` is called, ``labels`` those of
+    ``node_target`` (``'cb'`` or ``'propensity'``), so that no more than one configuration's
+    features are held at once.
     """
+    if node_target not in NODE_TARGETS:
+        raise ConfigError(f"unknown node target {node_target!r}; choose one of {NODE_TARGETS}")
     dataset = DatasetFile(path)
     box = dataset.box_length
     u_ts, e_is = [], []
@@ -388,7 +409,7 @@ def scan_file(
         d = particle_descriptors(
             conf["thermal_positions"], conf["inherent_positions"], conf["types"], box, radii
         )
-        visit(d.features, np.asarray(conf["cb"], dtype=np.float64), conf["types"])
+        visit(d.features, np.asarray(conf[node_target], dtype=np.float64), conf["types"])
         u_ts.append(d.thermal_energy)
         e_is.append(conf["inherent_energy"])
     return FileEnergies(
@@ -409,10 +430,12 @@ def predict_all(models: Sequence[RidgeModel], x: np.ndarray) -> np.ndarray:
 def pearson_collector(models: Sequence[RidgeModel], into: list):
     """A ``visit`` for :func:`scan_file` appending each configuration's (P,) node ρ."""
 
-    def visit(x, cb, types):
+    def visit(x, labels, types):
         pred = predict_all(models, x)
         into.append(
-            node_pearson(pred, np.broadcast_to(cb, pred.shape), np.broadcast_to(types, pred.shape))
+            node_pearson(
+                pred, np.broadcast_to(labels, pred.shape), np.broadcast_to(types, pred.shape)
+            )
         )
 
     return visit
@@ -430,6 +453,7 @@ def structural_baselines(
     test_files_by_T: Mapping[str, PathLike],
     radii: Sequence[float] = RADII,
     penalties: Sequence[float] = PENALTIES,
+    node_target: str = "cb",
 ) -> dict:
     """Fit both baselines on the training files and evaluate them on the test files.
 
@@ -439,11 +463,13 @@ def structural_baselines(
         test_files_by_T: {temperature label: test dataset file}.
         radii: coordination radii (σ_AA); those not below L/2 of the smallest box are dropped.
         penalties: ridge penalties tried.
+        node_target: what the ridge model predicts, ``'cb'`` (C_B) or ``'propensity'``.
 
     Returns:
-        A JSON-ready dict::
+        A JSON-ready dict; its ridge entry is under the key ``node_target`` (``"cb"`` below)::
 
-            {"cb": {model, target, features, radii, fit_split, fit_temperatures,
+            {"node_target": "cb",
+             "cb": {model, target, features, radii, fit_split, fit_temperatures,
                     n_fit_configurations, n_fit_particles, standardisation, penalty_grid,
                     selection, validation_split, n_validation_configurations,
                     validation_score: {λ: mean ρ}, penalty, coefficients: {name: β},
@@ -465,12 +491,14 @@ def structural_baselines(
     names = descriptor_names(radii)
 
     moments = Moments()
-    train = [scan_file(p, radii, lambda x, y, _t: moments.add(x, y)) for p in train_files]
+    train = [
+        scan_file(p, radii, lambda x, y, _t: moments.add(x, y), node_target) for p in train_files
+    ]
     models = ridge_from_moments(moments, penalties)
 
     collected: list[np.ndarray] = []
     for p in validation_files:
-        scan_file(p, radii, pearson_collector(models, collected))
+        scan_file(p, radii, pearson_collector(models, collected), node_target)
     val_rho = np.stack(collected, axis=1)  # (P, C_validation)
     scores = {m.penalty: float(np.mean(rho)) for m, rho in zip(models, val_rho, strict=True)}
     best = select_penalty(scores)
@@ -480,7 +508,7 @@ def structural_baselines(
     per_t = {}
     for label, p in test_files_by_T.items():
         collected = []
-        tests[label] = scan_file(p, radii, pearson_collector([model], collected))
+        tests[label] = scan_file(p, radii, pearson_collector([model], collected), node_target)
         rho = np.concatenate(collected)
         per_t[label] = {
             "mean": float(np.mean(rho)),
@@ -489,10 +517,10 @@ def structural_baselines(
             "per_configuration": rho.tolist(),
         }
     fit_temperatures = sorted({_label(f.temperature) for f in train}, key=float)
-    cb = {
+    ridge = {
         "model": "ridge regression, one model for all temperatures, no temperature input",
-        "target": "C_B per particle (all particles); evaluated as the mean over configurations "
-        "of the Pearson correlation over type-A particles",
+        "target": f"{NODE_TARGET_TEXT[node_target]} per particle (all particles); evaluated as "
+        "the mean over configurations of the Pearson correlation over type-A particles",
         "features": names,
         "radii": list(radii),
         "fit_split": "train",
@@ -520,7 +548,7 @@ def structural_baselines(
             ("inherent_energy", "e_IS/N of the inherent structure (dataset inherent/energy)"),
         )
     }
-    return {"cb": cb, "t_pred": t_pred}
+    return {"node_target": node_target, node_target: ridge, "t_pred": t_pred}
 
 
 def _temperature_baseline(

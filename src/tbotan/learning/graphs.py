@@ -8,7 +8,7 @@ attribute                 shape, dtype        meaning
 ``x``                     (N, 2) float32      node input: one-hot species (A, B)
 ``edge_index``            (2, E) int64        directed edges (source j, target k)
 ``edge_attr``             (E, F) float32      edge input (variant below)
-``y``                     (N,) float32        node target C_B
+``y``                     (N,) float32        node target: C_B or the propensity (below)
 ``y_edge``                (E,) float32        edge target ⟨r_jk(t)⟩_iso − r_jk(0)
 ``temperature``           (1,) float32        global target T (never an input)
 ``a_mask``                (N,) bool           type-A particles
@@ -17,6 +17,11 @@ attribute                 shape, dtype        meaning
 ========================  ==================  ==================================================
 
 plus ``source`` (file name) and ``configuration`` (index in the file) for messages.
+
+Node targets (``model.node_target``, :data:`tbotan.config.NODE_TARGETS`): ``cb``, the
+bond-breaking correlation C_B (dataset ``labels/cb``, the paper's target), or ``propensity``,
+⟨|r_j(t) − r_j(0)|⟩_iso in σ_AA (``labels/propensity``, the target of BOTAN and GlassBench).
+Whichever is chosen is ``y``; every loss, metric and prediction reads it from there.
 
 Input variants (``model.variant``):
 
@@ -47,7 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tbotan.config import VARIANT_GRAPH, VARIANTS
+from tbotan.config import NODE_TARGETS, VARIANT_GRAPH, VARIANTS
+from tbotan.errors import ConfigError
 from tbotan.formats.dataset import DatasetFile
 from tbotan.physics import kalj
 
@@ -63,6 +69,13 @@ def check_variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise ValueError(f"unknown input variant {variant!r}; choose one of {VARIANTS}")
     return variant
+
+
+def check_node_target(node_target: str) -> str:
+    """``node_target`` if it is one of :data:`NODE_TARGETS`, else a ValueError naming them."""
+    if node_target not in NODE_TARGETS:
+        raise ConfigError(f"unknown node target {node_target!r}; choose one of {NODE_TARGETS}")
+    return node_target
 
 
 def graph_name(variant: str) -> str:
@@ -120,7 +133,7 @@ def make_graph(
     inherent_positions: np.ndarray | None,
     box,
     edge_index: np.ndarray,
-    cb: np.ndarray | None = None,
+    node_labels: np.ndarray | None = None,
     edge_labels: np.ndarray | None = None,
     temperature: float | None = None,
     source: str = "",
@@ -128,8 +141,9 @@ def make_graph(
 ):
     """One configuration as a PyG ``Data`` (attributes in the module documentation).
 
-    Targets that are not given (``cb``, ``edge_labels``, ``temperature``) are filled with NaN,
-    as for a user configuration at inference time.
+    ``node_labels`` (N,) are the node target ``y`` (C_B or the propensity, whichever the model
+    learns).  Targets that are not given (``node_labels``, ``edge_labels``, ``temperature``)
+    are filled with NaN, as for a user configuration at inference time.
     """
     from torch_geometric.data import Data
 
@@ -146,7 +160,9 @@ def make_graph(
         edge_index=torch.from_numpy(edge_index),
         edge_attr=torch.from_numpy(features),
         y=torch.from_numpy(
-            np.full(n, np.nan, np.float32) if cb is None else np.asarray(cb, np.float32)
+            np.full(n, np.nan, np.float32)
+            if node_labels is None
+            else np.asarray(node_labels, np.float32)
         ),
         y_edge=torch.from_numpy(
             np.full(n_edges, np.nan, np.float32)
@@ -165,8 +181,10 @@ def make_graph(
     )
 
 
-def graph_from_dataset(dataset: DatasetFile, c: int, variant: str):
-    """Configuration ``c`` of a dataset file as a ``Data`` of ``variant`` (reads only it)."""
+def graph_from_dataset(dataset: DatasetFile, c: int, variant: str, node_target: str = "cb"):
+    """Configuration ``c`` of a dataset file as a ``Data`` of ``variant`` (reads only it), its
+    ``y`` the labels of ``node_target`` (``'cb'`` or ``'propensity'``)."""
+    check_node_target(node_target)
     name = graph_name(variant)
     conf = dataset.configuration(c, graphs=(name,))
     return make_graph(
@@ -176,7 +194,7 @@ def graph_from_dataset(dataset: DatasetFile, c: int, variant: str):
         inherent_positions=conf["inherent_positions"],
         box=dataset.box_length,
         edge_index=conf[f"{name}_index"],
-        cb=conf["cb"],
+        node_labels=conf[node_target],
         edge_labels=conf[f"{name}_labels"],
         temperature=dataset.temperature,
         source=dataset.path.name,
@@ -269,12 +287,16 @@ class GraphDataset(torch.utils.data.Dataset):
     Args:
         paths: dataset files (docs/formats.md); each is validated on opening.
         variant: ``'is+ts'``, ``'is'`` or ``'ts'``.
+        node_target: the labels ``y`` of every graph, ``'cb'`` or ``'propensity'``.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], variant: str) -> None:
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], variant: str, node_target: str = "cb"
+    ) -> None:
         if not paths:
             raise ValueError("GraphDataset needs at least one dataset file")
         self.variant = check_variant(variant)
+        self.node_target = check_node_target(node_target)
         self.files = [DatasetFile(p) for p in paths]
         self.index: list[tuple[int, int]] = [
             (f_i, c) for f_i, f in enumerate(self.files) for c in range(f.n_configurations)
@@ -302,4 +324,4 @@ class GraphDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         f_i, c = self.index[i]
-        return graph_from_dataset(self.files[f_i], c, self.variant)
+        return graph_from_dataset(self.files[f_i], c, self.variant, self.node_target)

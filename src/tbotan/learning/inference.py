@@ -1,9 +1,11 @@
 """Predictions of a trained T-BOTAN model: for dataset files and for single configurations.
 
 A model file (``model.pt``, written by :mod:`tbotan.learning.training`) carries the configuration,
-the input variant and the weights, so predictions always build the graphs the model was trained
-on.  For every configuration the model predicts C_B per particle, the edge labels, T_pred and
-the global embedding g^M; results go to a predictions file (docs/formats.md) through
+the input variant, the node target and the weights, so predictions always build the graphs the
+model was trained on.  For every configuration the model predicts its node target per particle
+(C_B or the propensity, ``model.node_target`` of its configuration; predictions files name it in
+their ``node_target`` attribute), the edge labels, T_pred and the global embedding g^M;
+results go to a predictions file (docs/formats.md) through
 :func:`tbotan.formats.predictions.write_predictions`.
 
 A user configuration (a GSD frame or a BOTAN-style ``.npz``) needs its inherent structure for
@@ -29,6 +31,7 @@ from tbotan.errors import InputError, MissingInputError
 from tbotan.formats.model_file import ModelFileError, read_model_file
 from tbotan.learning.ensemble import combine_members, ensemble_attrs
 from tbotan.learning.graphs import (
+    check_node_target,
     check_variant,
     graph_from_dataset,
     graph_from_positions,
@@ -60,6 +63,13 @@ class TrainedModel:
     def config(self) -> dict:
         return self.meta["config"]
 
+    @property
+    def node_target(self) -> str:
+        """What the node output predicts: ``'cb'`` or ``'propensity'`` (``model.node_target``
+        of the configuration the model was trained with; model files written before the key
+        existed learned C_B)."""
+        return self.config["model"].get("node_target", "cb")
+
     def attrs(self) -> dict:
         """The model's attributes of a predictions file."""
         m = self.meta
@@ -70,6 +80,7 @@ class TrainedModel:
             lambda_global=float(m["lambda_global"]),
             epoch=int(m["epoch"]),
             edge_graph=graph_name(m["variant"]),
+            node_target=self.node_target,
         )
 
 
@@ -80,6 +91,7 @@ def load_model(path: str | os.PathLike, device: str | None = "auto") -> TrainedM
     meta = read_model_file(path)
     try:
         check_variant(meta["variant"])
+        check_node_target(meta["config"]["model"].get("node_target", "cb"))
     except ValueError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     hparams = meta["hparams"]
@@ -154,7 +166,7 @@ def predict_graph(trained: TrainedModel, data) -> dict[str, np.ndarray]:
 def as_members(trained: TrainedModel | Sequence[TrainedModel]) -> list[TrainedModel]:
     """One model or a seed ensemble as a checked list of members.
 
-    Members must be seeds of one model: one input variant, graph cut-off and λ_g.
+    Members must be seeds of one model: one input variant, graph cut-off, λ_g and node target.
 
     Raises:
         ModelFileError: no member, or members of different variants, cut-offs or λ_g.
@@ -166,6 +178,7 @@ def as_members(trained: TrainedModel | Sequence[TrainedModel]) -> list[TrainedMo
         ("variant", lambda m: m.variant),
         ("graph cut-off", lambda m: float(m.config["graph"]["cutoff"])),
         ("λ_g", lambda m: float(m.meta["lambda_global"])),
+        ("node target", lambda m: m.node_target),
     ):
         found = {value(m) for m in members}
         if len(found) != 1:
@@ -207,8 +220,10 @@ def predict_dataset(
     models) writes its members' mean and their spread (:func:`predict_graph_members`).
 
     Returns:
-        Summary: per-configuration Pearson of C_B over type-A particles, and mean T_pred (of
-        the ensemble mean for several models).
+        Summary: ``node_target`` (what the node output predicts), ``pearson`` (per
+        configuration, the Pearson correlation over type-A particles of the node output with the
+        dataset's labels of that target) and ``t_pred`` (mean T_pred; of the ensemble mean for
+        several models).
     """
     from tbotan.analysis.metrics import pearson
     from tbotan.formats.dataset import DatasetFile
@@ -237,7 +252,7 @@ def predict_dataset(
             )
     per_configuration, pearsons = [], []
     for c in range(dataset.n_configurations):
-        data = graph_from_dataset(dataset, c, trained.variant)
+        data = graph_from_dataset(dataset, c, trained.variant, trained.node_target)
         pred = predict_graph_members(members, data)
         per_configuration.append(pred)
         a = data.a_mask.numpy()
@@ -259,7 +274,11 @@ def predict_dataset(
         model_path=[m.meta["path"] for m in members] if len(members) > 1 else trained.meta["path"],
     )
     write_predictions(out_path, **arrays, attrs=attrs)
-    return {"pearson": pearsons, "t_pred": float(np.mean(arrays["t_pred"]))}
+    return {
+        "node_target": trained.node_target,
+        "pearson": pearsons,
+        "t_pred": float(np.mean(arrays["t_pred"])),
+    }
 
 
 @dataclass

@@ -277,9 +277,12 @@ class Trainer:
             tune_cpu_allocator()
         self.train_files = [str(Path(p).resolve()) for p in train_files]
         self.validation_files = [str(Path(p).resolve()) for p in validation_files]
-        self.train_set = GraphDataset(self.train_files, self.variant)
+        target = config["model"]["node_target"]
+        self.train_set = GraphDataset(self.train_files, self.variant, target)
         self.val_set = (
-            GraphDataset(self.validation_files, self.variant) if self.validation_files else None
+            GraphDataset(self.validation_files, self.variant, target)
+            if self.validation_files
+            else None
         )
         self.val_labels = (
             [cfgmod.temperature_label(t) for t in self.val_set.temperatures()]
