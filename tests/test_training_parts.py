@@ -46,9 +46,9 @@ def counting_builds(monkeypatch) -> list:
     builds = []
     original = graphs_module.graph_from_dataset
 
-    def counted(dataset, c, variant):
+    def counted(dataset, c, variant, node_target="cb"):
         builds.append((dataset.path.name, c))
-        return original(dataset, c, variant)
+        return original(dataset, c, variant, node_target)
 
     monkeypatch.setattr(graphs_module, "graph_from_dataset", counted)
     return builds
