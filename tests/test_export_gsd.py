@@ -428,8 +428,7 @@ def test_an_ensemble_file_exports_its_stored_spread_as_its_members_files_do(
     from tbotan.learning.ensemble import combine_members, ensemble_attrs
 
     preds = [read_predictions(p) for p in files["members"]]
-    keys = ("cb", "edge", "t_pred", "embedding")
-    combined = combine_members([{k: getattr(p, k) for k in keys} for p in preds])
+    combined = combine_members([p.member() for p in preds])
     ensemble = tmp_path / "ensemble.h5"
     attrs = dict(ensemble_attrs([p.attrs for p in preds]), model_path=["a.pt", "b.pt"])
     write_predictions(ensemble, **combined, attrs=attrs)

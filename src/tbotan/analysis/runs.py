@@ -448,17 +448,7 @@ def _analyse_temperature(
     L = float(content.attrs["box_length"])
     names = list(predictions)
     combined = {
-        group: combine_members(
-            [
-                {
-                    "cb": predictions[n].cb,
-                    "edge": predictions[n].edge,
-                    "t_pred": predictions[n].t_pred,
-                    "embedding": predictions[n].embedding,
-                }
-                for n in members
-            ]
-        )
+        group: combine_members([predictions[n].member() for n in members])
         for group, members in groups.items()
     }
     fields = np.stack(
@@ -502,10 +492,7 @@ def _analyse_temperature(
     per_model = {}
     for i, name in enumerate(names, start=1):
         pred = predictions[name]
-        arrays = {"cb": pred.cb, "edge": pred.edge, "t_pred": pred.t_pred}
-        per_model[name] = result(
-            dict(arrays, embedding=pred.embedding), pred.edge_graph, i, spread=False
-        )
+        per_model[name] = result(pred.member(), pred.edge_graph, i, spread=False)
     per_group = {}
     for i, (group, members) in enumerate(groups.items(), start=1 + len(names)):
         edge_graph = predictions[members[0]].edge_graph

@@ -226,8 +226,7 @@ def _predicted(members: list[Predictions]) -> dict[str, np.ndarray] | None:
             f"{ensembles} already hold seed ensembles: export one ensemble file, or the members' "
             "files of one ensemble"
         )
-    fields = ("cb", "edge", "t_pred", "embedding")
-    combined = combine_members([{k: getattr(m, k) for k in fields} for m in members])
+    combined = combine_members([m.member() for m in members])
     return {k: v for k, v in combined.items() if k not in ("embedding", "member_t_pred")}
 
 

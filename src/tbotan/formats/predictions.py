@@ -96,6 +96,16 @@ class Predictions:
     t_pred_std: np.ndarray | None = None
     member_t_pred: np.ndarray | None = None
 
+    def member(self) -> dict[str, np.ndarray]:
+        """``cb``, ``edge``, ``t_pred`` and ``embedding``: these predictions as one member of a
+        seed ensemble (:func:`tbotan.learning.ensemble.combine_members`)."""
+        return {
+            "cb": self.cb,
+            "edge": self.edge,
+            "t_pred": self.t_pred,
+            "embedding": self.embedding,
+        }
+
     @property
     def n_members(self) -> int:
         """Models whose predictions these are: 1, or K for a seed ensemble."""
