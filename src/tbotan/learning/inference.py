@@ -202,8 +202,13 @@ def predict_graph_members(members: Sequence[TrainedModel], data) -> dict[str, np
 
 
 def members_attrs(members: Sequence[TrainedModel]) -> dict:
-    """The predictions-file attributes of one model or of an ensemble of members."""
-    return ensemble_attrs([m.attrs() for m in members])
+    """The predictions-file attributes of one model or of an ensemble of members, with
+    ``model_path`` (the model file, or the list of the members' files)."""
+    paths = [m.meta["path"] for m in members]
+    return dict(
+        ensemble_attrs([m.attrs() for m in members]),
+        model_path=paths if len(paths) > 1 else paths[0],
+    )
 
 
 def predict_dataset(
@@ -271,7 +276,6 @@ def predict_dataset(
         dataset_config_hash=str(dataset.attrs.get("config_hash", "")),
         temperature=dataset.temperature,
         split=str(dataset.attrs.get("split", "")),
-        model_path=[m.meta["path"] for m in members] if len(members) > 1 else trained.meta["path"],
     )
     write_predictions(out_path, **arrays, attrs=attrs)
     return {
@@ -481,7 +485,6 @@ def predict_configuration(
         dataset_config_hash="",
         temperature=float("nan") if temperature is None else float(temperature),
         split="user",
-        model_path=[m.meta["path"] for m in members] if len(members) > 1 else trained.meta["path"],
         graph_cutoff=cutoff,
         **attrs_extra,
     )
