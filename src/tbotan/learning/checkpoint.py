@@ -6,10 +6,11 @@ hyper-parameters, training and validation files), its progress (:class:`Training
 epochs done, wall time, the metrics rows so far, the best epoch's weights), the model and
 optimiser states and every global RNG state, so that a resumed training continues exactly
 (bit-identical on the CPU).  It is written atomically.  A training may resume from it only
-with the same identity and configuration, except the keys of :data:`RESUMABLE_KEYS`;
-:meth:`TrainingCheckpoint.problem` says why not otherwise.  The loop that writes checkpoints
-is :meth:`tbotan.learning.training.Trainer.run`, at its epoch boundaries
-(:class:`tbotan.resumable.ResumableLoop`).
+with the same identity and configuration, except the keys of :data:`RESUMABLE_KEYS` (and
+``fluctuation_phase`` while the checkpoint is in the first phase, so that a finished training
+can be given a second phase); :meth:`TrainingCheckpoint.problem` says why not otherwise.
+The loop that writes checkpoints is :meth:`tbotan.learning.training.Trainer.run`, at its
+epoch boundaries (:class:`tbotan.resumable.ResumableLoop`).
 """
 
 from __future__ import annotations
@@ -128,13 +129,17 @@ class TrainingProgress:
     """How far a training has come: what a checkpoint keeps besides the states.
 
     ``best`` is empty, or ``epoch``, ``score`` (the validation objective) and ``state_dict``
-    (CPU tensors) of the epoch with the lowest validation objective so far.
+    (CPU tensors) of the epoch with the lowest validation objective so far (first phase).
+    ``phase`` is 1 (``training.epochs``) or 2 (``training.fluctuation_phase``, from the weights
+    of first-phase epoch ``phase1_epoch``; 0 while in the first phase).
     """
 
     epoch: int = 0
     elapsed_s: float = 0.0
     metrics: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=dict)
+    phase: int = 1
+    phase1_epoch: int = 0
 
 
 class TrainingCheckpoint:
@@ -167,6 +172,8 @@ class TrainingCheckpoint:
                 "rng": rng_states(),
                 "metrics": progress.metrics,
                 "best": progress.best,
+                "phase": progress.phase,
+                "phase1_epoch": progress.phase1_epoch,
             },
             self.path,
         )
@@ -195,7 +202,18 @@ class TrainingCheckpoint:
                     f"{where}: cannot resume, {key} differs (checkpoint {saved[key]!r}, "
                     f"now {self.identity[key]!r}); use another output folder or drop --resume"
                 )
-        differing = config_differences(saved["config"], self.identity["config"], self.resumable)
+        resumable = set(self.resumable)
+        if saved.get("phase", 1) == 1:  # the second phase has not started: choose it anew
+            resumable.add("fluctuation_phase")
+            first_phase = self.identity["config"]["training"]["epochs"]
+            if int(saved["epoch"]) > first_phase:
+                return (
+                    f"{where}: cannot resume, the checkpoint is at epoch {saved['epoch']} of the "
+                    f"first phase, beyond training.epochs ({first_phase})"
+                )
+        else:  # the phase boundary is fixed once the second phase has begun
+            resumable.discard("epochs")
+        differing = config_differences(saved["config"], self.identity["config"], resumable)
         if differing:
             return f"{where}: cannot resume, the configuration differs in {', '.join(differing)}"
         return None
@@ -231,4 +249,6 @@ class TrainingCheckpoint:
             elapsed_s=float(saved["elapsed_s"]),
             metrics=[row for row in history if row["epoch"] <= epoch],
             best=saved.get("best", {}),
+            phase=int(saved.get("phase", 1)),
+            phase1_epoch=int(saved.get("phase1_epoch", 0)),
         )

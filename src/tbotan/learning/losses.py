@@ -237,18 +237,25 @@ def loss_weights(training: dict, epoch: int, lambda_global: float | None = None)
     ``w_v = w_c = 0`` during the first ``warmup_epochs`` epochs, then ``w_var`` and ``w_corr``.
     ``λ_g`` (``lambda_global`` unless overridden) applies from the first epoch
     (docs/physics.md §8.2); with ``global_after_warmup: true`` it is also 0 during the warm-up
-    (the paper's Fig. 6 caption).
+    (the paper's Fig. 6 caption).  Epochs after ``epochs`` belong to the second phase
+    (``fluctuation_phase``, docs/physics.md §8.4): its ``w_var`` and ``w_corr``.
     """
-    warm = epoch <= training["warmup_epochs"]
     lg = training["lambda_global"] if lambda_global is None else lambda_global
-    if warm and training.get("global_after_warmup", False):
-        lg = 0.0
+    if epoch > training["epochs"]:
+        phase2 = training.get("fluctuation_phase", {})
+        w_var, w_corr = phase2.get("w_var", 0.0), phase2.get("w_corr", 0.0)
+    else:
+        warm = epoch <= training["warmup_epochs"]
+        if warm and training.get("global_after_warmup", False):
+            lg = 0.0
+        w_var = 0.0 if warm else training["w_var"]
+        w_corr = 0.0 if warm else training["w_corr"]
     return LossWeights(
         lambda_node=training["lambda_node"],
         lambda_edge=training["lambda_edge"],
         lambda_global=float(lg),
-        w_var=0.0 if warm else training["w_var"],
-        w_corr=0.0 if warm else training["w_corr"],
+        w_var=float(w_var),
+        w_corr=float(w_corr),
     )
 
 

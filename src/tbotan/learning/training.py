@@ -84,10 +84,18 @@ from tbotan.learning.graphs import (
     octahedral_augment,
     octahedral_operation,
 )
-from tbotan.learning.losses import TERMS, TargetScales, check_box, loss_weights, tbotan_losses
+from tbotan.learning.losses import (
+    TERMS,
+    TargetScales,
+    check_box,
+    loss_weights,
+    tbotan_losses,
+    variance,
+)
 from tbotan.learning.model import TBotan
 from tbotan.names import validation_column
 from tbotan.physics import kalj
+from tbotan.progress import progress_message
 from tbotan.resumable import ResumableLoop
 
 log = logging.getLogger(__name__)
@@ -242,6 +250,8 @@ def metrics_columns(temperature_labels: Sequence[str]) -> list[str]:
     for label in temperature_labels:
         columns += [validation_column("pearson_edge", label)]
         columns += [validation_column(term, label) for term in TERMS]
+    columns += ["phase", validation_column("var_ratio")]
+    columns += [validation_column("var_ratio", label) for label in temperature_labels]
     return columns
 
 
@@ -342,6 +352,11 @@ class Trainer:
         """The metrics rows of the epochs done."""
         return self.progress.metrics
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of both phases: ``training.epochs`` + ``fluctuation_phase.epochs``."""
+        return self.training["epochs"] + self.training["fluctuation_phase"]["epochs"]
+
     def _target_scales(self) -> TargetScales | None:
         """The loss scales of the standardised targets (None: the paper's losses)."""
         if not self.normalize:
@@ -403,9 +418,10 @@ class Trainer:
 
     def selected_weights(self) -> tuple[int, dict]:
         """(epoch, weights) of the model that ``select_model`` keeps: the epoch with the lowest
-        validation objective (``val_objective``), or the last epoch."""
+        validation objective (``val_objective``), or the last epoch; after a second phase, its
+        last epoch."""
         best = self.progress.best
-        if self.select != "last" and best:
+        if self.select != "last" and best and self.progress.phase == 1:
             return int(best["epoch"]), best["state_dict"]
         return self.epoch, self.model.state_dict()
 
@@ -424,6 +440,7 @@ class Trainer:
                 "epoch": epoch,
                 "epochs_trained": self.epoch,
                 "select_model": self.select,
+                "fluctuation_phase": self._phase2_record(),
                 "training_temperatures": self.train_set.temperatures(),
                 "training_data": training_data_summary(self.train_set),
                 "state_dict": state_dict,
@@ -435,9 +452,34 @@ class Trainer:
         )
         return path
 
+    def _phase2_record(self) -> dict:
+        """What model.pt records of the second phase: ``{}`` without one, else its settings
+        and ``from_epoch``, the first-phase epoch it started from."""
+        if self.progress.phase != 2:
+            return {}
+        return {**self.training["fluctuation_phase"], "from_epoch": self.progress.phase1_epoch}
+
+    def start_fluctuation_phase(self) -> None:
+        """Begin the second phase (docs/physics.md §8.4): the weights that ``select_model``
+        keeps of the first phase, a fresh Adam at the second phase's rate."""
+        epoch, state_dict = self.selected_weights()
+        self.model.load_state_dict(state_dict)
+        phase2 = self.training["fluctuation_phase"]
+        lr = float(self.training["learning_rate"]) * float(phase2["learning_rate_factor"])
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.progress.phase, self.progress.phase1_epoch = 2, epoch
+        progress_message(
+            f"{self.model_id}: phase 2 (fluctuations) from epoch {epoch}: "
+            f"{phase2['epochs']} epochs, lr {lr:.3g}, w_var {phase2['w_var']}, "
+            f"w_corr {phase2['w_corr']}"
+        )
+
     def learning_rate(self, epoch: int, step: int, steps: int) -> float:
-        """Rate of optimiser step ``step`` (0-based) of ``steps`` in 1-based ``epoch``."""
+        """Rate of optimiser step ``step`` (0-based) of ``steps`` in 1-based ``epoch``: the
+        schedule of the first phase, or the second phase's constant rate."""
         base = float(self.training["learning_rate"])
+        if epoch > self.training["epochs"]:
+            return base * float(self.training["fluctuation_phase"]["learning_rate_factor"])
         if self.training["lr_schedule"] == "constant":
             return base
         t = (epoch - 1) + (step + 1) / steps  # epochs done after this step
@@ -534,7 +576,12 @@ class Trainer:
             sums += torch.cat([values, torch.tensor([norm], dtype=torch.float64)])
             if bar is not None:
                 bar.update(len(items))
-                bar.set_postfix(epoch=epoch, loss=f"{values[0].item():.4g}", refresh=False)
+                bar.set_postfix(
+                    phase=self.progress.phase,
+                    epoch=epoch,
+                    loss=f"{values[0].item():.4g}",
+                    refresh=False,
+                )
         means = (sums / steps).tolist()
         row = dict(zip(TERMS, means[:-1], strict=True))
         row["grad_norm"] = means[-1]
@@ -573,9 +620,12 @@ class Trainer:
         for i, data in enumerate(self.val_graphs.feed(range(len(self.val_set)))):
             out, terms = self._losses(data, weights)
             label = cfgmod.temperature_label(self.val_set.temperature(i))
-            rec = per_t.setdefault(label, {"pearson": [], "pearson_edge": [], "t_pred": []})
+            rec = per_t.setdefault(
+                label, {"pearson": [], "pearson_edge": [], "t_pred": [], "var_ratio": []}
+            )
             a = data.a_mask
             rec["pearson"].append(float(pearson(out.cb[a], data.y[a])))
+            rec["var_ratio"].append(float(variance(out.cb[a].float()) / variance(data.y[a])))
             rec["pearson_edge"].append(float(pearson(out.edge, data.y_edge)))
             rec["t_pred"].append(float(out.t_pred))
             rec.setdefault("t_true", []).append(float(data.temperature[0]))
@@ -583,7 +633,7 @@ class Trainer:
                 rec.setdefault(t, []).append(float(terms[t]))
         row: dict = {}
         for label, rec in per_t.items():
-            for quantity in ("pearson", "t_pred", "pearson_edge", *TERMS):
+            for quantity in ("pearson", "t_pred", "pearson_edge", "var_ratio", *TERMS):
                 row[validation_column(quantity, label)] = float(np.mean(rec[quantity]))
         for t in TERMS:
             row[validation_column(t)] = float(
@@ -595,9 +645,10 @@ class Trainer:
             for p, t in zip(rec["t_pred"], rec["t_true"], strict=True)
         ]
         row[validation_column("t_rmse")] = float(np.sqrt(np.mean(np.square(errors))))
-        row[validation_column("pearson")] = float(
-            np.mean([row[validation_column("pearson", k)] for k in per_t])
-        )
+        for quantity in ("pearson", "var_ratio"):
+            row[validation_column(quantity)] = float(
+                np.mean([row[validation_column(quantity, k)] for k in per_t])
+            )
         tr = self.training
         row[validation_column("objective")] = (
             tr["lambda_node"] * row[validation_column("loss_mse")]
@@ -610,17 +661,20 @@ class Trainer:
     def run(
         self, stop_after: int | None = None, progress: bool = True, on_epoch: Callable | None = None
     ) -> TrainResult:
-        """Train up to ``training.epochs`` (or stop after epoch ``stop_after``).
+        """Train up to :attr:`total_epochs` (or stop after epoch ``stop_after``).
 
-        The procedure: the epochs (:meth:`train_epoch` then :meth:`validate`, checkpoints at
-        epoch boundaries); once every epoch is done, ``metrics.csv``, the weights that
-        ``select_model`` keeps (:meth:`selected_weights`), their global head refitted on the
-        frozen trunk (:func:`~tbotan.learning.global_refit.refit_global`,
-        ``training.global_refit_epochs``) and ``model.pt`` (:meth:`save_model`).
+        The procedure: the epochs of the first phase (:meth:`train_epoch` then
+        :meth:`validate`, checkpoints at epoch boundaries and at its end), then, with
+        ``training.fluctuation_phase.epochs`` > 0, those of the second phase from the weights
+        ``select_model`` keeps (:meth:`start_fluctuation_phase`); once every epoch is done,
+        ``metrics.csv``, the weights that ``select_model`` keeps (:meth:`selected_weights`:
+        after a second phase its last epoch), their global head refitted on the frozen trunk
+        (:func:`~tbotan.learning.global_refit.refit_global`, ``training.global_refit_epochs``)
+        and ``model.pt`` (:meth:`save_model`).
 
         SIGTERM or SIGUSR1 (a scheduler's time limit) makes it checkpoint at the end of the
         current epoch and raise :class:`~tbotan.resumable.Interrupted`."""
-        total = self.training["epochs"]
+        total = self.total_epochs
         last = total if stop_after is None else min(total, stop_after)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.epoch == 0:
@@ -663,10 +717,14 @@ class Trainer:
     def _epochs(self, last: int, total: int, bar, on_epoch, loop: ResumableLoop) -> None:
         """Epochs up to ``last``; stops early, checkpointed, when a stop signal came."""
         progress = self.progress
+        first_phase = self.training["epochs"]
         while progress.epoch < last:
+            if progress.epoch >= first_phase and progress.phase == 1:
+                self.start_fluctuation_phase()
             start = time.perf_counter()
             row = self.train_epoch(bar)
             row.update(self.validate())
+            row["phase"] = progress.phase
             progress.epoch += 1
             seconds = time.perf_counter() - start
             progress.elapsed_s += seconds
@@ -675,7 +733,8 @@ class Trainer:
             progress.metrics.append(row)
             append_metrics(self.live_metrics_path, self.columns, row)
             every = self.training["checkpoint_every"]
-            if loop.boundary(progress.epoch % every == 0 or progress.epoch == total):
+            at_end = progress.epoch in (first_phase, total)  # a second phase may start here
+            if loop.boundary(progress.epoch % every == 0 or at_end):
                 self.save_checkpoint()
                 loop.checkpointed()
             if on_epoch is not None:
@@ -687,6 +746,8 @@ class Trainer:
         """Keep the weights of the epoch just done if its validation objective is the lowest
         so far (``select_model: val_objective``)."""
         best = self.progress.best
+        if self.progress.phase != 1:
+            return
         if self.select != "last" and (not best or row["val_objective"] < best["score"]):
             self.progress.best = {
                 "epoch": self.progress.epoch,
@@ -745,7 +806,7 @@ def train(
                 # on stderr whatever the log level: what a user of a retried job looks for
                 print(
                     f"{trainer.model_id}: resuming from checkpoint after epoch {trainer.epoch} "
-                    f"of {trainer.training['epochs']}",
+                    f"of {trainer.total_epochs} (phase {trainer.progress.phase})",
                     file=sys.stderr,
                 )
         except IncompatibleCheckpoint as exc:
