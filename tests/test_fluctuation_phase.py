@@ -116,7 +116,8 @@ def test_second_phase_restores_the_variance(files, tmp_path):
 
 def test_a_killed_second_phase_resumes_identically(files, tmp_path):
     """Killed in the second phase, resumed: the same model as without the kill, bit for bit;
-    the checkpoint records the phase; the second phase's settings are fixed once it began."""
+    the checkpoint records the phase; the second phase's weights and rate are fixed once it
+    began, its length may grow."""
     cfg = config(4, epochs=4, warmup_epochs=4, checkpoint_every=1, select_model="val_objective")
     args = ([files["train"]], [files["validation"]])
     straight = train(cfg, *args, tmp_path / "a", seed=1, progress=False)
@@ -134,3 +135,7 @@ def test_a_killed_second_phase_resumes_identically(files, tmp_path):
     # the second phase started from the weights select_model kept, recorded in the model
     best = min(straight.metrics[:4], key=lambda r: r["val_objective"])["epoch"]
     assert a["fluctuation_phase"]["from_epoch"] == b["fluctuation_phase"]["from_epoch"] == best
+    # a finished second phase may be lengthened (constant rate): one more epoch
+    longer = config(5, epochs=4, warmup_epochs=4, checkpoint_every=1, select_model="val_objective")
+    extended = train(longer, *args, tmp_path / "a", seed=1, progress=False, resume=True)
+    assert [r["phase"] for r in extended.metrics] == [1] * 4 + [2] * 5

@@ -77,6 +77,18 @@ def config_differences(old: dict, new: dict, resumable: set[str] = RESUMABLE_KEY
     return out
 
 
+def _phase2_length_free(config: dict) -> dict:
+    """``config`` without ``training.fluctuation_phase.epochs``: the second phase's rate is
+    constant, so a longer second phase continues a begun one exactly (as ``epochs`` does for a
+    constant first-phase rate)."""
+    training = dict(config.get("training", {}))
+    if "fluctuation_phase" in training:
+        training["fluctuation_phase"] = {
+            k: v for k, v in training["fluctuation_phase"].items() if k != "epochs"
+        }
+    return {**config, "training": training}
+
+
 # ---------------------------------------------------------------------------- RNG states
 
 
@@ -213,7 +225,17 @@ class TrainingCheckpoint:
                 )
         else:  # the phase boundary is fixed once the second phase has begun
             resumable.discard("epochs")
-        differing = config_differences(saved["config"], self.identity["config"], resumable)
+            phase2 = self.identity["config"]["training"]["fluctuation_phase"]
+            total = self.identity["config"]["training"]["epochs"] + phase2["epochs"]
+            if int(saved["epoch"]) > total:
+                return (
+                    f"{where}: cannot resume, the checkpoint is at epoch {saved['epoch']}, "
+                    f"beyond the {total} epochs of both phases"
+                )
+        old, new = saved["config"], self.identity["config"]
+        if saved.get("phase", 1) == 2:
+            old, new = _phase2_length_free(old), _phase2_length_free(new)
+        differing = config_differences(old, new, resumable)
         if differing:
             return f"{where}: cannot resume, the configuration differs in {', '.join(differing)}"
         return None

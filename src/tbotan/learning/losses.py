@@ -238,7 +238,7 @@ def loss_weights(training: dict, epoch: int, lambda_global: float | None = None)
     ``λ_g`` (``lambda_global`` unless overridden) applies from the first epoch
     (docs/physics.md §8.2); with ``global_after_warmup: true`` it is also 0 during the warm-up
     (the paper's Fig. 6 caption).  Epochs after ``epochs`` belong to the second phase
-    (``fluctuation_phase``, docs/physics.md §8.4): its ``w_var`` and ``w_corr``.
+    (``fluctuation_phase``, docs/physics.md §8.6): its ``w_var`` and ``w_corr``.
     """
     lg = training["lambda_global"] if lambda_global is None else lambda_global
     if epoch > training["epochs"]:

@@ -13,10 +13,15 @@ Before the first step (``normalize_targets``), the targets and edge inputs are s
 with training-set statistics (:func:`standardization_from_data`, stored in the model's
 buffers), and the running statistics of a standardised global readout are initialised from
 training graphs.  After each epoch the model is evaluated on the validation files (Pearson of
-predicted vs true C_B over type-A particles, mean T_pred and its RMSE, per temperature, and every
-loss term) and one row is appended to ``metrics.live.csv`` (progress); ``select_model:
-val_objective`` keeps the weights of the epoch with the lowest validation objective for
-``model.pt``.
+predicted vs true C_B over type-A particles, Var(predicted)/Var(true), mean T_pred and its
+RMSE, per temperature, and every loss term) and one row is appended to ``metrics.live.csv``
+(progress); ``select_model: val_objective`` keeps the weights of the epoch with the lowest
+validation objective for ``model.pt``.
+
+``training.fluctuation_phase`` (docs/physics.md §8.6) adds a second phase after
+``training.epochs``: from the weights ``select_model`` keeps, a fresh Adam at a constant, lower
+rate, L_Var and L_Corr in the loss; its epochs are numbered on (column ``phase`` = 2), its last
+epoch is the model.
 
 Output folder (docs/formats.md): ``checkpoint.pt`` every ``checkpoint_every`` epochs, at the
 end, after ``checkpoint_interval_minutes`` of wall time and on SIGTERM/SIGUSR1 (model,
