@@ -52,9 +52,9 @@ def stage_work(config: dict, extension_tau: float) -> dict[str, float]:
     models = sum(len(v) for v in cfg.model_ids(config).values())
     trained = [e for e in config["temperatures"] if e["train"]]
     ds = config["dataset"]
-    work["train"] = (
-        models * config["training"]["epochs"] * len(trained) * (ds["n_train"] + ds["n_validation"])
-    )
+    tr = config["training"]
+    epochs = tr["epochs"] + tr["fluctuation_phase"]["epochs"]  # both phases
+    work["train"] = models * epochs * len(trained) * (ds["n_train"] + ds["n_validation"])
     work["predict"] = models * sum(
         cfg.split_sizes(config, e["T"])["test"] for e in config["temperatures"]
     )
