@@ -117,7 +117,7 @@ def test_second_phase_restores_the_variance(files, tmp_path):
 def test_a_killed_second_phase_resumes_identically(files, tmp_path):
     """Killed in the second phase, resumed: the same model as without the kill, bit for bit;
     the checkpoint records the phase; the second phase's weights and rate are fixed once it
-    began, its length may grow."""
+    began, its length may grow; the global-head refit runs on the second phase's trunk."""
     cfg = config(4, epochs=4, warmup_epochs=4, checkpoint_every=1, select_model="val_objective")
     args = ([files["train"]], [files["validation"]])
     straight = train(cfg, *args, tmp_path / "a", seed=1, progress=False)
@@ -135,6 +135,16 @@ def test_a_killed_second_phase_resumes_identically(files, tmp_path):
     # the second phase started from the weights select_model kept, recorded in the model
     best = min(straight.metrics[:4], key=lambda r: r["val_objective"])["epoch"]
     assert a["fluctuation_phase"]["from_epoch"] == b["fluctuation_phase"]["from_epoch"] == best
+    # the global-head refit runs on the trunk of the second phase's last epoch
+    refit = config(4, epochs=4, warmup_epochs=4, checkpoint_every=1, select_model="val_objective")
+    refit["training"]["global_refit_epochs"] = 20
+    train(refit, *args, tmp_path / "b", seed=1, progress=False, resume=True)
+    refitted = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    last = load_file(tmp_path / "b" / "checkpoint.pt", CHECKPOINT_FORMAT)["model"]
+    assert refitted["global_refit"]["steps"] == 20 and refitted["epoch"] == 8
+    head = ("global_mlp.", "global_decoder.", "pool_")
+    trunk = [k for k in last if not k.startswith(head)]
+    assert trunk and all(torch.equal(refitted["state_dict"][k], last[k]) for k in trunk)
     # a finished second phase may be lengthened (constant rate): one more epoch
     longer = config(5, epochs=4, warmup_epochs=4, checkpoint_every=1, select_model="val_objective")
     extended = train(longer, *args, tmp_path / "a", seed=1, progress=False, resume=True)

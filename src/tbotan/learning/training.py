@@ -465,7 +465,7 @@ class Trainer:
         return {**self.training["fluctuation_phase"], "from_epoch": self.progress.phase1_epoch}
 
     def start_fluctuation_phase(self) -> None:
-        """Begin the second phase (docs/physics.md §8.4): the weights that ``select_model``
+        """Begin the second phase (docs/physics.md §8.6): the weights that ``select_model``
         keeps of the first phase, a fresh Adam at the second phase's rate."""
         epoch, state_dict = self.selected_weights()
         self.model.load_state_dict(state_dict)
