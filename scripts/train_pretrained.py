@@ -2,8 +2,9 @@
 
     OMP_NUM_THREADS=1 python scripts/train_pretrained.py kalj-T0.44 \
         --botan-data $TBOTAN_BOTAN_DATA \
-        --held-out PYG_BOTAN/small_data/T0.44/train PYG_BOTAN/small_data/T0.44/test \
-        --work build/pretrained [--twin-seeds 0]
+        --held-out $TBOTAN_PYG_BOTAN/small_data/T0.44/train \
+                   $TBOTAN_PYG_BOTAN/small_data/T0.44/test \
+        [--work build/pretrained] [--twin-seeds 0]
 
 Steps (each skipped when its result exists, so an interrupted run resumes where it stopped):
 
@@ -94,9 +95,22 @@ def tbotan(*args: str) -> float:
 
 
 def shown(arg: str) -> str:
-    """A command argument as the card shows it: the working folder and the repository root
-    replaced by ``WORK`` and ``.``."""
+    """A command argument as the card shows it, free of this machine's folders: the working
+    folder ``WORK/``, the repository root dropped, the BOTAN files ``$TBOTAN_BOTAN_DATA/``, a
+    pyg_botan checkout's files ``$TBOTAN_PYG_BOTAN/small_data/...``; ``--out`` (the former
+    spelling) as ``--output``."""
+    if arg == "--out":
+        return "--output"
+    if arg.endswith(".npz") and "/small_data/" in arg:
+        return "$TBOTAN_PYG_BOTAN/small_data/" + arg.split("/small_data/", 1)[1]
+    if arg.endswith(".npz"):
+        return "$TBOTAN_BOTAN_DATA/" + Path(arg).name
     return arg.replace(str(WORK) + "/", "WORK/").replace(str(ROOT) + "/", "")
+
+
+def shown_command(command: str) -> str:
+    """A recorded command line with every argument :func:`shown` (arguments hold no spaces)."""
+    return " ".join(shown(a) for a in command.split(" "))
 
 
 def held_out_files(paths: list[str], training: dict[str, Path]) -> list[Path]:
@@ -245,6 +259,8 @@ def main() -> None:
         "train": import_files(train_npz, work / "train.h5", "train", config),
         "held_out": import_files(held_npz, work / "held_out.h5", "test", config),
     }
+    for info in imports.values():
+        info["command"] = shown_command(info["command"])
     runs = {}
     for seed in spec["seeds"]:
         runs[seed] = train_seed(work / f"seed{seed}", work / "train.h5", seed, config)
@@ -260,6 +276,8 @@ def main() -> None:
             twin_runs[seed] = train_seed(
                 work / f"twin_seed{seed}", work / "train.h5", seed, twin_config
             )
+    for info in [*runs.values(), *twin_runs.values()]:
+        info["command"] = shown_command(info["command"])
     if args.train_only:
         return
     from tbotan.learning import pretrained
@@ -270,8 +288,9 @@ def main() -> None:
         threads=1,
         python=platform.python_version(),
         torch=torch.__version__,
-        script=f"python scripts/train_pretrained.py {args.name} --botan-data DIR --held-out "
-        "PYG_BOTAN/small_data/T0.44/train PYG_BOTAN/small_data/T0.44/test",
+        script=f"OMP_NUM_THREADS=1 python scripts/train_pretrained.py {args.name} "
+        "--botan-data $TBOTAN_BOTAN_DATA --held-out $TBOTAN_PYG_BOTAN/small_data/T0.44/train "
+        "$TBOTAN_PYG_BOTAN/small_data/T0.44/test",
     )
     registry = Path(args.registry)
     log("evaluating the ensemble and the ridge baselines")
@@ -280,6 +299,9 @@ def main() -> None:
     )
     sets = dict(train_h5=work / "train.h5", held_out_h5=work / "held_out.h5", imports=imports)
     card = pretrained.build_card(args.name, spec["description"], members, runs, **sets, **common)
+    sets["ridge"] = {
+        key: card["evaluation"][key]["ridge"] for key in ("held_out", "training_files")
+    }
     if twin_runs:
         log("evaluating the propensity twin")
         twin_folder = registry / spec["twin"]

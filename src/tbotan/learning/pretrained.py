@@ -238,12 +238,14 @@ def build_card(
     train_h5: Path,
     held_out_h5: Path,
     imports: Mapping[str, Mapping],
+    ridge: Mapping[str, Mapping] | None = None,
     **recipe,
 ) -> dict:
     """The model card of a packed ensemble (``member_files`` from :func:`pack_members`;
     ``runs``: {seed: the training's command and CPU seconds}; ``imports``: the
-    import commands, their files and hashes; ``recipe``: CPU model, threads, versions, the
-    regeneration command)."""
+    import commands, their files and hashes; ``ridge``: :func:`ridge_baselines` of the same
+    files when already computed; ``recipe``: CPU model, threads, versions, the regeneration
+    command)."""
     from tbotan.config import NODE_TARGET_TEXT
     from tbotan.formats.model_file import read_model_file
     from tbotan.learning.inference import DENSITY_TOLERANCE, FRACTION_TOLERANCE
@@ -258,7 +260,8 @@ def build_card(
         for key in sets
     }
     evaluation = {key: evaluate(member_files, path, names[key]) for key, path in sets.items()}
-    ridge = ridge_baselines(train_h5, {k: str(v) for k, v in sets.items()}, names)
+    if ridge is None:
+        ridge = ridge_baselines(train_h5, {k: str(v) for k, v in sets.items()}, names)
     for key, scores in ridge.items():
         evaluation[key]["ridge"] = scores
     data = first["training_data"]
@@ -284,7 +287,7 @@ def build_card(
             for p, m in zip(member_files, metas, strict=True)
         ],
         "training": {
-            "data": "the public BOTAN repository (h3-Open-BDEC/pyg_botan, small_data/T0.44/"
+            "data": "The public BOTAN repository (h3-Open-BDEC/pyg_botan, small_data/T0.44/"
             "train, files 1-5; H. Shiba et al., J. Chem. Phys. 158, 084503 (2023); Apache-2.0): "
             "Kob-Andersen LJ 80:20, N = 4096, L = 15.05658 (rho = 1.2), T = 0.44, C_B and "
             "propensity at t = tau_alpha = 4120 from 32 isoconfigurational runs",
@@ -366,6 +369,29 @@ def write_registry_entry(folder: str | os.PathLike, card: Mapping) -> None:
 # ============================================================================ rendering
 
 
+#: The keys of the training section a card's text shows (card.json holds the whole section).
+RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "lr_schedule",
+    "lr_warmup_epochs",
+    "lr_final_factor",
+    "warmup_epochs",
+    "mse_mean_weight",
+    "normalize_targets",
+    "augment",
+    "select_model",
+    "lambda_node",
+    "lambda_edge",
+)
+
+
+def _span(values: Sequence[float]) -> str:
+    lo, hi = f"{min(values):.4g}", f"{max(values):.4g}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _row(label: str, s: Mapping) -> str:
     return f"| {label} | {s['mean']:+.3f} | {s['worst']:+.3f} ({s['worst_file']}) |"
 
@@ -409,10 +435,10 @@ def render_card(card: Mapping) -> str:
         "",
         f"- species: {', '.join(app['species'])} (Kob-Andersen LJ; types 0 = A, 1 = B)",
         f"- N: {', '.join(map(str, app['n_particles']))}",
-        f"- number density: {app['density'][0]:.4g}-{app['density'][1]:.4g} "
-        f"(accepted within ±{100 * app['density_tolerance']:g} %)",
-        f"- A fraction: {app['fraction_a'][0]:.4g}-{app['fraction_a'][1]:.4g} "
-        f"(accepted within ±{app['fraction_a_tolerance']:g})",
+        f"- number density: {_span(app['density'])} (accepted within "
+        f"±{100 * app['density_tolerance']:g} %)",
+        f"- A fraction: {_span(app['fraction_a'])} (accepted within "
+        f"±{app['fraction_a_tolerance']:g})",
         f"- temperatures trained: {', '.join(f'{t:g}' for t in app['temperatures_trained'])}",
         f"- {app['note']}.",
         "",
@@ -470,8 +496,13 @@ def render_card(card: Mapping) -> str:
         "",
         f"Recipe: variant {tr['config']['variant']}, lambda_g {tr['config']['lambda_global']:g}, "
         f"graph cut-off {tr['config']['graph_cutoff']:g}, {tr['epochs']} epochs, "
-        f"hyper-parameters {tr['config']['hparams']}, training section "
-        f"{tr['config']['training']}.",
+        f"hyper-parameters {tr['config']['hparams']}, training "
+        + ", ".join(
+            f"{k} {tr['config']['training'][k]}"
+            for k in RECIPE_KEYS
+            if k in tr["config"]["training"]
+        )
+        + " (card.json: the whole training section).",
         "",
         f"Regenerate: `{tr['script']}`",
         "",
