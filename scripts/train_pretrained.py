@@ -283,7 +283,6 @@ def main() -> None:
     from tbotan.learning import pretrained
 
     common = dict(
-        imports=imports,
         cpu_model=cpu_model(),
         threads=1,
         python=platform.python_version(),

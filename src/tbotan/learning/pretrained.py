@@ -520,7 +520,8 @@ def render_card(card: Mapping) -> str:
             f"{', '.join(f'{v:.0f}' for v in twin['cpu_s'].values())} CPU s): held-out "
             f"rho(propensity) mean {twin['held_out_rho_propensity']['mean']:+.3f}, worst "
             f"{twin['held_out_rho_propensity']['worst']:+.3f}; ridge baseline on the "
-            f"propensity {twin['ridge_propensity']['mean']:+.3f}. {twin['decision']}.",
+            f"propensity {twin['ridge_propensity']['mean']:+.3f}. "
+            f"{twin['decision'][:1].upper()}{twin['decision'][1:]}.",
             "",
         ]
     return "\n".join(lines)
