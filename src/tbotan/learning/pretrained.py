@@ -148,7 +148,11 @@ def evaluate(
     Returns:
         ``files`` (``names``), ``node_target``, ``ensemble``:
         {metric: summary} and ``members``: {seed: {metric: summary}} (:func:`summarize`;
-        metrics :data:`METRICS`), ``t_pred_mean`` (of the ensemble).
+        metrics :data:`METRICS`), ``t_pred_mean`` (of the ensemble), ``level``: the
+        ensemble's node output and the labels of its target over the A particles, their mean
+        and standard deviation per configuration, averaged over the configurations
+        (``predicted_mean``, ``md_mean``, ``predicted_std``, ``md_std``): how far the output's
+        level and scale are calibrated.
     """
     from tbotan.analysis.metrics import pearson
     from tbotan.formats.dataset import DatasetFile
@@ -165,7 +169,7 @@ def evaluate(
     variant, target = members[0].variant, members[0].node_target
     per_member = {m.meta["seed"]: {k: [] for k in METRICS} for m in members}
     ensemble = {k: [] for k in METRICS}
-    t_pred = []
+    t_pred, level = [], []
     for c in range(dataset.n_configurations):
         data = graph_from_dataset(dataset, c, variant, "cb")
         propensity = dataset.configuration(c, graphs=())["propensity"]
@@ -177,6 +181,8 @@ def evaluate(
             scores["rho_propensity"].append(float(pearson(pred["cb"][a], propensity[a])))
             scores["rho_edge"].append(float(pearson(pred["edge"], data.y_edge.numpy())))
         t_pred.append(float(mean["t_pred"]))
+        y = data.y.numpy()[a] if target == "cb" else propensity[a]
+        level.append([mean["cb"][a].mean(), y.mean(), mean["cb"][a].std(), y.std()])
     return {
         "files": names,
         "node_target": target,
@@ -186,6 +192,13 @@ def evaluate(
             for seed, m in per_member.items()
         },
         "t_pred_mean": round(float(np.mean(t_pred)), 4),
+        "level": dict(
+            zip(
+                ("predicted_mean", "md_mean", "predicted_std", "md_std"),
+                (round(float(v), 4) for v in np.mean(level, axis=0)),
+                strict=True,
+            )
+        ),
     }
 
 
@@ -475,7 +488,22 @@ def render_card(card: Mapping) -> str:
                 f"| {seed} | {m['rho_cb']['mean']:+.3f} | {m['rho_propensity']['mean']:+.3f} | "
                 f"{m['rho_edge']['mean']:+.3f} |"
             )
-        lines += ["", f"Mean T_pred: {ev['t_pred_mean']:.4f}.", ""]
+        lines += ["", f"Mean T_pred: {ev['t_pred_mean']:.4f}."]
+        if "level" in ev:
+            lv = ev["level"]
+            lines += [
+                "",
+                f"Level and scale of the node output over the A particles (per configuration, "
+                f"averaged): mean {lv['predicted_mean']:.3f} (MD {lv['md_mean']:.3f}), "
+                f"standard deviation {lv['predicted_std']:.3f} (MD {lv['md_std']:.3f}).",
+            ]
+            if card["training"]["config"]["training"].get("mse_mean_weight", 1.0) == 0:
+                lines += [
+                    "The recipe drops the per-configuration mean from its loss "
+                    "(mse_mean_weight 0): the output ranks the particles of a configuration "
+                    "(what rho measures); its level and scale are not calibrated C_B values.",
+                ]
+        lines += [""]
     lines += [
         "## Training",
         "",
