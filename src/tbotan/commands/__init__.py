@@ -13,6 +13,7 @@ COMMANDS = [
     "dataset",
     "train",
     "predict",
+    "models",
     "figures",
     "export-gsd",
     "import-botan",

@@ -24,7 +24,8 @@ def add_arguments(parser) -> None:
         required=True,
         nargs="+",
         help="model.pt written by tbotan train; several (the seeds of one model) predict as a "
-        "seed ensemble: the members' mean and their spread are written",
+        "seed ensemble: the members' mean and their spread are written; or the name of a "
+        "pretrained ensemble shipped in the package (tbotan models lists them)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", nargs="+", help="dataset file(s) (.h5)")
@@ -76,9 +77,11 @@ def run(args) -> int:
         predict_dataset,
         read_user_configuration,
     )
+    from tbotan.learning.pretrained import resolve_model_arguments
     from tbotan.physics.configurations import read_gsd
     from tbotan.pipeline import fire_parameters, make_engine_from_config
 
+    model_files, shipped = resolve_model_arguments(args.model)
     n_inputs = len(args.dataset) if args.dataset else 1
     if len(args.out) != n_inputs:
         raise UserError(f"give one --output per input: {n_inputs} inputs, {len(args.out)} outputs")
@@ -102,12 +105,12 @@ def run(args) -> int:
             box=args.box,
         )
         check_no_overlaps(conf)  # before any FIRE, where an engine would fail in its own words
-    trained = as_members([load_model(path, args.device) for path in args.model])
+    trained = as_members([load_model(path, args.device) for path in model_files])
     if len(trained) > 1:
         print(f"seed ensemble of {len(trained)} models: writing their mean and spread")
     target = NODE_TARGET_TEXT[trained[0].node_target]
     print(
-        f"{' '.join(args.model)}: predicts {target} per particle (model.node_target "
+        f"{shipped or ' '.join(args.model)}: predicts {target} per particle (model.node_target "
         f"{trained[0].node_target})"
     )
     if args.dataset:

@@ -141,10 +141,16 @@ def check_applicable(
     lo, hi = data["density"]
     problems = []
     if not lo * (1 - DENSITY_TOLERANCE) <= density <= hi * (1 + DENSITY_TOLERANCE):
-        problems.append(f"density {density:.4g} (trained on {lo:.4g}–{hi:.4g})")
+        problems.append(
+            f"density {density:.4g} (trained on {lo:.4g}–{hi:.4g}; accepted "
+            f"{lo * (1 - DENSITY_TOLERANCE):.4g}–{hi * (1 + DENSITY_TOLERANCE):.4g})"
+        )
     flo, fhi = data["fraction_a"]
     if not flo - FRACTION_TOLERANCE <= fraction_a <= fhi + FRACTION_TOLERANCE:
-        problems.append(f"A fraction {fraction_a:.4g} (trained on {flo:.4g}–{fhi:.4g})")
+        problems.append(
+            f"A fraction {fraction_a:.4g} (trained on {flo:.4g}–{fhi:.4g}; accepted "
+            f"{flo - FRACTION_TOLERANCE:.4g}–{fhi + FRACTION_TOLERANCE:.4g})"
+        )
     if int(n_particles) not in data["n_particles"]:
         problems.append(f"N = {n_particles} (trained on N = {data['n_particles']})")
     if problems:
