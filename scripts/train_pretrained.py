@@ -206,16 +206,6 @@ def train_seed(folder: Path, train_h5: Path, seed: int, config: list[str]) -> di
     return info
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=[n for n, m in MODELS.items() if m["twin"]])
@@ -280,6 +270,7 @@ def main() -> None:
         info["command"] = shown_command(info["command"])
     if args.train_only:
         return
+    from tbotan.checks.benchmark import cpu_model
     from tbotan.learning import pretrained
 
     common = dict(
