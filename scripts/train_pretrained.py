@@ -26,7 +26,6 @@ Steps (each skipped when its result exists, so an interrupted run resumes where 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -36,6 +35,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tbotan.learning.pretrained import sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,14 +67,6 @@ WORK = Path("build/pretrained")
 BOX = 15.05658
 TEMPERATURE = 0.44
 BOTAN_NAME = "isoconfig_N4096T0.44_{}_tc07.npz"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def log(text: str) -> None:
@@ -124,16 +117,16 @@ def held_out_files(paths: list[str], training: dict[str, Path]) -> list[Path]:
             found.append(p)
         else:
             raise SystemExit(f"--held-out: {p} is neither a file nor a folder")
-    kept = []
+    kept: dict[str, Path] = {}
     for f in found:
         digest = sha256(f)
         if digest in training:
             log(f"held-out: {f} is byte-identical to the training file {training[digest]}: dropped")
-        elif digest not in {sha256(k) for k in kept}:
-            kept.append(f)
+        elif digest not in kept:
+            kept[digest] = f
     if not kept:
         raise SystemExit("--held-out: no file left that is not a training file")
-    return kept
+    return list(kept.values())
 
 
 def import_files(files: list[Path], out: Path, split: str, config: list[str]) -> dict:
