@@ -354,9 +354,7 @@ class TBotan(nn.Module):
             :class:`TBotanOutput` in physical units; ``t_pred`` () and ``embedding`` (H,) for
             one graph, (B,) and (B, H) with ``batch``.
         """
-        if batch is not None and num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        h, e, g, _ = self._trunk(x, edge_index, edge_attr, batch, num_graphs or 1)
+        h, e, g, _ = self._trunk(x, edge_index, edge_attr, batch, num_graphs)
         shift, scale = self.target_shift, self.target_scale
         t_pred = _decode(self.global_decoder, g) * scale[2] + shift[2]
         return TBotanOutput(
@@ -385,13 +383,14 @@ class TBotan(nn.Module):
             ``t_pred``.  In training mode the running statistics of a standardised readout are
             updated, as by ``forward``.
         """
-        if batch is not None and num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        return torch.stack(self._trunk(x, edge_index, edge_attr, batch, num_graphs or 1)[3])
+        return torch.stack(self._trunk(x, edge_index, edge_attr, batch, num_graphs)[3])
 
     def _trunk(self, x, edge_index, edge_attr, batch, num_graphs):
         """Encoders and the M steps: h (N, H), e (E, H), g (B, H) and the pooled vectors of
         every step (a list of M (B, H))."""
+        if batch is not None and num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        num_graphs = num_graphs or 1
         src, dst = edge_index[0], edge_index[1]
         n_nodes = x.shape[0]
         edge_attr = (edge_attr - self.edge_shift.to(edge_attr.dtype)) / self.edge_scale.to(
