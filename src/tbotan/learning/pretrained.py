@@ -156,6 +156,7 @@ def evaluate(
     """
     from tbotan.analysis.metrics import pearson
     from tbotan.formats.dataset import DatasetFile
+    from tbotan.learning.ensemble import combine_members
     from tbotan.learning.graphs import graph_from_dataset
     from tbotan.learning.inference import as_members, load_model, predict_graph
 
@@ -175,7 +176,7 @@ def evaluate(
         propensity = dataset.configuration(c, graphs=())["propensity"]
         a = data.a_mask.numpy()
         preds = [predict_graph(m, data) for m in members]
-        mean = {k: np.mean([p[k] for p in preds], axis=0) for k in ("cb", "edge", "t_pred")}
+        mean = combine_members(preds)
         for scores, pred in [*zip(per_member.values(), preds, strict=True), (ensemble, mean)]:
             scores["rho_cb"].append(float(pearson(pred["cb"][a], data.y.numpy()[a])))
             scores["rho_propensity"].append(float(pearson(pred["cb"][a], propensity[a])))
