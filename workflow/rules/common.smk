@@ -139,8 +139,27 @@ def n_chunks(T):
     return tbotan_config.n_chunks(config, T)
 
 
+def gpu_visible():
+    """Whether this machine shows a GPU that torch could use (an NVIDIA or ROCm device node),
+    looked up without importing torch."""
+    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd"))
+
+
 def uses_gpu(device):
-    return 0 if device == "cpu" else 1
+    """The resource ``gpu`` of a job whose configured device is ``device``: 0 for ``cpu``, 1
+    for ``cuda``; for ``auto``, 1 on a cluster executor (the compute nodes have the GPUs) or
+    where this machine shows one, else 0, so that a CPU-only workstation runs such jobs side
+    by side instead of one at a time.  A callable: Snakemake evaluates it once the executor is
+    known (at parse time every run looks local)."""
+
+    def gpu(wildcards):
+        if device == "cpu":
+            return 0
+        if device == "auto" and workflow.local_exec and not gpu_visible():
+            return 0
+        return 1
+
+    return gpu
 
 
 def runtime(minutes):
