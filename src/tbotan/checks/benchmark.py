@@ -621,7 +621,7 @@ def benchmark_train(
             sample = data
             if training["augment"]:
                 sample = octahedral_augment(data, *octahedral_operation(rng))
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trainer.amp):
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=trainer.amp):
                 out = trainer.forward(sample.x, sample.edge_index, sample.edge_attr)
             if split is not None:
                 _sync(dev)

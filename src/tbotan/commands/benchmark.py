@@ -119,7 +119,10 @@ def add_arguments(parser) -> None:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bf16 autocast on CUDA (default: training.amp)",
+        help=(
+            "bf16 autocast where it is native: CUDA, or a CPU with avx512_bf16 or amx_bf16 "
+            "(default: training.amp)"
+        ),
     )
     tr.add_argument("--no-reference", action="store_true", help="skip BOTAN's reference network")
     for flag, key, kwargs in (

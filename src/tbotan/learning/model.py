@@ -324,11 +324,13 @@ class TBotan(nn.Module):
         if self.global_readout == "paper":
             return pooled
         if self.training:
-            with torch.no_grad():
+            with (
+                torch.no_grad()
+            ):  # running statistics in the buffers' dtype (float32 under autocast)
                 m = self.global_momentum
-                batch_mean = pooled.detach().mean(dim=0)
-                self.pool_mean[step].lerp_(batch_mean, m)
-                deviation = (pooled.detach() - self.pool_mean[step]).square().mean(dim=0)
+                stats = pooled.detach().to(self.pool_mean.dtype)
+                self.pool_mean[step].lerp_(stats.mean(dim=0), m)
+                deviation = (stats - self.pool_mean[step]).square().mean(dim=0)
                 self.pool_var[step].lerp_(deviation, m)
         return (pooled - self.pool_mean[step]) * torch.rsqrt(self.pool_var[step] + 1e-12)
 

@@ -62,7 +62,7 @@ import torch
 
 from tbotan import config as cfgmod
 from tbotan.analysis.metrics import pearson
-from tbotan.devices import resolve_device
+from tbotan.devices import BF16_CPU_FLAGS, native_bf16, resolve_device
 from tbotan.errors import InputError
 from tbotan.formats.io_utils import remove_quietly
 from tbotan.formats.model_file import (
@@ -339,9 +339,14 @@ class Trainer:
         self.forward = self.model
         if self.training["compile"]:
             self.forward = torch.compile(self.model, dynamic=True)
-        self.amp = bool(self.training["amp"]) and self.device.type == "cuda"
+        self.amp = bool(self.training["amp"]) and native_bf16(self.device)
         if self.training["amp"] and not self.amp:
-            log.warning("training.amp applies to CUDA only; training in float32 on %s", self.device)
+            log.warning(
+                "training.amp: %s has no native bf16 (CUDA with bf16, or a CPU with %s); "
+                "training in float32",
+                self.device,
+                " or ".join(BF16_CPU_FLAGS),
+            )
         self.progress = TrainingProgress()
         self.checkpoint = TrainingCheckpoint(
             self.out_dir / CHECKPOINT_NAME, self._identity(), resumable_keys(self.training)
@@ -497,7 +502,7 @@ class Trainer:
 
     # ------------------------------------------------------------ one epoch
     def _losses(self, data, weights):
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(data.x, data.edge_index, data.edge_attr)
         return out, self.loss_terms(out, data, weights)
 
@@ -528,7 +533,7 @@ class Trainer:
         from tbotan.learning.model import TBotanOutput
 
         batch = Batch.from_data_list(list(graphs))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(
                 batch.x, batch.edge_index, batch.edge_attr, batch.batch, batch.num_graphs
             )
