@@ -81,6 +81,37 @@ def test_training_benchmark_times_the_configured_model():
     assert "H = 16, 1 steps" in format_train(result)
 
 
+def test_training_benchmark_times_bf16_beside_float32(monkeypatch):
+    """With bf16 on (native here or not: autocast is forced on), the float32 step is timed
+    interleaved with it and the speed-up reported; without, no float32 entry."""
+    monkeypatch.setattr("tbotan.learning.training.native_bf16", lambda device: True)
+    result = benchmark_train(
+        small_config(),
+        amp=True,
+        steps=2,
+        warmup=1,
+        device="cpu",
+        epoch_configurations=2,
+        reference=False,
+        progress=quiet,
+    )
+    step = result["step"]
+    assert result["workload"]["amp_bf16"] is True
+    assert step["float32_seconds"] > 0
+    assert step["speedup_over_float32"] == pytest.approx(step["float32_seconds"] / step["seconds"])
+    assert "the same step in float32 (interleaved)" in format_train(result)
+    plain = benchmark_train(
+        small_config(),
+        steps=1,
+        warmup=1,
+        device="cpu",
+        epoch_configurations=2,
+        reference=False,
+        progress=quiet,
+    )
+    assert "float32_seconds" not in plain["step"]
+
+
 def test_train_batch_benchmark_counts_steps_and_configurations():
     config = small_config(hidden=8)
     result = benchmark_train_batches(
