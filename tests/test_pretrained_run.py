@@ -75,6 +75,7 @@ def fake_run(tmp_path_factory):
                 "training": {
                     "epochs": 1,
                     "warmup_epochs": 0,
+                    "global_refit_epochs": 3,  # as config/reduced.yaml (500 there)
                     "seeds": [0, 1],
                     "device": "cpu",
                     "corr_distances": [1.0, 2.0, 2.5],
@@ -242,6 +243,11 @@ def test_the_packed_card_holds_the_scores_baselines_and_recipe(fake_run, packed)
     assert tr["run"]["config_hash"] == cfgmod.section_hash(config)
     assert tr["run"]["config_overlays"] == overlays
     assert tr["cpu"]["members"]["is+ts_lg0.01_s0"]["cpu_s"] == 12.5
+    assert set(tr["global_refit"]) == {"0", "1"} and tr["global_refit"]["1"]["t_rmse_after"] >= 0
+    assert (
+        "Global head refitted on the final trunk (training.global_refit_epochs 3)"
+        in (registry / MIXED / "card.md").read_text()
+    )
     assert tr["commands"]["pipeline"].startswith("snakemake --workflow-profile profiles/laptop")
     assert (
         f"--run {run}" in tr["commands"]["package"] and "--run-config" in tr["commands"]["package"]

@@ -578,6 +578,13 @@ def build_card(
     }
 
 
+def _plain(record: Mapping) -> dict:
+    """A record of plain JSON values (NumPy and torch scalars as floats)."""
+    import json
+
+    return json.loads(json.dumps(dict(record), default=float))
+
+
 def _training_config(meta: Mapping) -> dict:
     """The recipe of a member as a card records it (``training.config``)."""
     config = meta["config"]
@@ -703,7 +710,10 @@ def build_run_card(
             "config": _training_config(first),
             "seeds": [int(m["seed"]) for m in metas],
             "epochs": int(first["epochs_trained"]),
-            "global_refit": first.get("global_refit", {}),
+            "global_refit": {
+                s: _plain(m.get("global_refit") or {})
+                for s, m in zip([str(int(m["seed"])) for m in metas], metas, strict=True)
+            },
             "git_commit": first.get("git_commit", ""),
             **recipe,
         },
@@ -1024,7 +1034,8 @@ def _render_run_card(card: Mapping) -> str:
         stages = ", ".join(f"{k} {v['cpu_s']:.0f}" for k, v in sorted(cpu["stages"].items()))
         lines += [
             f"CPU seconds of the whole run (Snakemake benchmarks, every job of the run, "
-            f"ablations included): {cpu['total']['cpu_s']:.0f} ({stages}); wall seconds "
+            f"ablations included; sampled by Snakemake, so a lower bound): "
+            f"{cpu['total']['cpu_s']:.0f} ({stages}); wall seconds "
             f"summed over the jobs {cpu['total']['wall_s']:.0f}.",
         ]
         if cpu["members"]:
@@ -1034,9 +1045,23 @@ def _render_run_card(card: Mapping) -> str:
                 + ".",
             ]
         lines += [""]
+    refits = {s: r for s, r in tr.get("global_refit", {}).items() if r}
+    lines += [_recipe_line(tr), ""]
+    if refits:
+        lines += [
+            "Global head refitted on the final trunk (training.global_refit_epochs "
+            f"{tr['config']['training'].get('global_refit_epochs')}), T-RMSE before -> after "
+            "on the "
+            + next(iter(refits.values())).get("selected_on", "validation")
+            + " set: "
+            + ", ".join(
+                f"seed {s} {r['t_rmse_before']:.4f} -> {r['t_rmse_after']:.4f}"
+                for s, r in refits.items()
+            )
+            + ".",
+            "",
+        ]
     lines += [
-        _recipe_line(tr),
-        "",
         "Regenerate (from the repository root):",
         "",
         f"1. `{tr['commands']['pipeline']}`",
