@@ -67,7 +67,27 @@ def test_shipped_model_loads_by_name(name):
         assert app["n_particles"] == data["n_particles"]
         assert app["density"] == pytest.approx(data["density"])
         assert app["fraction_a"] == pytest.approx(data["fraction_a"])
+        assert app["temperatures_trained"] == pytest.approx(trained.meta["training_temperatures"])
+        assert member["seed"] == trained.meta["seed"]
     assert pretrained.resolve_model_arguments([name]) == ([str(p) for p in paths], name)
+    if pretrained.per_temperature(card):
+        # a run's ensemble: scored at every trained temperature and at the untrained ones
+        per_t = card["evaluation"]["per_temperature"]
+        app = card["applicability"]
+        assert sorted(e["temperature"] for e in per_t.values() if e["trained"]) == pytest.approx(
+            sorted(app["temperatures_trained"])
+        )
+        assert sorted(e["temperature"] for e in per_t.values() if not e["trained"]) == (
+            pytest.approx(sorted(app["temperatures_tested_untrained"]))
+        )
+        for entry in per_t.values():
+            assert set(entry["members"]) == {str(m["seed"]) for m in card["members"]}
+            assert entry["t_ratio"] == pytest.approx(
+                entry["t_pred_mean"] / entry["temperature"], abs=1e-3
+            )
+            assert len(entry["ridge"]["cb"]["per_configuration"]) == len(entry["files"])
+        commands = card["training"]["commands"]
+        assert commands["pipeline"].startswith("snakemake ") and name in commands["package"]
     # card.md is the card rendered
     card_md = pretrained.registry_dir() / name / pretrained.CARD_TEXT
     assert card_md.read_text() == pretrained.render_card(card)
@@ -100,6 +120,13 @@ def test_models_command(capsys):
     assert out.startswith(f"# Model card: {NAME}") and "Applicability" in out
     assert cli.main(["models", "--show", "kalj-T9"]) == 2
     assert f"shipped models: {', '.join(pretrained.available())}" in capsys.readouterr().err
+
+
+def test_models_lists_every_shipped_model(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in pretrained.available():
+        assert pretrained.summary_line(pretrained.read_card(name)) in out
 
 
 def test_predict_unknown_name_lists_the_shipped_models(tmp_path, capsys):
