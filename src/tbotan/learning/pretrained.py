@@ -919,16 +919,11 @@ def _recipe_line(tr: Mapping) -> str:
     )
 
 
-def _render_run_card(card: Mapping) -> str:
-    """:func:`render_card` of a card of :func:`build_run_card`."""
-    tr, app = card["training"], card["applicability"]
-    ev = card["evaluation"]
-    per_t = ev["per_temperature"]
-    labels = sorted(per_t, key=float)
-    seeds = list(next(iter(per_t.values()))["members"])
-    fits = ev["baselines"]
-    ridge, t_fit = fits["ridge_cb"], fits["t_from_energy"]
-    lines = [
+def _card_head(card: Mapping, *temperature_lines: str) -> list[str]:
+    """The first lines of a card: title, description, outputs, use, and the applicability range
+    with ``temperature_lines`` and the card's note."""
+    app = card["applicability"]
+    return [
         f"# Model card: {card['name']}",
         "",
         card["description"] + ".",
@@ -949,10 +944,27 @@ def _render_run_card(card: Mapping) -> str:
         f"±{100 * app['density_tolerance']:g} %)",
         f"- A fraction: {_span(app['fraction_a'])} (accepted within "
         f"±{app['fraction_a_tolerance']:g})",
-        f"- temperatures trained: {_temperatures(app['temperatures_trained'])}",
-        f"- temperatures tested, never trained on: "
-        f"{_temperatures(app['temperatures_tested_untrained']) or 'none'}",
+        *temperature_lines,
         f"- {app['note']}.",
+    ]
+
+
+def _render_run_card(card: Mapping) -> str:
+    """:func:`render_card` of a card of :func:`build_run_card`."""
+    tr, app = card["training"], card["applicability"]
+    ev = card["evaluation"]
+    per_t = ev["per_temperature"]
+    labels = sorted(per_t, key=float)
+    seeds = list(next(iter(per_t.values()))["members"])
+    fits = ev["baselines"]
+    ridge, t_fit = fits["ridge_cb"], fits["t_from_energy"]
+    lines = [
+        *_card_head(
+            card,
+            f"- temperatures trained: {_temperatures(app['temperatures_trained'])}",
+            f"- temperatures tested, never trained on: "
+            f"{_temperatures(app['temperatures_tested_untrained']) or 'none'}",
+        ),
         "",
         "## Held-out scores (the run's test splits)",
         "",
@@ -1081,28 +1093,10 @@ def render_card(card: Mapping) -> str:
         return _render_run_card(card)
     tr, app = card["training"], card["applicability"]
     lines = [
-        f"# Model card: {card['name']}",
-        "",
-        card["description"] + ".",
-        "",
-        "Outputs: " + "; ".join(card["targets"]) + ".",
-        "",
-        "## Use",
-        "",
-        "```bash",
-        f"tbotan predict --model {card['name']} --gsd my.gsd --output my_predictions.h5",
-        "```",
-        "",
-        "## Applicability (enforced by tbotan predict)",
-        "",
-        f"- species: {', '.join(app['species'])} (Kob-Andersen LJ; types 0 = A, 1 = B)",
-        f"- N: {', '.join(map(str, app['n_particles']))}",
-        f"- number density: {_span(app['density'])} (accepted within "
-        f"±{100 * app['density_tolerance']:g} %)",
-        f"- A fraction: {_span(app['fraction_a'])} (accepted within "
-        f"±{app['fraction_a_tolerance']:g})",
-        f"- temperatures trained: {', '.join(f'{t:g}' for t in app['temperatures_trained'])}",
-        f"- {app['note']}.",
+        *_card_head(
+            card,
+            f"- temperatures trained: {', '.join(f'{t:g}' for t in app['temperatures_trained'])}",
+        ),
         "",
         "## Held-out scores",
         "",
