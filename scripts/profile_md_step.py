@@ -35,6 +35,8 @@ def profile(n: int, batch: int, steps: int, kernels: str = "native", **engine_op
     timed_methods = {"forces": "forces", "build": "build", "kick_drift_check": "kick_drift"}
     if getattr(kern, "rebuilds_in_place", False):
         timed_methods["rebuild_in_place"] = "rebuild"
+        # steps with rebuilds: the flagged systems' rebuilds and all forces in one call
+        timed_methods["rebuild_forces"] = "rebuild+forces"
     spent = dict.fromkeys(timed_methods.values(), 0.0)
     calls = dict.fromkeys(timed_methods.values(), 0)
     originals = {name: getattr(kern, name) for name in timed_methods}

@@ -64,6 +64,20 @@ def test_interleaved_md_benchmark_keeps_the_torch_thread_count(tmp_path):
     by_label = {}
     for m in result["measurements"]:
         by_label.setdefault(m["details"]["label"], []).append(m["details"]["threads"])
-    assert by_label == {"torch-half": [2, 2], "lammps": [1, 1]}
+    # on two torch threads, two single-thread LAMMPS processes side by side besides one alone
+    assert by_label == {"torch-half": [2, 2], "lammps": [1, 1], "lammps-x2": [1, 1]}
     assert result["machine"]["torch_threads"] == 2
-    assert set(result["ratios"]) == {"torch-half_batch1_over_lammps"}
+    assert set(result["ratios"]) == {
+        "torch-half_batch1_over_lammps",
+        "torch-half_batch1_over_lammps-x2",
+    }
+    together = [m for m in result["measurements"] if m["details"]["label"] == "lammps-x2"]
+    for m in together:
+        rates = m["details"]["rates"]
+        assert len(rates) == 2 and min(rates) > 0
+        assert m["replica_steps_per_second"] == pytest.approx(sum(rates))
+    aggregate = result["summary"]["lammps-x2_aggregate"]["median"]
+    torch_rate = result["summary"]["torch-half_batch1"]["median"]
+    assert result["ratios"]["torch-half_batch1_over_lammps-x2"] == pytest.approx(
+        torch_rate / aggregate
+    )

@@ -383,3 +383,73 @@ def test_native_kernels_compile_for_cpus_with_and_without_avx512(march):
     own = [line for line in result.stderr.splitlines() if source.name in line]
     assert result.returncode == 0, "\n".join(own[:20]) or result.stderr[-2000:]
     assert not [line for line in own if "warning" in line]  # none in our own code
+
+
+@pytest.mark.parametrize("n", [400, 2500])  # one force chunk per system (fused); two chunks
+def test_fused_rebuild_and_forces_equal_the_two_calls(native_module, n):
+    """``rebuild_forces`` (each system's task rebuilds it if flagged, then its forces) gives the
+    coordinates, images, references, rows and forces of ``rebuild_in_place`` followed by
+    ``forces``, bit for bit, on one thread and on two, flagged and unflagged systems mixed."""
+    conf = ConfigurationBatch.concatenate(
+        [dense_random_configuration(n, seed=s) for s in (11, 12, 13)]
+    )
+    coords, types, box = tensors(conf)
+    radii = nl.ListRadii.create(0.3)
+    half = NativeKernels(native_module, torch.float64, "half")
+    lists = half.build(coords, types, box, radii, 96)
+    shifted = coords + 0.37 * box.T[:, :, None]  # out of the box: the rebuild wraps them back
+    flagged = torch.tensor([True, False, True])
+
+    def state():
+        return (
+            shifted.clone(),
+            torch.zeros_like(shifted, dtype=torch.int64),
+            torch.zeros_like(shifted),
+            lists[0].clone(),
+            lists[1].clone(),
+        )
+
+    c, images, reference, nbr, cnt = state()
+    longest = half.rebuild_in_place(c, images, reference, types, box, flagged, nbr, cnt, radii)
+    expected = (c, images, reference, nbr, cnt, half.forces(c, nbr, cnt, types, box), longest)
+    assert int(longest[1]) == 0 and int(longest[0]) > 0
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            c, images, reference, nbr, cnt = state()
+            forces, longest = half.rebuild_forces(
+                c, images, reference, types, box, flagged, nbr, cnt, radii
+            )
+            got = (c, images, reference, nbr, cnt, forces, longest)
+            assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_native_velocity_scaling_is_torchs_product(native_module):
+    half = NativeKernels(native_module, torch.float64, "half")
+    gen = torch.Generator().manual_seed(3)
+    v = torch.randn(3, 5, 400, generator=gen, dtype=torch.float64)
+    scale = 1.0 + 0.01 * torch.randn(5, generator=gen, dtype=torch.float64)
+    expected = v * scale.view(1, -1, 1)
+    got = half.scale_velocities(v.clone(), scale)
+    assert torch.equal(got, expected)
+
+
+def test_half_list_capacity_fits_the_liquid_in_half_the_memory(liquid_256):
+    """Half lists start at about half the full lists' capacity, and a liquid's rows fit it."""
+    radii = nl.ListRadii.create(0.3)
+    full, half = nl.default_capacity(1.2, radii), nl.default_capacity(1.2, radii, half=True)
+    assert half % nl.CAPACITY_QUANTUM == 0 and 0.5 * full <= half < 0.7 * full
+    if native.load() is None:
+        pytest.skip(f"native kernels cannot be built here: {native.unavailable_reason()}")
+    engine = TorchEngine(device="cpu", kernels="native", neighbor_list="half")
+    sim = engine.simulation(
+        liquid_256.with_velocities(maxwell_boltzmann_velocities(256, 0.8, 1, 0)[None]),
+        DynamicsParameters(dt=0.005, kT=0.8, tau=0.5, seed=1),
+    )
+    sim.run(50)
+    s = sim._state
+    assert s.capacity == half == s.neighbors.shape[-1]  # no overflow, no widening
+    assert int(s.counts[..., 0].max()) <= half

@@ -53,6 +53,8 @@ def machine_description() -> dict:
         "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "avx512f": "avx512f" in cpu_flags(),
+        "avx2": "avx2" in cpu_flags(),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
@@ -70,6 +72,17 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (from /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 #: Time step and Bussi time constant of the timed MD (and of the liquid's last preparation).
@@ -212,6 +225,74 @@ def benchmark_md(
     }
 
 
+def _lammps_side_by_side_worker(index, liquid, steps, kT, warmup, threads, barrier, results):
+    """One LAMMPS process of :func:`time_lammps_side_by_side` (runs in a spawned child): warm
+    up, wait for its siblings, time ``steps`` steps, report (index, seconds, start, end)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    engine = make_engine("lammps", threads=threads)
+    n = liquid.n_particles
+    vel = maxwell_boltzmann_velocities(n, kT, 1, 0)[None]
+    sim = engine.simulation(
+        liquid.with_velocities(vel), DynamicsParameters(dt=TIMED_DT, kT=kT, tau=TIMED_TAU)
+    )
+    sim.run(warmup)
+    barrier.wait(timeout=600)
+    start = time.time()
+    sim.run(steps)
+    end = time.time()
+    results.put((index, end - start, start, end))
+
+
+def time_lammps_side_by_side(
+    liquid: ConfigurationBatch, processes: int, steps: int, kT: float, warmup: int, threads: int
+) -> dict:
+    """``processes`` LAMMPS processes of ``threads`` OpenMP threads each, every one running one
+    copy of ``liquid`` at the same time (started together after their warm-up).
+
+    Returns ``{"rates": per-process replica-steps/s, "aggregate": their sum, "overlap": the
+    fraction of the longest timed run during which all of them ran}``."""
+    import multiprocessing as mp
+
+    if processes < 1:
+        raise ConfigError(f"LAMMPS processes must be ≥ 1, got {processes}")
+    ctx = mp.get_context("spawn")  # a fresh interpreter each: LAMMPS's OpenMP state is its own
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(
+            target=_lammps_side_by_side_worker,
+            args=(i, liquid, steps, kT, warmup, threads, barrier, results),
+        )
+        for i in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    reports = []
+    try:
+        for _ in range(processes):
+            reports.append(results.get(timeout=3600))
+    except Exception as exc:
+        codes = [w.exitcode for w in workers]
+        raise RuntimeError(
+            f"side-by-side LAMMPS processes did not all report (exit codes {codes}): {exc!r}"
+        ) from exc
+    finally:
+        for w in workers:
+            w.join(timeout=60)
+    reports.sort()
+    rates = [steps / seconds for _, seconds, _, _ in reports]
+    first_end = min(end for *_, end in reports)
+    last_start = max(start for _, _, start, _ in reports)
+    longest = max(seconds for _, seconds, _, _ in reports)
+    return {
+        "rates": rates,
+        "aggregate": float(sum(rates)),
+        "overlap": max(0.0, first_end - last_start) / longest,
+    }
+
+
 def benchmark_md_interleaved(
     n_particles: int = 4096,
     batch_sizes: tuple[int, ...] = (1, 16),
@@ -222,6 +303,7 @@ def benchmark_md_interleaved(
     neighbor_lists: tuple[str, ...] = ("half", "full"),
     with_lammps: bool = True,
     lammps_threads: int | None = None,
+    lammps_processes: int | None = None,
     seed: int = 7,
     progress=print,
 ) -> dict:
@@ -229,9 +311,16 @@ def benchmark_md_interleaved(
     in turns on one KALJ liquid, CPU, float64: ``rounds`` rounds, each timing every engine and
     batch size once for ``steps`` steps, so that the load of a shared machine hits all alike.
 
+    LAMMPS is timed as one process (``lammps_batch1``) and, where ``lammps_processes`` > 1, also
+    as that many processes running side by side (:func:`time_lammps_side_by_side`), whose summed
+    throughput is ``lammps-x{P}_aggregate``: on the torch engine's cores, P = torch threads /
+    LAMMPS threads independent LAMMPS runs is what the same cores give LAMMPS (default: that P,
+    at least 1).
+
     Returns a JSON-ready dictionary: every measurement, the median and best replica-steps/s of
     each (engine, batch size), and the ratios of medians ``torch-{list}_batch{B}_over_lammps``
-    and ``torch-half_batch{B}_over_torch-full``.
+    (one LAMMPS process), ``torch-{list}_batch{B}_over_lammps-x{P}`` (the aggregate of P) and
+    ``torch-half_batch{B}_over_torch-full``.
     """
     import torch
 
@@ -243,10 +332,20 @@ def benchmark_md_interleaved(
     liquid = prepare_liquid(n_particles, kT, seed, next(iter(engines.values())))
     machine = machine_description()  # before LAMMPS sets the process's OpenMP thread count
     runs = [(label, e, b) for label, e in engines.items() for b in batch_sizes]
+    processes = 1
     if with_lammps:
         threads = lammps_threads or torch.get_num_threads()
         runs.append(("lammps", make_engine("lammps", threads=threads), 1))
+        if lammps_processes is None:
+            processes = max(1, torch.get_num_threads() // threads)
+        else:
+            processes = int(lammps_processes)
+            if processes < 1:
+                raise ConfigError(f"lammps_processes must be ≥ 1, got {lammps_processes}")
+    side_by_side = f"lammps-x{processes}_aggregate" if processes > 1 else None
     rates: dict[str, list[float]] = {f"{label}_batch{b}": [] for label, _, b in runs}
+    if side_by_side:
+        rates[side_by_side] = []
     measurements = []
     # LAMMPS sets the OpenMP thread count of the whole process (``-pk omp``), which the torch
     # engine's kernels share: each torch measurement restores the torch thread count
@@ -263,6 +362,31 @@ def benchmark_md_interleaved(
             measurements.append(asdict(m))
             rates[f"{label}_batch{b}"].append(m.replica_steps_per_second)
             progress(f"round {r + 1} {label} batch {b}: {m.replica_steps_per_second:,.1f}")
+        if side_by_side:
+            t = time_lammps_side_by_side(liquid, processes, steps, kT, warmup, threads)
+            measurements.append(
+                {
+                    "engine": "lammps",
+                    "batch_size": 1,
+                    "n_particles": n_particles,
+                    "steps": steps,
+                    "replica_steps_per_second": t["aggregate"],
+                    "details": {
+                        "label": f"lammps-x{processes}",
+                        "processes": processes,
+                        "threads": threads,
+                        "rates": t["rates"],
+                        "overlap": t["overlap"],
+                        "round": r,
+                    },
+                }
+            )
+            rates[side_by_side].append(t["aggregate"])
+            per = ", ".join(f"{v:,.1f}" for v in t["rates"])
+            progress(
+                f"round {r + 1} {processes} LAMMPS processes side by side: {per} "
+                f"(aggregate {t['aggregate']:,.1f}, overlap {t['overlap']:.0%})"
+            )
     torch.set_num_threads(torch_threads)
     summary = {
         key: {"median": float(np.median(v)), "best": float(np.max(v)), "all": v}
@@ -272,6 +396,10 @@ def benchmark_md_interleaved(
     for key, value in summary.items():
         if with_lammps and key.startswith("torch"):
             ratios[f"{key}_over_lammps"] = value["median"] / summary["lammps_batch1"]["median"]
+            if side_by_side:
+                ratios[f"{key}_over_lammps-x{processes}"] = (
+                    value["median"] / summary[side_by_side]["median"]
+                )
     if "half" in neighbor_lists and "full" in neighbor_lists:
         for b in batch_sizes:
             ratios[f"torch-half_batch{b}_over_torch-full"] = (
@@ -287,6 +415,7 @@ def benchmark_md_interleaved(
             next(iter(engines.values())).radii.skin,
             steps_per_measurement=steps,
             rounds=rounds,
+            lammps_processes_side_by_side=processes if side_by_side else None,
         ),
         "machine": machine,
         "measurements": measurements,

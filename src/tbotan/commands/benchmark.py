@@ -55,6 +55,14 @@ def add_arguments(parser) -> None:
         "--lammps-threads", type=int, default=None, help="LAMMPS OpenMP threads (default: torch's)"
     )
     md.add_argument(
+        "--lammps-processes",
+        type=int,
+        default=None,
+        help="with --rounds and --engine lammps: also time this many LAMMPS processes side by "
+        "side and compare the torch engine with their summed throughput (default: torch "
+        "threads / LAMMPS threads, e.g. two single-thread processes on two cores; 1: off)",
+    )
+    md.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -187,6 +195,7 @@ def run(args) -> int:
                 else (args.neighbor_list,),
                 with_lammps=with_lammps,
                 lammps_threads=args.lammps_threads,
+                lammps_processes=args.lammps_processes,
             )
             print(benchmark.format_md_interleaved(result))
         else:

@@ -209,7 +209,8 @@ class _State:
         s.host_box = np.asarray(conf.box, dtype=np.float64).reshape(-1, 3)
         s.timestep = conf.timestep.copy()
         density = float(np.mean(conf.n_particles / conf.volume))
-        s.capacity = nl.default_capacity(density, engine.radii)
+        half = engine.kernels.neighbor_list == "half"
+        s.capacity = nl.default_capacity(density, engine.radii, half=half)
         s.rebuild(None)
         s._check_overlaps(context="in the initial configuration")
         s.compute_forces()
@@ -233,13 +234,32 @@ class _State:
 
         Returns the (B,) kinetic energies Σ v²/2 (ε, unit masses) after the step where the
         kernels fuse them with the kick (native), else None (the thermostat computes them)."""
-        self.coords, self.velocities, moved = self.engine.kernels.kick_drift_check(
+        kern = self.engine.kernels
+        self.coords, self.velocities, moved = kern.kick_drift_check(
             self.coords, self.velocities, self.forces, self.reference, dt, half_skin_sq
         )
-        if bool(moved.any()):
+        if not bool(moved.any()):
+            self.compute_forces()
+        elif kern.rebuilds_in_place:
+            # native half lists: the flagged systems' rebuilds and every system's forces in one
+            # call, one task per system
+            self.forces, longest = kern.rebuild_forces(
+                self.coords,
+                self.images,
+                self.reference,
+                self.types,
+                self.box,
+                moved,
+                self.neighbors,
+                self.counts,
+                self.engine.radii,
+            )
+            if self._after_rebuild_in_place(longest):
+                self.compute_forces()  # the lists were widened and rebuilt
+        else:
             self.rebuild(moved)
-        self.compute_forces()
-        self.velocities, kinetic = self.engine.kernels.kick(self.velocities, self.forces, dt)
+            self.compute_forces()
+        self.velocities, kinetic = kern.kick(self.velocities, self.forces, dt)
         return kinetic
 
     def energy_check(self):
@@ -264,17 +284,7 @@ class _State:
                 self.counts,
                 self.engine.radii,
             )
-            bad = torch.nonzero(longest < 0).flatten()
-            if bad.numel():
-                b = int(bad[0])
-                raise SimulationError(
-                    f"system {b} blew up at step {int(self.timestep[b])}: non-finite coordinates "
-                    "(NaN/inf); reduce dt or check the starting configuration"
-                )
-            worst = int(longest.max())
-            if worst > self.capacity:
-                self.capacity = nl.round_capacity(1.2 * worst)
-                self.rebuild(None)
+            self._after_rebuild_in_place(longest)
             return
         if systems is None:
             idx = torch.arange(self.n_systems, device=self.coords.device)
@@ -319,6 +329,24 @@ class _State:
         else:
             self.neighbors[idx] = neighbors
             self.counts[idx] = counts
+
+    def _after_rebuild_in_place(self, longest: torch.Tensor) -> bool:
+        """Check the (B,) longest rows of an in-place rebuild: raise for a system with
+        non-finite coordinates (-1); where a row overflowed, widen every system's list and
+        rebuild them all.  Returns True if it rebuilt them all (forces must be recomputed)."""
+        bad = torch.nonzero(longest < 0).flatten()
+        if bad.numel():
+            b = int(bad[0])
+            raise SimulationError(
+                f"system {b} blew up at step {int(self.timestep[b])}: non-finite coordinates "
+                "(NaN/inf); reduce dt or check the starting configuration"
+            )
+        worst = int(longest.max())
+        if worst > self.capacity:
+            self.capacity = nl.round_capacity(1.2 * worst)
+            self.rebuild(None)
+            return True
+        return False
 
     def _check_overlaps(self, context: str) -> None:
         _, _, _, min_ratio = self.energy_check()
@@ -459,7 +487,13 @@ class TorchSimulation(Simulation):
         self._state = _State.create(engine, conf, need_velocities=True)
         b = self._state.n_systems
         self._dt = torch.full((b,), integrator.dt, device=engine.device, dtype=engine.dtype)
-        self._thermostat = make_thermostat(integrator, b, conf.n_particles, engine.device)
+        self._thermostat = make_thermostat(
+            integrator,
+            b,
+            conf.n_particles,
+            engine.device,
+            rescale=getattr(engine.kernels, "scale_velocities", None),
+        )
         self._dof = float(degrees_of_freedom(conf.n_particles))
         self._half_skin_sq = (0.5 * engine.radii.skin) ** 2
 

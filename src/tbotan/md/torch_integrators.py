@@ -104,6 +104,7 @@ def bussi_rescale(
     r1: torch.Tensor,
     chi2: torch.Tensor,
     kinetic: torch.Tensor | None = None,
+    rescale=None,
 ) -> torch.Tensor:
     """Bussi–Donadio–Parrinello stochastic velocity rescaling over one step ``dt``.
 
@@ -120,6 +121,8 @@ def bussi_rescale(
         r1, chi2: (B,) noise from :func:`bussi_noise`.
         kinetic: (B,) kinetic energies of ``velocities`` if already known (float64; e.g. from
             a fused kick kernel), else computed here.
+        rescale: ``rescale(velocities, factors)`` multiplies the (3, B, N) velocities by the
+            (B,) factors (e.g. the native kernels' in-place product); None: torch's.
 
     Returns:
         (3, B, N) rescaled velocities.
@@ -134,8 +137,10 @@ def bussi_rescale(
         + (1.0 - c) * target * (r1 * r1 + chi2) / dof
         + 2.0 * r1 * torch.sqrt(c * (1.0 - c) * kinetic * target / dof)
     )
-    scale = torch.sqrt(new_kinetic / torch.clamp(kinetic, min=1e-300))
-    return velocities * _per_system(scale.to(velocities.dtype))
+    scale = torch.sqrt(new_kinetic / torch.clamp(kinetic, min=1e-300)).to(velocities.dtype)
+    if rescale is not None:
+        return rescale(velocities, scale)
+    return velocities * _per_system(scale)
 
 
 def max_step_displacement_sq(coords: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

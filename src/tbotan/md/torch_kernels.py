@@ -207,6 +207,39 @@ class NativeKernels:
             radii.max_radius,
         )
 
+    def rebuild_forces(
+        self, coords, images, reference, types, box, systems, neighbors, counts, radii
+    ):
+        """:meth:`rebuild_in_place` of the flagged systems and :meth:`forces` of all in one
+        call (half lists): each system's task rebuilds it if flagged, then computes its forces,
+        so a step with rebuilds forks the thread pool once.  Same arguments as
+        :meth:`rebuild_in_place`; returns ((3, B, N) forces, (B,) longest rows as
+        :meth:`rebuild_in_place`).  Where a system overflowed (longest > K) or is not finite
+        (-1), its forces are meaningless: the caller widens and rebuilds, or stops."""
+        list_sq = torch.tensor(radii.radius, dtype=torch.float64) ** 2
+        forces, longest = self.module.rebuild_half_forces(
+            coords,
+            images,
+            reference,
+            types,
+            box,
+            systems.contiguous(),
+            neighbors,
+            counts,
+            list_sq,
+            radii.max_radius,
+            self.table,
+        )
+        return forces, longest
+
+    def scale_velocities(self, velocities, scale):
+        """Velocities (3, B, N) times the (B,) factor of their system, in place (the values of
+        ``velocities * scale.view(1, -1, 1)``, without torch's thread pool for small batches).
+        """
+        velocities = velocities.contiguous()
+        self.module.scale_velocities(velocities, scale.to(velocities.dtype).contiguous())
+        return velocities
+
     def forces(self, coords, neighbors, counts, types, box):
         kernel = self.module.half_forces if self.half else self.module.forces
         return kernel(coords, neighbors, counts, types, box, self.table)

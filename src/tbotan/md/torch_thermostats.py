@@ -72,8 +72,12 @@ class BussiThermostat:
         n_systems: int,
         n_particles: int,
         device: torch.device,
+        rescale=None,
     ) -> None:
         kT = integrator.kT_per_system(n_systems)
+        # (velocities, (B,) factors) -> scaled velocities, where the kernels offer it (native:
+        # in place, the same products as torch's); None: torch's multiplication
+        self.rescale = rescale
         if kT is None:
             raise ValueError("the Bussi thermostat needs DynamicsParameters.kT")
         self.kT = torch.as_tensor(kT, device=device, dtype=torch.float64)
@@ -95,7 +99,15 @@ class BussiThermostat:
             self._noise = self.noise(timestep, min(self.NOISE_BLOCK, self._n_steps - step))
         r1, chi2 = self._noise
         return integ.bussi_rescale(
-            velocities, self.kT, self.dt, self.tau, self.dof, r1[:, block], chi2[:, block], kinetic
+            velocities,
+            self.kT,
+            self.dt,
+            self.tau,
+            self.dof,
+            r1[:, block],
+            chi2[:, block],
+            kinetic,
+            rescale=self.rescale,
         )
 
     def noise(self, timestep: np.ndarray, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,13 +128,23 @@ THERMOSTATS: dict[str, type] = {"bussi": BussiThermostat}
 
 
 def make_thermostat(
-    integrator: DynamicsParameters, n_systems: int, n_particles: int, device: torch.device
+    integrator: DynamicsParameters,
+    n_systems: int,
+    n_particles: int,
+    device: torch.device,
+    rescale=None,
 ) -> Thermostat | None:
     """The thermostat ``integrator`` asks for, or None for NVE (``kT`` unset).
+
+    ``rescale(velocities, factors)``: how the kernels scale (3, B, N) velocities by (B,)
+    per-system factors, for thermostats that rescale (None: torch's multiplication).
 
     Its name is checked against :data:`THERMOSTATS` by ``Engine.check_integrator`` when the
     engine's ``simulation`` is created, before this runs.
     """
     if integrator.kT is None:
         return None
-    return THERMOSTATS[integrator.thermostat](integrator, n_systems, n_particles, device)
+    cls = THERMOSTATS[integrator.thermostat]
+    if rescale is not None and cls is BussiThermostat:
+        return cls(integrator, n_systems, n_particles, device, rescale=rescale)
+    return cls(integrator, n_systems, n_particles, device)

@@ -37,6 +37,11 @@
 namespace {
 
 constexpr int64_t kGrain = 512;  // rows per task: small systems run on one thread
+// Particles per task of the element-wise passes (the velocity-Verlet kicks and drift): below
+// it they run on one thread.  A pass over a batch of 48 x 400 particles takes tens of
+// microseconds; a fork-join of the thread pool costs more than that where the machine is
+// shared (each one waits for the slowest thread), so only large batches split them.
+constexpr int64_t kElementwiseGrain = 1 << 17;
 constexpr int kLanes = 8;        // neighbours per vectorised block of the half-list force loop
 
 struct PairTable {
@@ -350,7 +355,7 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
     const scalar_t* ref = reference.data_ptr<scalar_t>();
     const scalar_t* h = dt.data_ptr<scalar_t>();
     double* m = row_max.data_ptr<double>();
-    at::parallel_for(0, BN, 16384, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, BN, kElementwiseGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t step = h[i / N];
         double d2 = 0;
@@ -397,6 +402,24 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // order.  Results are thus independent of the thread count and equal for a system alone and
 // inside a batch; they equal the full-list results to rounding (another summation order).
 
+// task(k) for k in [0, n), whole tasks handed out one at a time to the threads as they come
+// free (an atomic counter) instead of in equal shares fixed in advance: where other processes
+// share the cores, a thread that lost its core for a while no longer holds the batch up with
+// its share still to do.  Which thread runs a task changes nothing in its results.
+template <typename Task>
+void parallel_tasks(int64_t n, const Task& task) {
+  if (n <= 1 || at::get_num_threads() <= 1 || at::in_parallel_region()) {
+    for (int64_t k = 0; k < n; ++k) task(k);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), n);
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w)
+      for (int64_t k = next.fetch_add(1); k < n; k = next.fetch_add(1)) task(k);
+  });
+}
+
 // The explicitly vectorised loops (AVX-512, where the build targets it) can be switched off
 // at run time (``use_simd(False)``) to compare them with the portable loops in one build; a
 // kernel call reads the switch once (a system's build once), so flip it between calls.
@@ -420,6 +443,37 @@ bool simd_loops_for() {
 }
 
 constexpr int64_t kSimdSlack = 8;  // spare slots past K for the vectorised list appends
+
+// Rows ahead of the one being computed whose neighbour entries are prefetched.  A row's
+// valid entries (about 46 int64 at the KALJ density, six cache lines) sit at a stride of K
+// entries from the previous row's: the hardware prefetchers miss them, and before this the
+// load of a row's first indices was the force loop's hottest instruction (a cache miss per
+// row; perf, N = 400, batch 48).  Prefetching changes no result.
+constexpr int64_t kPrefetchRows = 2;
+
+// Prefetch the valid neighbour entries of half-list row ``row`` into the L1 cache.
+inline void prefetch_half_row(const int64_t* nbr, const int64_t* cnt, int64_t row, int64_t K) {
+  const int64_t n = std::min(cnt[2 * row], K);
+  const char* p = reinterpret_cast<const char*>(nbr + row * K);
+  for (int64_t byte = 0; byte < n * int64_t(sizeof(int64_t)); byte += 64) {
+#if defined(__x86_64__)
+    // as an instruction: GCC 12 dropped __builtin_prefetch from this file's loops
+    asm volatile("prefetcht0 %0" : : "m"(*(p + byte)));
+#else
+    __builtin_prefetch(p + byte, 0, 3);
+#endif
+  }
+}
+
+// Prefetch rows [first, first + kPrefetchRows) at the start of a chunk, then, at row li, row
+// li + kPrefetchRows (rows of the chunk only).
+inline void prefetch_ahead(const int64_t* nbr, const int64_t* cnt, int64_t base, int64_t li,
+                           int64_t first, int64_t last, int64_t K) {
+  if (li == first)
+    for (int64_t r = first + 1; r < std::min(last, first + kPrefetchRows); ++r)
+      prefetch_half_row(nbr, cnt, base + r, K);
+  if (li + kPrefetchRows < last) prefetch_half_row(nbr, cnt, base + li + kPrefetchRows, K);
+}
 
 #if defined(__AVX512F__)
 // The first ``left`` of eight lanes (all eight for left >= 8).
@@ -751,6 +805,39 @@ std::vector<torch::Tensor> build_half_neighbors(torch::Tensor coords, torch::Ten
   return {nbr, cnt};
 }
 
+// Wrap system b's coordinates r (3, B, N) into [0, L) (``img`` gains the shifts), copy them
+// to ``ref`` and rebuild its half-list rows of ``nbr`` (B, N, K) and ``cnt`` (B, N, 2).
+// Returns the system's longest row (> K: overflowed), or -1 where its coordinates are not
+// finite (then nothing of it is changed).
+template <typename T>
+int64_t rebuild_system(int64_t b, int64_t B, int64_t N, int64_t K, T* r, T* ref, int64_t* img,
+                       const T* L, const int64_t* types, const double* list_sq, double r_max,
+                       int64_t* nbr, int64_t* cnt_all) {
+  const int64_t BN = B * N;
+  bool finite = true;
+  for (int d = 0; d < 3; ++d)
+    for (int64_t i = 0; i < N; ++i) finite &= std::isfinite(r[d * BN + b * N + i]);
+  if (!finite) return -1;
+  for (int d = 0; d < 3; ++d) {
+    const T length = L[3 * b + d];
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t q = d * BN + b * N + i;
+      const T shift = std::floor(r[q] / length);
+      T w = r[q] - shift * length;
+      if (w >= length) w = T(0);
+      r[q] = w;
+      ref[q] = w;
+      img[q] += static_cast<int64_t>(shift);
+    }
+  }
+  int64_t* cnt = cnt_all + 2 * b * N;
+  build_half_kernel<T>(r + b * N, r + BN + b * N, r + 2 * BN + b * N, types + b * N, L + 3 * b,
+                       list_sq, r_max, N, K, b * N, nbr + b * N * K, cnt);
+  int64_t m = 0;
+  for (int64_t i = 0; i < N; ++i) m = std::max(m, cnt[2 * i]);
+  return m;
+}
+
 // Neighbour-list rebuild in place for the systems flagged in ``systems`` (B,) bool: wrap
 // their coordinates into [0, L) (as torch_neighbors.wrap; ``images`` (3, B, N) int64 gain the
 // shifts), copy them to ``reference``, and rebuild their half-list rows of ``neighbors``
@@ -778,7 +865,6 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
   auto longest = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64));
   int64_t* lo = longest.data_ptr<int64_t>();
   const bool* sel = systems.data_ptr<bool>();
-  const int64_t BN = B * N;
   AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_rebuild_half", [&] {
     scalar_t* r = coords.data_ptr<scalar_t>();
     scalar_t* ref = reference.data_ptr<scalar_t>();
@@ -792,32 +878,8 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
     // one system: wrap, reset its reference, rebuild its rows (the row loop of the build is
     // parallel where the systems are not: results are the same either way)
     auto rebuild_one = [&](int64_t b) {
-      bool finite = true;
-      for (int d = 0; d < 3; ++d)
-        for (int64_t i = 0; i < N; ++i) finite &= std::isfinite(r[d * BN + b * N + i]);
-      if (!finite) {
-        lo[b] = -1;
-        return;
-      }
-      for (int d = 0; d < 3; ++d) {
-        const scalar_t length = L[3 * b + d];
-        for (int64_t i = 0; i < N; ++i) {
-          const int64_t q = d * BN + b * N + i;
-          const scalar_t shift = std::floor(r[q] / length);
-          scalar_t w = r[q] - shift * length;
-          if (w >= length) w = scalar_t(0);
-          r[q] = w;
-          ref[q] = w;
-          img[q] += static_cast<int64_t>(shift);
-        }
-      }
-      int64_t* cnt = counts_p + 2 * b * N;
-      build_half_kernel<scalar_t>(r + b * N, r + BN + b * N, r + 2 * BN + b * N,
-                                  types_p + b * N, L + 3 * b, lsq_p, r_max, N, K, b * N,
-                                  neighbors_p + b * N * K, cnt);
-      int64_t m = 0;
-      for (int64_t i = 0; i < N; ++i) m = std::max(m, cnt[2 * i]);
-      lo[b] = m;
+      lo[b] = rebuild_system<scalar_t>(b, B, N, K, r, ref, img, L, types_p, lsq_p, r_max,
+                                       neighbors_p, counts_p);
     };
     std::vector<int64_t> chosen;
     for (int64_t b = 0; b < B; ++b)
@@ -826,9 +888,7 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
     if (n_chosen >= at::get_num_threads() && n_chosen > 1) {
       // at least one system per thread: whole systems in parallel (the builds' own row loops
       // then run inline), so their serial parts (binning, stencil) overlap too
-      at::parallel_for(0, n_chosen, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) rebuild_one(chosen[k]);
-      });
+      parallel_tasks(n_chosen, [&](int64_t k) { rebuild_one(chosen[k]); });
     } else {
       for (const int64_t b : chosen) rebuild_one(b);
     }
@@ -850,6 +910,7 @@ void half_rows_portable(const T* P, T* acc, const int64_t* nbr, const int64_t* c
                         double& rmin) {
   const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
   for (int64_t li = first; li < last; ++li) {
+    prefetch_ahead(nbr, cnt, b * N, li, first, last, K);
     const int64_t row = b * N + li;
     const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
     const int64_t ti2 = 2 * types[row];
@@ -939,11 +1000,16 @@ struct PairBlock {
   __m512d fx, fy, fz, u, w;
 };
 
+// The coefficients of one pair type as vectors.
+struct SegmentCoefficients {
+  __m512d rc2, c12x12, c6x6, c12, c6, duc, uc, rc, isig2;
+};
+
 // AVX-512 version of half_rows_portable for float64: eight neighbours per vector, positions
-// gathered from P and the neighbours' force updates gathered, subtracted and scattered back
-// under the mask of the pairs inside the cutoff (the j of one row are distinct, so a scatter
-// has no conflicts).  Sums per lane, reduced in a fixed order: deterministic, independent of
-// alignment.
+// gathered from P, the neighbours' force updates transposed into rows and subtracted row by
+// row (the j of one row are distinct).  ``acc`` has kLanes spare rows N..N+7 past the system's
+// particles, where the lanes past a row's last block send their (zero) updates.  Sums per
+// lane, reduced in a fixed order: deterministic, independent of alignment.
 template <bool with_energy>
 void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const int64_t* cnt,
                       const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
@@ -956,9 +1022,28 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
   const __m512d three = _mm512_set1_pd(3.0);
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   const __m512i vbase = _mm512_set1_epi64(b * N);
+  // permutations taking the unpacked (x, y) and (z, w) pairs of two lanes to their two rows
+  const __m512i rows_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+  const __m512i rows_hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
   constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  // the pair coefficients of the four pair types as vectors, once per call
+  SegmentCoefficients coef[4];
+  for (int p = 0; p < 4; ++p) {
+    coef[p].rc2 = _mm512_set1_pd(tab.rc2[p]);
+    coef[p].c12x12 = _mm512_set1_pd(12.0 * tab.c12[p]);
+    coef[p].c6x6 = _mm512_set1_pd(6.0 * tab.c6[p]);
+    coef[p].c12 = _mm512_set1_pd(tab.c12[p]);
+    coef[p].c6 = _mm512_set1_pd(tab.c6[p]);
+    coef[p].duc = _mm512_set1_pd(tab.ducut[p]);
+    coef[p].uc = _mm512_set1_pd(tab.ucut[p]);
+    coef[p].rc = _mm512_set1_pd(tab.rcut[p]);
+    coef[p].isig2 = _mm512_set1_pd(1.0 / tab.sig2[p]);
+  }
+  const __m512i vspare = _mm512_add_epi64(_mm512_set1_epi64(b * N + N),
+                                          _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
   __m512d vw = _mm512_setzero_pd(), vmin = inf;
   for (int64_t li = first; li < last; ++li) {
+    prefetch_ahead(nbr, cnt, b * N, li, first, last, K);
     const int64_t row = b * N + li;
     const __m512d xi = _mm512_set1_pd(P[4 * li]), yi = _mm512_set1_pd(P[4 * li + 1]),
                   zi = _mm512_set1_pd(P[4 * li + 2]);
@@ -967,94 +1052,122 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
     const int64_t na = std::min(cnt[2 * row + 1], n);
     const int64_t* nb = nbr + row * K;
     __m512d ax = _mm512_setzero_pd(), ay = ax, az = ax, ae = ax;
-    for (int seg = 0; seg < 2; ++seg) {
-      const int64_t p = ti2 + seg;
-      const __m512d rc2 = _mm512_set1_pd(tab.rc2[p]);
-      const __m512d c12x12 = _mm512_set1_pd(12.0 * tab.c12[p]),
-                    c6x6 = _mm512_set1_pd(6.0 * tab.c6[p]);
-      const __m512d c12 = _mm512_set1_pd(tab.c12[p]), c6 = _mm512_set1_pd(tab.c6[p]);
-      const __m512d duc = _mm512_set1_pd(tab.ducut[p]), uc = _mm512_set1_pd(tab.ucut[p]),
-                    rc = _mm512_set1_pd(tab.rcut[p]);
-      const __m512d isig2 = _mm512_set1_pd(1.0 / tab.sig2[p]);
-      const int64_t k0 = seg == 0 ? 0 : na, k1 = seg == 0 ? na : n;
-      // one block of eight neighbours from slot kb: the pair forces (zero outside the cutoff)
-      auto compute = [&](int64_t kb) {
-        PairBlock q{};
-        const __mmask8 valid = first_lanes(k1 - kb);
-        const __m512i j = _mm512_sub_epi64(_mm512_maskz_loadu_epi64(valid, nb + kb), vbase);
-        q.j4 = _mm512_slli_epi64(j, 2);
-        const __m512d zero = _mm512_setzero_pd();
-        __m512d dx = _mm512_sub_pd(xi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P, 8));
-        __m512d dy = _mm512_sub_pd(yi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 1, 8));
-        __m512d dz = _mm512_sub_pd(zi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 2, 8));
-        dx = _mm512_fnmadd_pd(vLx, _mm512_roundscale_pd(_mm512_mul_pd(dx, viLx), kRound), dx);
-        dy = _mm512_fnmadd_pd(vLy, _mm512_roundscale_pd(_mm512_mul_pd(dy, viLy), kRound), dy);
-        dz = _mm512_fnmadd_pd(vLz, _mm512_roundscale_pd(_mm512_mul_pd(dz, viLz), kRound), dz);
-        const __m512d r2 = squared_norm(dx, dy, dz);
-        if constexpr (with_energy)
-          // the new value first: a NaN ratio keeps the lane's minimum (the portable rule)
-          vmin = _mm512_mask_min_pd(vmin, valid, _mm512_mul_pd(r2, isig2), vmin);
-        q.inside = _mm512_mask_cmp_pd_mask(valid, r2, rc2, _CMP_LT_OQ);
-        const __m512d r2s = _mm512_mask_blend_pd(q.inside, one, r2);
-        // 1/r: the 14-bit estimate and two Newton steps, y <- y (3 - r2 y^2) / 2 (relative
-        // error ~1e-16, a few ulp: a fraction of the cost of a square root and a division)
-        __m512d ir = _mm512_rsqrt14_pd(r2s);
-        ir = _mm512_mul_pd(_mm512_mul_pd(half, ir),
-                           _mm512_fnmadd_pd(_mm512_mul_pd(r2s, ir), ir, three));
-        ir = _mm512_mul_pd(_mm512_mul_pd(half, ir),
-                           _mm512_fnmadd_pd(_mm512_mul_pd(r2s, ir), ir, three));
-        const __m512d ir2 = _mm512_mul_pd(ir, ir);
-        const __m512d ir6 = _mm512_mul_pd(_mm512_mul_pd(ir2, ir2), ir2);
-        // fr = (12 c12 ir6^2 - 6 c6 ir6) ir2 + duc ir, as the portable loop
-        const __m512d lj = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(c12x12, ir6), ir6),
-                                         _mm512_mul_pd(c6x6, ir6));
-        const __m512d fr = _mm512_maskz_mov_pd(
-            q.inside, _mm512_add_pd(_mm512_mul_pd(lj, ir2), _mm512_mul_pd(duc, ir)));
-        q.fx = _mm512_mul_pd(fr, dx);
-        q.fy = _mm512_mul_pd(fr, dy);
-        q.fz = _mm512_mul_pd(fr, dz);
-        if constexpr (with_energy) {
-          // u = c12 ir6^2 - c6 ir6 - uc - (r - rc) duc, r = r2 ir
-          const __m512d r = _mm512_mul_pd(r2s, ir);
-          __m512d u = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(c12, ir6), ir6),
-                                    _mm512_mul_pd(c6, ir6));
-          u = _mm512_sub_pd(_mm512_sub_pd(u, uc), _mm512_mul_pd(_mm512_sub_pd(r, rc), duc));
-          q.u = _mm512_maskz_mov_pd(q.inside, u);
-          q.w = _mm512_mul_pd(fr, r2s);
-        }
-        return q;
+    // the row's blocks of eight slots: ceil(na / 8) over its A neighbours, then
+    // ceil((n - na) / 8) over its B neighbours (each segment's pairs share coefficients), walked
+    // as one sequence: one loop exit per row instead of a loop and a partial block per segment
+    // (their mispredicted branches were a large part of a short row's time)
+    const int64_t blocks_a = (na + kLanes - 1) / kLanes;
+    const int64_t blocks = blocks_a + (n - na + kLanes - 1) / kLanes;
+    // one block of eight neighbours: the pair forces (zero outside the cutoff)
+    auto compute = [&](int64_t t) {
+      PairBlock q{};
+      // block t: the A blocks (slots from 0) first, then the B blocks (slots from na)
+      const bool seg = t >= blocks_a;
+      const int64_t kb = seg ? na + kLanes * (t - blocks_a) : kLanes * t;
+      const int64_t k1 = seg ? n : na;
+      const SegmentCoefficients& cf = coef[ti2 + seg];
+      const __m512d rc2 = cf.rc2, c12x12 = cf.c12x12, c6x6 = cf.c6x6, duc = cf.duc;
+      // the first k1 - kb lanes (all eight for eight or more), without a branch
+      const __mmask8 valid =
+          __mmask8((1u << std::min<int64_t>(k1 - kb, kLanes)) - 1u);
+      // lanes past the segment point at spare accumulator rows N + l (their updates below
+      // are zeros; never at a real particle: no chain of updates through one row)
+      const __m512i j =
+          _mm512_sub_epi64(_mm512_mask_loadu_epi64(vspare, valid, nb + kb), vbase);
+      q.j4 = _mm512_slli_epi64(j, 2);
+      const __m512d zero = _mm512_setzero_pd();
+      __m512d dx = _mm512_sub_pd(xi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P, 8));
+      __m512d dy = _mm512_sub_pd(yi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 1, 8));
+      __m512d dz = _mm512_sub_pd(zi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 2, 8));
+      dx = _mm512_fnmadd_pd(vLx, _mm512_roundscale_pd(_mm512_mul_pd(dx, viLx), kRound), dx);
+      dy = _mm512_fnmadd_pd(vLy, _mm512_roundscale_pd(_mm512_mul_pd(dy, viLy), kRound), dy);
+      dz = _mm512_fnmadd_pd(vLz, _mm512_roundscale_pd(_mm512_mul_pd(dz, viLz), kRound), dz);
+      const __m512d r2 = squared_norm(dx, dy, dz);
+      if constexpr (with_energy)
+        // the new value first: a NaN ratio keeps the lane's minimum (the portable rule)
+        vmin = _mm512_mask_min_pd(vmin, valid, _mm512_mul_pd(r2, cf.isig2), vmin);
+      q.inside = _mm512_mask_cmp_pd_mask(valid, r2, rc2, _CMP_LT_OQ);
+      const __m512d r2s = _mm512_mask_blend_pd(q.inside, one, r2);
+      // 1/r: the 14-bit estimate and two Newton steps, y <- y (3 - r2 y^2) / 2 (relative
+      // error ~1e-16, a few ulp: a fraction of the cost of a square root and a division)
+      __m512d ir = _mm512_rsqrt14_pd(r2s);
+      ir = _mm512_mul_pd(_mm512_mul_pd(half, ir),
+                         _mm512_fnmadd_pd(_mm512_mul_pd(r2s, ir), ir, three));
+      ir = _mm512_mul_pd(_mm512_mul_pd(half, ir),
+                         _mm512_fnmadd_pd(_mm512_mul_pd(r2s, ir), ir, three));
+      const __m512d ir2 = _mm512_mul_pd(ir, ir);
+      const __m512d ir6 = _mm512_mul_pd(_mm512_mul_pd(ir2, ir2), ir2);
+      // fr = (12 c12 ir6^2 - 6 c6 ir6) ir2 + duc ir, as the portable loop
+      const __m512d lj = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(c12x12, ir6), ir6),
+                                       _mm512_mul_pd(c6x6, ir6));
+      const __m512d fr = _mm512_maskz_mov_pd(
+          q.inside, _mm512_add_pd(_mm512_mul_pd(lj, ir2), _mm512_mul_pd(duc, ir)));
+      q.fx = _mm512_mul_pd(fr, dx);
+      q.fy = _mm512_mul_pd(fr, dy);
+      q.fz = _mm512_mul_pd(fr, dz);
+      if constexpr (with_energy) {
+        // u = c12 ir6^2 - c6 ir6 - uc - (r - rc) duc, r = r2 ir
+        const __m512d r = _mm512_mul_pd(r2s, ir);
+        const __m512d c12 = cf.c12, c6 = cf.c6, uc = cf.uc, rc = cf.rc;
+        __m512d u = _mm512_sub_pd(_mm512_mul_pd(_mm512_mul_pd(c12, ir6), ir6),
+                                  _mm512_mul_pd(c6, ir6));
+        u = _mm512_sub_pd(_mm512_sub_pd(u, uc), _mm512_mul_pd(_mm512_sub_pd(r, rc), duc));
+        q.u = _mm512_maskz_mov_pd(q.inside, u);
+        q.w = _mm512_mul_pd(fr, r2s);
+      }
+      return q;
+    };
+    // its sums into the row's lanes, its updates into the neighbours' buffers: the lanes'
+    // (fx, fy, fz, -u/2) transposed into rows and subtracted from the neighbours' (fx, fy,
+    // fz, e) rows with plain loads and stores (the j of one row are distinct).  Gathers and
+    // scatters did this before; on AMD Zen 4 the scatters are microcoded and the loads after
+    // them waited: the hottest instructions of the loop.  Lanes outside the cutoff or past
+    // the segment subtract zeros, which leaves an accumulator unchanged (accumulators start
+    // at +0 and never become -0), and a - (-u/2) = a + u/2 exactly as the fused a + u/2 of
+    // the scatter version: results bit for bit those of the gather/scatter loop.
+    auto apply = [&](const PairBlock& q) {
+      ax = _mm512_add_pd(ax, q.fx);
+      ay = _mm512_add_pd(ay, q.fy);
+      az = _mm512_add_pd(az, q.fz);
+      __m512d gw = _mm512_setzero_pd();
+      if constexpr (with_energy) {
+        ae = _mm512_add_pd(ae, q.u);
+        gw = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_mul_pd(half, q.u));
+        vw = _mm512_add_pd(vw, q.w);
+      }
+      const __m512d t0 = _mm512_unpacklo_pd(q.fx, q.fy);  // x0 y0 x2 y2 x4 y4 x6 y6
+      const __m512d t1 = _mm512_unpackhi_pd(q.fx, q.fy);  // x1 y1 x3 y3 x5 y5 x7 y7
+      const __m512d t2 = _mm512_unpacklo_pd(q.fz, gw);    // z0 w0 z2 w2 ...
+      const __m512d t3 = _mm512_unpackhi_pd(q.fz, gw);    // z1 w1 z3 w3 ...
+      const __m512d r02 = _mm512_permutex2var_pd(t0, rows_lo, t2);  // row 0 | row 2
+      const __m512d r46 = _mm512_permutex2var_pd(t0, rows_hi, t2);  // row 4 | row 6
+      const __m512d r13 = _mm512_permutex2var_pd(t1, rows_lo, t3);  // row 1 | row 3
+      const __m512d r57 = _mm512_permutex2var_pd(t1, rows_hi, t3);  // row 5 | row 7
+      alignas(64) int64_t j4[8];
+      _mm512_store_si512(j4, q.j4);
+      auto update = [&](int64_t at, __m256d r) {
+        double* a = acc + at;
+        _mm256_storeu_pd(a, _mm256_sub_pd(_mm256_loadu_pd(a), r));
       };
-      // its sums into the row's lanes, its updates into the neighbours' buffers
-      auto apply = [&](const PairBlock& q) {
-        ax = _mm512_add_pd(ax, q.fx);
-        ay = _mm512_add_pd(ay, q.fy);
-        az = _mm512_add_pd(az, q.fz);
-        const __m512d zero = _mm512_setzero_pd();
-        const __m512d gx = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc, 8);
-        const __m512d gy = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 1, 8);
-        const __m512d gz = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 2, 8);
-        _mm512_mask_i64scatter_pd(acc, q.inside, q.j4, _mm512_sub_pd(gx, q.fx), 8);
-        _mm512_mask_i64scatter_pd(acc + 1, q.inside, q.j4, _mm512_sub_pd(gy, q.fy), 8);
-        _mm512_mask_i64scatter_pd(acc + 2, q.inside, q.j4, _mm512_sub_pd(gz, q.fz), 8);
-        if constexpr (with_energy) {
-          ae = _mm512_add_pd(ae, q.u);
-          const __m512d ge = _mm512_mask_i64gather_pd(zero, q.inside, q.j4, acc + 3, 8);
-          _mm512_mask_i64scatter_pd(acc + 3, q.inside, q.j4, _mm512_fmadd_pd(half, q.u, ge),
-                                    8);
-          vw = _mm512_add_pd(vw, q.w);
-        }
-      };
-      // two blocks in flight (independent: the j of a row are distinct), applied in slot
-      // order, so the sums are those of one block after the other
-      for (int64_t kb = k0; kb < k1; kb += 16) {
-        const PairBlock first_block = compute(kb);
-        if (kb + 8 < k1) {
-          const PairBlock second_block = compute(kb + 8);
-          apply(first_block);
-          apply(second_block);
-        } else {
-          apply(first_block);
-        }
+      update(j4[0], _mm512_castpd512_pd256(r02));
+      update(j4[1], _mm512_castpd512_pd256(r13));
+      update(j4[2], _mm512_extractf64x4_pd(r02, 1));
+      update(j4[3], _mm512_extractf64x4_pd(r13, 1));
+      update(j4[4], _mm512_castpd512_pd256(r46));
+      update(j4[5], _mm512_castpd512_pd256(r57));
+      update(j4[6], _mm512_extractf64x4_pd(r46, 1));
+      update(j4[7], _mm512_extractf64x4_pd(r57, 1));
+    };
+    // two blocks in flight (independent: the j of a row are distinct), applied in slot
+    // order, so the sums are those of one block after the other
+    for (int64_t t = 0; t < blocks; t += 2) {
+      const PairBlock first_block = compute(t);
+      if (t + 1 < blocks) {
+        const PairBlock second_block = compute(t + 1);
+        apply(first_block);
+        apply(second_block);
+      } else {
+        apply(first_block);
       }
     }
     double* Ai = acc + 4 * li;
@@ -1096,6 +1209,7 @@ void half_rows_avx2(const double* P, double* acc, const int64_t* nbr, const int6
   constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   const int64_t base = b * N;
   for (int64_t li = first; li < last; ++li) {
+    prefetch_ahead(nbr, cnt, b * N, li, first, last, K);
     const int64_t row = base + li;
     const __m256d xi = _mm256_set1_pd(P[4 * li]), yi = _mm256_set1_pd(P[4 * li + 1]),
                   zi = _mm256_set1_pd(P[4 * li + 2]);
@@ -1242,10 +1356,18 @@ void half_rows(bool simd, const T* P, T* acc, const int64_t* nbr, const int64_t*
 }
 // Pair forces over half lists.  With ``energy`` non-null also per-particle energies (half of
 // each pair's U to either particle), per-system virials and closest approach.
-template <typename T, bool with_energy>
+//
+// ``before(b)`` runs first thing in system b's task where a system is one chunk (N <= 2048;
+// the fused rebuild and forces of rebuild_half_forces), else it must do nothing.
+struct NoPreparation {
+  void operator()(int64_t) const {}
+};
+
+template <typename T, bool with_energy, typename Before = NoPreparation>
 void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const int64_t* types,
                       const T* box, const PairTable& tab, int64_t B, int64_t N, int64_t K, T* f,
-                      T* energy, double* virial, double* min_ratio) {
+                      T* energy, double* virial, double* min_ratio,
+                      const Before& before = Before()) {
   const int64_t BN = B * N;
   const int64_t rows_per_chunk = half_chunk_rows(N);
   const int64_t C = (N + rows_per_chunk - 1) / rows_per_chunk;
@@ -1253,43 +1375,65 @@ void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const 
   // chunk buffers (fx, fy, fz, e) per particle of the chunk's system, zeroed by their chunk
   // (both left uninitialised here: every element is written before it is read)
   std::unique_ptr<T[]> pos(new T[4 * BN]);
-  std::unique_ptr<T[]> buf(new T[4 * BN * C]);
+  // each chunk's buffer: the system's N rows and kLanes spare rows (see half_rows_avx512)
+  const int64_t stride = 4 * (N + kLanes);
+  std::unique_ptr<T[]> buf(new T[stride * B * C]);
   const bool simd = simd_loops_for<T>();  // read once: one path for the whole call
   std::vector<double> chunk_virial(B * C, 0.0);
   std::vector<double> chunk_min(B * C, std::numeric_limits<double>::infinity());
-  at::parallel_for(0, BN, 8192, [&](int64_t begin, int64_t end) {
+  auto interleave = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       pos[4 * i] = c[i];
       pos[4 * i + 1] = c[BN + i];
       pos[4 * i + 2] = c[2 * BN + i];
       pos[4 * i + 3] = T(0);
     }
-  });
-  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / C, chunk = task % C;
-      T* acc = buf.get() + 4 * N * task;  // indexed by the local particle index
-      std::fill(acc, acc + 4 * N, T(0));
-      const T* P = pos.get() + 4 * N * b;
-      const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
-      const int64_t first = chunk * rows_per_chunk;
-      const int64_t last = std::min(N, first + rows_per_chunk);
-      double w = 0;
-      double rmin = std::numeric_limits<double>::infinity();
-      half_rows<T, with_energy>(simd, P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx,
-                                Ly, Lz, w, rmin);
-      chunk_virial[task] = w;
-      chunk_min[task] = rmin;
-    }
-  });
+  };
+  auto rows_of_task = [&](int64_t task) {
+    const int64_t b = task / C, chunk = task % C;
+    T* acc = buf.get() + stride * task;  // indexed by the local particle index
+    std::fill(acc, acc + stride, T(0));
+    const T* P = pos.get() + 4 * N * b;
+    const T Lx = box[3 * b], Ly = box[3 * b + 1], Lz = box[3 * b + 2];
+    const int64_t first = chunk * rows_per_chunk;
+    const int64_t last = std::min(N, first + rows_per_chunk);
+    double w = 0;
+    double rmin = std::numeric_limits<double>::infinity();
+    half_rows<T, with_energy>(simd, P, acc, nbr, cnt, types, tab, b, N, K, first, last, Lx, Ly,
+                              Lz, w, rmin);
+    chunk_virial[task] = w;
+    chunk_min[task] = rmin;
+  };
+  if (C == 1) {
+    // one chunk per system (N <= 2048): each system's task interleaves its positions, runs its
+    // rows and writes its forces, all in one parallel region (one fork-join per call instead
+    // of three: on a loaded machine each one waits for the slowest thread)
+    // (systems handed out as threads come free: parallel_tasks)
+    parallel_tasks(B, [&](int64_t b) {
+      before(b);
+      interleave(b * N, (b + 1) * N);
+      rows_of_task(b);
+      const T* a = buf.get() + stride * b;
+      for (int64_t li = 0; li < N; ++li) {
+        const int64_t row = b * N + li;
+        f[row] = a[4 * li];
+        f[BN + row] = a[4 * li + 1];
+        f[2 * BN + row] = a[4 * li + 2];
+        if constexpr (with_energy) energy[row] = a[4 * li + 3];
+      }
+    });
+  } else {
+    at::parallel_for(0, BN, 8192, interleave);
+    parallel_tasks(B * C, rows_of_task);
+  }
   // a particle's totals: its chunks' buffers summed in chunk order
-  at::parallel_for(0, BN, 4096, [&](int64_t begin, int64_t end) {
+  if (C > 1) at::parallel_for(0, BN, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N, li = row - b * N;
-      const T* a = buf.get() + 4 * (N * C * b + li);
+      const T* a = buf.get() + stride * C * b + 4 * li;
       T fx = a[0], fy = a[1], fz = a[2], e = a[3];
       for (int64_t chunk = 1; chunk < C; ++chunk) {
-        const T* q = a + 4 * N * chunk;
+        const T* q = a + stride * chunk;
         fx += q[0];
         fy += q[1];
         fz += q[2];
@@ -1370,6 +1514,87 @@ std::vector<torch::Tensor> half_energy_virial(torch::Tensor coords, torch::Tenso
   return {f, energy, virial.to(coords.scalar_type()), min_ratio.to(coords.scalar_type())};
 }
 
+// The neighbour-list rebuild of the flagged systems (rebuild_half) and the half-list forces
+// (half_forces) in one call.  Where a system is one force chunk (N <= 2048) each system's task
+// rebuilds it if flagged and then computes its forces: one parallel region per step for the
+// batch, the rebuilds spread over the threads with the force work.  Results are those of
+// rebuild_half followed by half_forces.  Returns (forces (3, B, N), longest (B,) as
+// rebuild_half); where a system overflowed its rows (longest > K) or is not finite (-1) its
+// forces are meaningless and the caller rebuilds (or stops) and recomputes them.
+std::vector<torch::Tensor> rebuild_half_forces(torch::Tensor coords, torch::Tensor images,
+                                               torch::Tensor reference, torch::Tensor types,
+                                               torch::Tensor box, torch::Tensor systems,
+                                               torch::Tensor neighbors, torch::Tensor counts,
+                                               torch::Tensor list_sq, double r_max,
+                                               torch::Tensor table) {
+  check_half_layout(coords, neighbors, counts, types, box);
+  const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
+  if (half_chunk_rows(N) < N) {  // several chunks per system: the two calls
+    auto longest = rebuild_half(coords, images, reference, types, box, systems, neighbors,
+                                counts, list_sq, r_max);
+    return {half_forces(coords, neighbors, counts, types, box, table), longest};
+  }
+  for (const auto* t : {&images, &reference, &systems})
+    TORCH_CHECK(t->is_contiguous(), "rebuild_half_forces needs contiguous tensors");
+  TORCH_CHECK(images.scalar_type() == torch::kInt64 && systems.scalar_type() == torch::kBool,
+              "images must be int64 and systems bool");
+  TORCH_CHECK(systems.numel() == B && reference.sizes() == coords.sizes() &&
+                  images.sizes() == coords.sizes(),
+              "inconsistent shapes in rebuild_half_forces");
+  const auto tab = read_table(table);
+  auto lsq = list_sq.to(torch::kFloat64).contiguous();
+  auto longest = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64));
+  auto out = torch::empty_like(coords);
+  int64_t* lo = longest.data_ptr<int64_t>();
+  const bool* sel = systems.data_ptr<bool>();
+  AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_rebuild_half_forces", [&] {
+    scalar_t* r = coords.data_ptr<scalar_t>();
+    scalar_t* ref = reference.data_ptr<scalar_t>();
+    int64_t* img = images.data_ptr<int64_t>();
+    const scalar_t* L = box.data_ptr<scalar_t>();
+    int64_t* counts_p = counts.data_ptr<int64_t>();
+    int64_t* neighbors_p = neighbors.data_ptr<int64_t>();
+    const int64_t* types_p = types.data_ptr<int64_t>();
+    const double* lsq_p = lsq.data_ptr<double>();
+    auto before = [&](int64_t b) {
+      if (sel[b])
+        lo[b] = rebuild_system<scalar_t>(b, B, N, K, r, ref, img, L, types_p, lsq_p, r_max,
+                                         neighbors_p, counts_p);
+    };
+    half_pair_kernel<scalar_t, false>(r, neighbors_p, counts_p, types_p, L, tab, B, N, K,
+                                      out.data_ptr<scalar_t>(), nullptr, nullptr, nullptr,
+                                      before);
+  });
+  return {out, longest};
+}
+
+// Velocities (3, B, N) scaled in place by the factor of their system, v *= scale[b] (the
+// product torch's ``velocities * scale.view(1, -1, 1)`` computes, element for element), on one
+// thread below kElementwiseGrain particles (no fork-join for a small batch).
+void scale_velocities(torch::Tensor velocities, torch::Tensor scale) {
+  TORCH_CHECK(velocities.device().is_cpu() && velocities.dim() == 3 &&
+                  velocities.size(0) == 3 && velocities.is_contiguous(),
+              "velocities must be a contiguous CPU tensor (3, B, N)");
+  const auto B = velocities.size(1), N = velocities.size(2), BN = B * N;
+  TORCH_CHECK(scale.numel() == B && scale.scalar_type() == velocities.scalar_type() &&
+                  scale.is_contiguous(),
+              "scale must be (B,) with the dtype of velocities");
+  AT_DISPATCH_FLOATING_TYPES(velocities.scalar_type(), "kalj_scale_velocities", [&] {
+    scalar_t* v = velocities.data_ptr<scalar_t>();
+    const scalar_t* s = scale.data_ptr<scalar_t>();
+    const int64_t systems_per_task =
+        std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(N, 1));
+    at::parallel_for(0, B, systems_per_task, [&](int64_t begin, int64_t end) {
+      for (int d = 0; d < 3; ++d)
+        for (int64_t b = begin; b < end; ++b) {
+          scalar_t* q = v + d * BN + b * N;
+          const scalar_t factor = s[b];
+          for (int64_t i = 0; i < N; ++i) q[i] = q[i] * factor;
+        }
+    });
+  });
+}
+
 // Second half of velocity Verlet in place, v += dt/2 F, fused with the kinetic energy
 // K_b = sum v^2 / 2 of each system (float64, summed over particles in index order, components
 // added first: independent of the batch and of the thread count).
@@ -1385,7 +1610,9 @@ torch::Tensor kick_kinetic(torch::Tensor velocities, torch::Tensor forces, torch
     const scalar_t* f = forces.data_ptr<scalar_t>();
     const scalar_t* h = dt.data_ptr<scalar_t>();
     double* k = kinetic.data_ptr<double>();
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const int64_t systems_per_task =
+        std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(N, 1));
+    at::parallel_for(0, B, systems_per_task, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const scalar_t half = scalar_t(0.5) * h[b];
         double sum = 0;
@@ -1425,6 +1652,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kick_kinetic", &kick_kinetic,
         "second velocity-Verlet half step in place, and the kinetic energy of each system");
   m.def("half_chunk_rows", &half_chunk_rows, "rows per accumulation chunk of the half lists");
+  m.def("rebuild_half_forces", &rebuild_half_forces,
+        "rebuild_half of the flagged systems and half_forces of all, one task per system");
+  m.def("scale_velocities", &scale_velocities,
+        "velocities scaled in place by a factor per system");
   m.def(
       "simd_available",
       [] {
