@@ -295,8 +295,6 @@ def test_gpu_resource_follows_the_configured_device(tmp_path, device):
     """A job claims the resource gpu only where it can use one: never on `cpu`, always on
     `cuda`, and on `auto` only where the machine shows a GPU (a local run; a cluster executor
     requests one), so a CPU-only workstation runs `auto` jobs side by side."""
-    from pathlib import Path
-
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
         yaml.safe_dump({"engine": {"device": device}, "training": {"device": device}})
@@ -304,6 +302,5 @@ def test_gpu_resource_follows_the_configured_device(tmp_path, device):
     out = snakemake("--dry-run", *SMOKE_ARGS, overlay, "--config", f"results_dir={tmp_path}").stdout
     claims = re.findall(r"^\s*resources: .*\bgpu=(\d+)", out, flags=re.M)
     assert len(claims) >= 5, out[-2000:]  # the MD, label, training and prediction jobs
-    visible = any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd"))
-    expected = {"cpu": "0", "cuda": "1", "auto": "1" if visible else "0"}[device]
+    expected = {"cpu": "0", "cuda": "1", "auto": "1" if cfg.gpu_visible() else "0"}[device]
     assert set(claims) == {expected}

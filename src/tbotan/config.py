@@ -335,6 +335,16 @@ def temperature_labels(config: dict, role: str = "all") -> list[str]:
     return [temperature_label(e["T"]) for e in entries]
 
 
+#: Device nodes through which a GPU that torch could use shows on Linux (NVIDIA, ROCm).
+GPU_DEVICE_NODES = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd")
+
+
+def gpu_visible() -> bool:
+    """Whether this machine shows a GPU (one of :data:`GPU_DEVICE_NODES`), looked up without
+    importing torch: what a ``device: auto`` job claims in the workflow's resources."""
+    return any(Path(p).exists() for p in GPU_DEVICE_NODES)
+
+
 def configurations_needed(config: dict, T: float | str) -> int:
     """How many equilibrium configurations temperature T must provide (all splits)."""
     entry = temperature_entry(config, T)

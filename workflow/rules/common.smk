@@ -139,12 +139,6 @@ def n_chunks(T):
     return tbotan_config.n_chunks(config, T)
 
 
-def gpu_visible():
-    """Whether this machine shows a GPU that torch could use (an NVIDIA or ROCm device node),
-    looked up without importing torch."""
-    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/kfd"))
-
-
 def uses_gpu(device):
     """The resource ``gpu`` of a job whose configured device is ``device``: 0 for ``cpu``, 1
     for ``cuda``; for ``auto``, 1 on a cluster executor (the compute nodes have the GPUs) or
@@ -155,7 +149,7 @@ def uses_gpu(device):
     def gpu(wildcards):
         if device == "cpu":
             return 0
-        if device == "auto" and workflow.local_exec and not gpu_visible():
+        if device == "auto" and workflow.local_exec and not tbotan_config.gpu_visible():
             return 0
         return 1
 
