@@ -372,3 +372,35 @@ def test_shipped_mixed_model_refuses_another_system(tmp_path, capsys, change):
     err = capsys.readouterr().err
     assert ("density" if change == "density" else f"N = {2 * n}") in err
     assert "--allow-extrapolation" in err and not (tmp_path / "p.h5").exists()
+
+
+@pytest.mark.slow
+def test_kalj_mixed_t_card_matches_a_fresh_evaluation_of_its_run():
+    """The shipped card's held-out numbers are those of its shipped members on the run it
+    names: every temperature's ensemble and member scores and T_pred, re-evaluated on the run's
+    test splits.  The run's data are not in the repository (tens of MB of trajectories and
+    labels): ``TBOTAN_REDUCED_RUN`` points to the reduced study's run folder
+    (``results/reduced`` after its snakemake command)."""
+    import os
+    from pathlib import Path
+
+    if "kalj-mixed-T" not in pretrained.available():
+        pytest.skip("kalj-mixed-T not in the registry")
+    run = os.environ.get("TBOTAN_REDUCED_RUN")
+    if not run:
+        pytest.skip("set TBOTAN_REDUCED_RUN to the reduced study's run folder (results/reduced)")
+    config = cfgmod.load([Path(run) / "config.yaml"])
+    inputs = pretrained.run_inputs(run, config)
+    fresh = pretrained.evaluate_temperatures(
+        pretrained.member_paths("kalj-mixed-T"), inputs["test"], inputs["trained"]
+    )
+    card = pretrained.read_card("kalj-mixed-T")["evaluation"]["per_temperature"]
+    assert sorted(fresh) == sorted(card)
+    for label, new in fresh.items():
+        old = card[label]
+        assert new["t_pred_mean"] == pytest.approx(old["t_pred_mean"], abs=2e-4), label
+        assert new["t_ratio"] == pytest.approx(old["t_ratio"], abs=2e-4), label
+        for metric, summary in new["ensemble"].items():
+            assert summary["mean"] == pytest.approx(old["ensemble"][metric]["mean"], abs=2e-3)
+        for seed, member in new["members"].items():
+            assert member["t_ratio"] == pytest.approx(old["members"][seed]["t_ratio"], abs=2e-4)
