@@ -28,7 +28,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    """The CPU's instruction-set flags (``/proc/cpuinfo``; empty where it cannot be read)."""
     from pathlib import Path
 
     try:

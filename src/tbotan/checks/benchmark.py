@@ -48,6 +48,8 @@ def machine_description() -> dict:
     """What the numbers were measured on."""
     import torch
 
+    from tbotan.devices import cpu_flags
+
     info = {
         "platform": platform.platform(),
         "processor": cpu_model(),
@@ -72,17 +74,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's instruction-set flags (from /proc/cpuinfo; empty where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 #: Time step and Bussi time constant of the timed MD (and of the liquid's last preparation).
