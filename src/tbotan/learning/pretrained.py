@@ -477,6 +477,25 @@ def pack_members(model_paths: Sequence[str | os.PathLike], folder: str | os.Path
     return written
 
 
+def _card_identity(name: str, description: str, target: str) -> dict:
+    """The first keys of every card: format, version, name, description, node target and the
+    three outputs."""
+    from tbotan.config import NODE_TARGET_TEXT
+
+    return {
+        "format": CARD_FORMAT,
+        "version": CARD_VERSION,
+        "name": name,
+        "description": description,
+        "node_target": target,
+        "targets": [
+            f"{NODE_TARGET_TEXT[target]} per particle (node output)",
+            "edge labels of the inherent-structure graph (edge output)",
+            "T (global output)",
+        ],
+    }
+
+
 def build_card(
     name: str,
     description: str,
@@ -493,7 +512,6 @@ def build_card(
     import commands, their files and hashes; ``ridge``: :func:`ridge_baselines` of the same
     files when already computed; ``recipe``: CPU model, threads, versions, the regeneration
     command)."""
-    from tbotan.config import NODE_TARGET_TEXT
     from tbotan.formats.model_file import read_model_file
     from tbotan.learning.inference import DENSITY_TOLERANCE, FRACTION_TOLERANCE
 
@@ -513,16 +531,7 @@ def build_card(
         evaluation[key]["ridge"] = scores
     data = first["training_data"]
     return {
-        "format": CARD_FORMAT,
-        "version": CARD_VERSION,
-        "name": name,
-        "description": description,
-        "node_target": target,
-        "targets": [
-            f"{NODE_TARGET_TEXT[target]} per particle (node output)",
-            "edge labels of the inherent-structure graph (edge output)",
-            "T (global output)",
-        ],
+        **_card_identity(name, description, target),
         "members": [
             {
                 "file": Path(p).name,
@@ -632,7 +641,6 @@ def build_run_card(
             run's seed ensemble).
     """
     from tbotan import config as cfgmod
-    from tbotan.config import NODE_TARGET_TEXT
     from tbotan.formats.dataset import DatasetFile
     from tbotan.formats.model_file import read_model_file
     from tbotan.learning.inference import DENSITY_TOLERANCE, FRACTION_TOLERANCE
@@ -658,16 +666,7 @@ def build_run_card(
     one_test = DatasetFile(next(iter(inputs["test"].values())))
     iso = run_config["iso"]
     return {
-        "format": CARD_FORMAT,
-        "version": CARD_VERSION,
-        "name": name,
-        "description": description,
-        "node_target": target,
-        "targets": [
-            f"{NODE_TARGET_TEXT[target]} per particle (node output)",
-            "edge labels of the inherent-structure graph (edge output)",
-            "T (global output)",
-        ],
+        **_card_identity(name, description, target),
         "members": [
             {
                 "file": Path(p).name,
