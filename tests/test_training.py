@@ -381,6 +381,24 @@ def test_a_batch_of_one_graph_trains_exactly_like_the_one_graph_step(files):
     torch.testing.assert_close(pair, (one + two) / 2, rtol=1e-5, atol=1e-6)
     assert torch.isfinite(both["loss"]) and torch.isfinite(second["loss"])
 
+    # every term (L_Var and L_Corr normalised per graph) and the gradients: the batch of two is
+    # the mean of its graphs, each graph's terms computed on its own slice
+    def frozen_step(batch):
+        trainer.model.zero_grad()
+        terms = trainer.batch_losses(batch, weights, batched=True)[1]
+        terms["loss"].backward()
+        return terms, [p.grad.clone() for p in trainer.model.parameters()]
+
+    first_terms, first_grads = frozen_step(graphs[:1])
+    second_terms, second_grads = frozen_step(graphs[1:])
+    pair_terms, pair_grads = frozen_step(graphs)
+    assert weights.w_var > 0 and weights.w_corr > 0, weights  # the warm-up is over
+    for name in pair_terms:
+        mean = (first_terms[name] + second_terms[name]) / 2
+        torch.testing.assert_close(pair_terms[name], mean, rtol=1e-5, atol=1e-6)
+    for p, a, b in zip(pair_grads, first_grads, second_grads, strict=True):
+        torch.testing.assert_close(p, (a + b) / 2, rtol=1e-4, atol=1e-6)
+
 
 def test_corr_distances_beyond_half_the_box_are_refused(files, tmp_path):
     from tbotan import config as cfgmod
