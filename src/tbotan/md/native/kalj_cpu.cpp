@@ -579,6 +579,104 @@ inline void append_candidates(int64_t count, const T* xs, const T* ys, const T* 
   nb = n_b;
 }
 
+#if defined(__AVX2__)
+// _mm_shuffle_epi8 controls that left-pack the int32 lanes of a 4-bit mask, in lane order
+// (the other bytes zero).
+struct PackTable {
+  alignas(16) int8_t control[16][16];
+  PackTable() {
+    for (int mask = 0; mask < 16; ++mask) {
+      int kept = 0;
+      for (int lane = 0; lane < 4; ++lane)
+        if ((mask >> lane) & 1) {
+          for (int byte = 0; byte < 4; ++byte)
+            control[mask][4 * kept + byte] = static_cast<int8_t>(4 * lane + byte);
+          ++kept;
+        }
+      for (int byte = 4 * kept; byte < 16; ++byte) control[mask][byte] = int8_t(-128);
+    }
+  }
+};
+const PackTable kPackTable;
+
+// The int32 lanes of j selected by ``mask`` (bit l: lane l), moved to the front in lane order.
+inline __m128i pack_lanes(__m128i j, int mask) {
+  return _mm_shuffle_epi8(
+      j, _mm_load_si128(reinterpret_cast<const __m128i*>(kPackTable.control[mask])));
+}
+
+// AVX2 version of append_candidates for float64, four candidates per step: the same distances
+// (the same operations in the same order, no fused multiply-adds), the same comparisons, the
+// kept indices left-packed in candidate order and stored four at a time (to_a and to_b have
+// kSimdSlack spare slots past K; entries past K are counted, not kept): entry for entry the
+// portable lists.  ``j_of4(k, valid)`` gives the int32 indices of candidates k..k+3 (lanes
+// past ``count``, where valid is 0, are never kept); loads past ``count`` are masked.
+template <bool wrap, typename TypeT, typename JOf4>
+inline void append_candidates_avx2(int64_t count, const double* xs, const double* ys,
+                                   const double* zs, const TypeT* ts, double px, double py,
+                                   double pz, const double* L, const double* lim, JOf4 j_of4,
+                                   HalfIndex* to_a, HalfIndex* to_b, int64_t K, int64_t& na,
+                                   int64_t& nb) {
+  const __m256d vx = _mm256_set1_pd(px), vy = _mm256_set1_pd(py), vz = _mm256_set1_pd(pz);
+  const __m256d vLx = _mm256_set1_pd(L[0]), vLy = _mm256_set1_pd(L[1]),
+                vLz = _mm256_set1_pd(L[2]);
+  const __m256d viLx = _mm256_set1_pd(1.0 / L[0]), viLy = _mm256_set1_pd(1.0 / L[1]),
+                viLz = _mm256_set1_pd(1.0 / L[2]);
+  const __m256d limA = _mm256_set1_pd(lim[0]), limB = _mm256_set1_pd(lim[1]);
+  const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+  int64_t n_a = na, n_b = nb;
+  for (int64_t k = 0; k < count; k += 4) {
+    const __m256i valid = _mm256_cmpgt_epi64(_mm256_set1_epi64x(count - k), lanes);
+    __m256d dx = _mm256_sub_pd(vx, _mm256_maskload_pd(xs + k, valid));
+    __m256d dy = _mm256_sub_pd(vy, _mm256_maskload_pd(ys + k, valid));
+    __m256d dz = _mm256_sub_pd(vz, _mm256_maskload_pd(zs + k, valid));
+    if constexpr (wrap) {  // d -= L nearbyint(d / L), as the portable loop
+      auto image = [](__m256d d, __m256d length, __m256d inverse) {
+        constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;  // as nearbyint
+        return _mm256_sub_pd(
+            d, _mm256_mul_pd(length, _mm256_round_pd(_mm256_mul_pd(d, inverse), kRound)));
+      };
+      dx = image(dx, vLx, viLx);
+      dy = image(dy, vLy, viLy);
+      dz = image(dz, vLz, viLz);
+    }
+    const __m256d r2 = _mm256_add_pd(
+        _mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)), _mm256_mul_pd(dz, dz));
+    __m256d is_b;  // ts[k] != 0
+    if constexpr (std::is_same_v<TypeT, double>) {
+      is_b = _mm256_cmp_pd(_mm256_maskload_pd(ts + k, valid), _mm256_setzero_pd(), _CMP_NEQ_UQ);
+    } else {
+      static_assert(sizeof(TypeT) == 8, "int64 types");
+      const __m256i t =
+          _mm256_maskload_epi64(reinterpret_cast<const long long*>(ts + k), valid);
+      is_b = _mm256_castsi256_pd(_mm256_xor_si256(
+          _mm256_cmpeq_epi64(t, _mm256_setzero_si256()), _mm256_set1_epi64x(-1)));
+    }
+    const __m256d keep = _mm256_and_pd(
+        _mm256_castsi256_pd(valid),
+        _mm256_cmp_pd(r2, _mm256_blendv_pd(limA, limB, is_b), _CMP_LT_OQ));
+    const int keep_bits = _mm256_movemask_pd(keep), b_bits = _mm256_movemask_pd(is_b);
+    const int keep_a = keep_bits & ~b_bits, keep_b = keep_bits & b_bits;
+    const __m128i j = j_of4(k, valid);
+    if (n_a <= K)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(to_a + n_a), pack_lanes(j, keep_a));
+    if (n_b <= K)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(to_b + n_b), pack_lanes(j, keep_b));
+    n_a += __builtin_popcount(keep_a);
+    n_b += __builtin_popcount(keep_b);
+  }
+  na = n_a;
+  nb = n_b;
+}
+
+// The int32 lanes of a 64-bit lane mask (AVX2 has no narrowing move): lanes 0, 2, 4, 6.
+inline __m128i narrow_mask(__m256i valid) {
+  const __m256i picked =
+      _mm256_permutevar8x32_epi32(valid, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0));
+  return _mm256_castsi256_si128(picked);
+}
+#endif
+
 template <typename T>
 void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types, const T* box,
                        const double* list_sq, double r_max, int64_t N, int64_t K, int64_t offset,
@@ -692,10 +790,13 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   }
   // the same stencil as runs of consecutive members with one shift (cells next to each other
   // along z are next to each other in member order): what the candidate loops walk
+  // explicitly vectorised candidate loops: AVX2 for all pairs, and for the cell runs where
+  // the build has no AVX-512 (``simd``: the AVX-512 cell runs)
+  const bool vector_loops = simd_loops_for<T>();  // read once: one path for the whole build
 #if defined(__AVX512F__)
-  const bool simd = simd_loops_for<T>() && use_cells;
+  const bool simd = vector_loops && use_cells;
 #else
-  const bool simd = false;  // the AVX2 builds keep the portable candidate loops
+  const bool simd = false;
 #endif
   std::vector<int64_t> run_first(use_cells ? n_cells + 1 : 0, 0), run_lo, run_hi;
   std::vector<T> run_shift;
@@ -722,7 +823,7 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
     // B neighbours until the row is assembled; kSimdSlack spare slots for vector stores
     std::vector<HalfIndex> a_side(K + kSimdSlack), b_side(K + kSimdSlack);
-    std::vector<uint8_t> flags(simd ? 0 : N);
+    std::vector<uint8_t> flags(vector_loops ? 0 : N);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N;
       const int64_t local = row - b * N;
@@ -740,6 +841,22 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
         auto scan = [&](int par, int64_t k0, int64_t k1) {
           const T* px = by_parity.data() + par * 4 * half_n + k0;
           const int64_t first_j = offset + b * N + par + 2 * k0;
+#if defined(__AVX2__)
+          if constexpr (std::is_same_v<T, double>) {
+            if (vector_loops) {
+              const __m128i steps = _mm_setr_epi32(0, 2, 4, 6);
+              append_candidates_avx2<true>(
+                  k1 - k0, px, px + half_n, px + 2 * half_n, px + 3 * half_n, xi, yi, zi,
+                  box + 3 * b, lim,
+                  [=](int64_t k, __m256i) {
+                    return _mm_add_epi32(_mm_set1_epi32(static_cast<HalfIndex>(first_j + 2 * k)),
+                                         steps);
+                  },
+                  a_side.data(), b_side.data(), K, na, nb);
+              return;
+            }
+          }
+#endif
           append_candidates<true>(
               k1 - k0, px, px + half_n, px + 2 * half_n, px + 3 * half_n, xi, yi, zi,
               box + 3 * b, lim, [=](int64_t k) { return first_j + 2 * k; }, flags.data(),
@@ -768,6 +885,20 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
         // own cell first (the members after this row: j > i), then the stencil's runs
         auto run = [&](int64_t lo, int64_t hi, T px, T py, T pz) {
           const HalfIndex* in_run = members.data() + lo;
+#if defined(__AVX2__)
+          if constexpr (std::is_same_v<T, double>) {
+            if (vector_loops) {
+              append_candidates_avx2<false>(
+                  hi - lo, sx.data() + lo, sy.data() + lo, sz.data() + lo, st.data() + lo, px,
+                  py, pz, box + 3 * b, lim,
+                  [=](int64_t k, __m256i valid) {
+                    return _mm_maskload_epi32(in_run + k, narrow_mask(valid));
+                  },
+                  a_side.data(), b_side.data(), K, na, nb);
+              return;
+            }
+          }
+#endif
           append_candidates<false>(
               hi - lo, sx.data() + lo, sy.data() + lo, sz.data() + lo, st.data() + lo, px, py,
               pz, box + 3 * b, lim, [=](int64_t k) { return in_run[k]; }, flags.data(),
@@ -860,9 +991,9 @@ int64_t rebuild_system(int64_t b, int64_t B, int64_t N, int64_t K, T* r, T* ref,
 // Neighbour-list rebuild in place for the systems flagged in ``systems`` (B,) bool: wrap
 // their coordinates into [0, L) (as torch_neighbors.wrap; ``images`` (3, B, N) int64 gain the
 // shifts), copy them to ``reference``, and rebuild their half-list rows of ``neighbors``
-// (B, N, K) and ``counts`` (B, N, 2), both int32.  Returns (B,) int64: the longest row of each rebuilt
-// system (0 for the others; compare with K for overflow), or -1 for a system whose
-// coordinates are not finite (then nothing of that system is changed).
+// (B, N, K) and ``counts`` (B, N, 2), both int32.  Returns (B,) int64: the longest row of
+// each rebuilt system (0 for the others; compare with K for overflow), or -1 for a system
+// whose coordinates are not finite (then nothing of that system is changed).
 torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Tensor reference,
                            torch::Tensor types, torch::Tensor box, torch::Tensor systems,
                            torch::Tensor neighbors, torch::Tensor counts, torch::Tensor list_sq,
@@ -1012,10 +1143,10 @@ inline double lane_sum(__m512d v) {
   return s;
 }
 
-// Pair forces of eight neighbours: their local indices times 4 (rows of P and acc), the mask of the
-// pairs inside the cutoff, force components (zero outside), energies and fr r^2.
+// Pair forces of eight neighbours: their local indices times 4 (rows of P and acc, int32), the
+// mask of the pairs inside the cutoff, force components (zero outside), energies and fr r^2.
 struct PairBlock {
-  __m256i j4;  // int32
+  __m256i j4;
   __mmask8 inside;
   __m512d fx, fy, fz, u, w;
 };
@@ -1689,7 +1820,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return false;
 #endif
       },
-      "whether the build has explicitly vectorised loops (AVX-512, or AVX2 force rows)");
+      "whether the build has explicitly vectorised loops (AVX-512, or AVX2 force rows and "
+      "list appends)");
   m.def(
       "use_simd", [](bool on) { simd_on.store(on); },
       "switch the explicitly vectorised loops on or off (for comparisons in one build)");
