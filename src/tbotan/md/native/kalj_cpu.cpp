@@ -416,6 +416,10 @@ void check_half_size(int64_t B, int64_t N) {
   TORCH_CHECK(B * N + kLanes <= std::numeric_limits<HalfIndex>::max(),
               "half neighbour lists index a batch with int32: B * N = ", B * N,
               " particles is too many (split the batch)");
+  // the vectorised force loops gather a system's padded (x, y, z, pad) rows with 32-bit
+  // element offsets 4 j, j < N + kLanes
+  TORCH_CHECK(4 * (N + kLanes) <= std::numeric_limits<HalfIndex>::max(),
+              "half neighbour lists: N = ", N, " particles in one system is too many");
 }
 
 template <typename Task>
