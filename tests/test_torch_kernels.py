@@ -155,6 +155,7 @@ def test_half_list_holds_every_pair_once_with_a_neighbours_first(native_module, 
     half = NativeKernels(native_module, torch.float64, "half")
     neighbors, counts = half.build(coords, types, box, radii, 176)
     assert counts.shape == (2, n, 2)
+    assert neighbors.dtype == counts.dtype == torch.int32  # half the memory of int64 rows
     pairs, entries = half_pairs(neighbors, counts)
     brute = {
         frozenset((b * n + i, b * n + j))
@@ -241,16 +242,17 @@ def test_half_list_results_do_not_depend_on_threads_or_on_the_batch(native_modul
 def portable_too(native_module):
     """The native module, with the explicitly vectorised loops switched back on afterwards."""
     if not native_module.simd_available():
-        pytest.skip("this build has no AVX-512 loops to compare (the CPU or compiler lacks them)")
+        pytest.skip("this build has no vectorised loops to compare (CPU or compiler lacks them)")
     yield native_module
     native_module.use_simd(True)
 
 
-@pytest.mark.parametrize("n", [1000, 4096])  # 6³ and 10³ cells of r_max / 2
+@pytest.mark.parametrize("n", [400, 1000, 4096])  # all pairs; 6³ and 10³ cells of r_max / 2
 def test_vectorised_and_portable_half_kernels_agree(portable_too, n):
-    """AVX-512 list builds are the portable builds entry for entry; AVX-512 forces, energies and
-    virials equal the portable ones to rounding (1/r from a refined reciprocal square root, lanes
-    summed in another order), on a dense configuration and through an in-place rebuild."""
+    """Vectorised list builds (AVX-512 cell runs, AVX2 candidate appends) are the portable
+    builds entry for entry; AVX-512 forces, energies and virials equal the portable ones to
+    rounding (1/r from a refined reciprocal square root, lanes summed in another order; the AVX2
+    ones bit for bit), on a dense configuration and through an in-place rebuild."""
     conf = ConfigurationBatch.concatenate([dense_random_configuration(n, seed=s) for s in (6, 7)])
     coords, types, box = tensors(conf)
     radii = nl.ListRadii.create(0.3)
@@ -452,4 +454,5 @@ def test_half_list_capacity_fits_the_liquid_in_half_the_memory(liquid_256):
     sim.run(50)
     s = sim._state
     assert s.capacity == half == s.neighbors.shape[-1]  # no overflow, no widening
+    assert s.neighbors.dtype == s.counts.dtype == torch.int32
     assert int(s.counts[..., 0].max()) <= half

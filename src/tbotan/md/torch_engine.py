@@ -180,7 +180,7 @@ class _State:
         self.box: torch.Tensor  # (B, 3)
         self.host_box: np.ndarray  # (B, 3) float64 copy of box on the host
         self.reference: torch.Tensor  # (3, B, N) coordinates at the last list build
-        self.neighbors: torch.Tensor  # (B, N, K)
+        self.neighbors: torch.Tensor  # (B, N, K) int64; int32 for half lists
         self.counts: torch.Tensor  # (B, N) valid entries per row; (B, N, 2) [n, n_A] half lists
         self.timestep: np.ndarray  # (B,) int64
         self.capacity: int
@@ -323,7 +323,7 @@ class _State:
         # flat indices are relative to the sub-batch: shift them to the full batch
         n = self.types.shape[1]
         offset = (idx - torch.arange(idx.numel(), device=idx.device)) * n
-        neighbors = neighbors + offset.view(-1, 1, 1)
+        neighbors = neighbors + offset.view(-1, 1, 1).to(neighbors.dtype)  # int32 half lists
         if systems is None:
             self.neighbors, self.counts = neighbors.contiguous(), counts.contiguous()
         else:
@@ -377,7 +377,7 @@ class _State:
         for b in range(n_sys):
             # listed pairs of system b as sorted keys i * n + j (both orders for half lists)
             rows = torch.arange(n, device=dev)[:, None].expand(-1, k)[valid[b]]
-            cols = self.neighbors[b][valid[b]] - b * n
+            cols = self.neighbors[b][valid[b]].to(torch.int64) - b * n  # int32 half lists
             keys = rows * n + cols
             if half:
                 keys = torch.cat([keys, cols * n + rows])

@@ -10,7 +10,9 @@ All take and return the layouts of :mod:`tbotan.md.torch_potential`; they agree 
 
 The native kernels use *half* neighbour lists by default (``neighbor_list='half'``: every pair
 once, Newton's third law in the force loop; about half the pair work of the full lists, see
-``native/kalj_cpu.cpp``); their counts are then (B, N, 2) ``[n, n_A]`` instead of (B, N).
+``native/kalj_cpu.cpp``); their counts are then (B, N, 2) ``[n, n_A]`` instead of (B, N), and
+their neighbour rows and counts are int32 (half the memory the force loop streams through; a
+batch then holds fewer than 2³¹ particles) where the full lists' are int64.
 ``neighbor_list='full'`` keeps the full rows of the torch kernels.  Half-list results equal
 the full-list ones to rounding (another summation order), not bit for bit.
 """
@@ -40,7 +42,8 @@ class Kernels(Protocol):
     """The interface every kernel implementation offers the torch engine.
 
     Layouts (:mod:`tbotan.md.torch_potential`): ``coords``, ``velocities``, ``forces``,
-    ``reference`` (3, B, N) coordinate-major; ``neighbors`` (B, N, K) int, ``counts`` (B, N);
+    ``reference`` (3, B, N) coordinate-major; ``neighbors`` (B, N, K) int64 (int32 for half
+    lists), ``counts`` (B, N) (half lists: (B, N, 2) int32);
     ``types`` (B, N); ``box`` (B, 3); ``dt`` (B,) per-system time steps.
     """
 
@@ -187,7 +190,8 @@ class NativeKernels:
             coords, reference: (3, B, N) contiguous, updated in place.
             images: (3, B, N) int64 image counts, updated in place.
             systems: (B,) bool, the systems to rebuild.
-            neighbors, counts: (B, N, K) and (B, N, 2) half lists, their rows updated in place.
+            neighbors, counts: (B, N, K) and (B, N, 2) int32 half lists, their rows updated in
+                place.
 
         Returns:
             (B,) int64 longest row of each rebuilt system (0 for the others; > K means the rows

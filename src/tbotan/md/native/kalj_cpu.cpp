@@ -393,9 +393,11 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // Ownership uses indices within the system, never within the batch.
 // Each row holds its A neighbours first (slots [0, nA)) and its B neighbours after them
 // (slots [nA, n)), so that the pair coefficients are constant over each segment:
-//   neighbors  (B, N, K)  int64 flat indices, padded with the row's own index
-//   counts     (B, N, 2)  int64 [n, nA] (n may exceed K on overflow; nA counts stored A
+//   neighbors  (B, N, K)  int32 flat indices, padded with the row's own index
+//   counts     (B, N, 2)  int32 [n, nA] (n may exceed K on overflow; nA counts stored A
 //                         neighbours of rows that did not overflow)
+// int32 (HalfIndex), not the int64 of the full lists: half the memory the force loop streams
+// through; a batch's flat indices and spare rows must stay below 2^31 (check_half_size).
 // The forces are accumulated without races and in a fixed order: the rows of each system are
 // cut into chunks of a size fixed by N (not by the thread count); each chunk accumulates into
 // a buffer of its own, and a particle's force is the sum of the chunks' buffers in chunk
@@ -406,6 +408,20 @@ torch::Tensor kick_drift_check(torch::Tensor coords, torch::Tensor velocities,
 // free (an atomic counter) instead of in equal shares fixed in advance: where other processes
 // share the cores, a thread that lost its core for a while no longer holds the batch up with
 // its share still to do.  Which thread runs a task changes nothing in its results.
+using HalfIndex = int32_t;  // entries of the half lists' neighbors and counts
+
+// Half lists index a batch of B systems of N particles (flat indices b N + j, and kLanes spare
+// rows past a system's last particle in the force loops) with HalfIndex.
+void check_half_size(int64_t B, int64_t N) {
+  TORCH_CHECK(B * N + kLanes <= std::numeric_limits<HalfIndex>::max(),
+              "half neighbour lists index a batch with int32: B * N = ", B * N,
+              " particles is too many (split the batch)");
+  // the vectorised force loops gather a system's padded (x, y, z, pad) rows with 32-bit
+  // element offsets 4 j, j < N + kLanes
+  TORCH_CHECK(4 * (N + kLanes) <= std::numeric_limits<HalfIndex>::max(),
+              "half neighbour lists: N = ", N, " particles in one system is too many");
+}
+
 template <typename Task>
 void parallel_tasks(int64_t n, const Task& task) {
   if (n <= 1 || at::get_num_threads() <= 1 || at::in_parallel_region()) {
@@ -445,17 +461,18 @@ bool simd_loops_for() {
 constexpr int64_t kSimdSlack = 8;  // spare slots past K for the vectorised list appends
 
 // Rows ahead of the one being computed whose neighbour entries are prefetched.  A row's
-// valid entries (about 46 int64 at the KALJ density, six cache lines) sit at a stride of K
+// valid entries (about 46 at the KALJ density: three cache lines of int32) sit at a stride of K
 // entries from the previous row's: the hardware prefetchers miss them, and before this the
 // load of a row's first indices was the force loop's hottest instruction (a cache miss per
 // row; perf, N = 400, batch 48).  Prefetching changes no result.
 constexpr int64_t kPrefetchRows = 2;
 
 // Prefetch the valid neighbour entries of half-list row ``row`` into the L1 cache.
-inline void prefetch_half_row(const int64_t* nbr, const int64_t* cnt, int64_t row, int64_t K) {
-  const int64_t n = std::min(cnt[2 * row], K);
+inline void prefetch_half_row(const HalfIndex* nbr, const HalfIndex* cnt, int64_t row,
+                              int64_t K) {
+  const int64_t n = std::min<int64_t>(cnt[2 * row], K);
   const char* p = reinterpret_cast<const char*>(nbr + row * K);
-  for (int64_t byte = 0; byte < n * int64_t(sizeof(int64_t)); byte += 64) {
+  for (int64_t byte = 0; byte < n * int64_t(sizeof(HalfIndex)); byte += 64) {
 #if defined(__x86_64__)
     // as an instruction: GCC 12 dropped __builtin_prefetch from this file's loops
     asm volatile("prefetcht0 %0" : : "m"(*(p + byte)));
@@ -467,7 +484,7 @@ inline void prefetch_half_row(const int64_t* nbr, const int64_t* cnt, int64_t ro
 
 // Prefetch rows [first, first + kPrefetchRows) at the start of a chunk, then, at row li, row
 // li + kPrefetchRows (rows of the chunk only).
-inline void prefetch_ahead(const int64_t* nbr, const int64_t* cnt, int64_t base, int64_t li,
+inline void prefetch_ahead(const HalfIndex* nbr, const HalfIndex* cnt, int64_t base, int64_t li,
                            int64_t first, int64_t last, int64_t K) {
   if (li == first)
     for (int64_t r = first + 1; r < std::min(last, first + kPrefetchRows); ++r)
@@ -493,8 +510,8 @@ inline __m512d squared_norm(__m512d dx, __m512d dy, __m512d dz) {
 // nb; entries past K are counted but not stored; both arrays have kSimdSlack spare slots).
 inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, double pz,
                               const double* lim, const double* sx, const double* sy,
-                              const double* sz, const int64_t* st, const int64_t* members,
-                              int64_t* out, int64_t* b_side, int64_t K, int64_t& na,
+                              const double* sz, const int64_t* st, const HalfIndex* members,
+                              HalfIndex* out, HalfIndex* b_side, int64_t K, int64_t& na,
                               int64_t& nb) {
   const __m512d vx = _mm512_set1_pd(px), vy = _mm512_set1_pd(py), vz = _mm512_set1_pd(pz);
   const __m512d limA = _mm512_set1_pd(lim[0]), limB = _mm512_set1_pd(lim[1]);
@@ -511,12 +528,16 @@ inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, doub
     // r2 < limit, as the scalar loop's !(r2 < lim) test
     const __mmask8 keep = _mm512_mask_cmp_pd_mask(valid, r2, limit, _CMP_LT_OQ);
     // branch-free appends (whether a candidate is kept is not predictable): both sides are
-    // stored every time, and the counts advance by the number kept
-    const __m512i j = _mm512_maskz_loadu_epi64(valid, members + m);
+    // stored every time, and the counts advance by the number kept.  The eight int32 indices
+    // sit in the low half of j; a compress of the low eight lanes stays in the low half.
+    const __m512i j = _mm512_maskz_loadu_epi32(valid, members + m);
     const __mmask8 keep_a = keep & static_cast<__mmask8>(~is_b), keep_b = keep & is_b;
-    if (na <= K) _mm512_storeu_si512(out + na, _mm512_maskz_compress_epi64(keep_a, j));
+    if (na <= K)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + na),
+                          _mm512_castsi512_si256(_mm512_maskz_compress_epi32(keep_a, j)));
     if (nb <= K)
-      _mm512_storeu_si512(b_side + nb, _mm512_maskz_compress_epi64(keep_b, j));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b_side + nb),
+                          _mm512_castsi512_si256(_mm512_maskz_compress_epi32(keep_b, j)));
     na += __builtin_popcount(keep_a);
     nb += __builtin_popcount(keep_b);
   }
@@ -533,8 +554,8 @@ inline void append_run_avx512(int64_t lo, int64_t hi, double px, double py, doub
 template <bool wrap, typename T, typename TypeT, typename JOf>
 inline void append_candidates(int64_t count, const T* xs, const T* ys, const T* zs,
                               const TypeT* ts, T px, T py, T pz, const T* L, const T* lim,
-                              JOf j_of, uint8_t* kept, int64_t* to_a, int64_t* to_b, int64_t K,
-                              int64_t& na, int64_t& nb) {
+                              JOf j_of, uint8_t* kept, HalfIndex* to_a, HalfIndex* to_b,
+                              int64_t K, int64_t& na, int64_t& nb) {
   const T Lx = L[0], Ly = L[1], Lz = L[2];
   const T iLx = T(1) / Lx, iLy = T(1) / Ly, iLz = T(1) / Lz;
   const T limA = lim[0], limB = lim[1];
@@ -551,7 +572,7 @@ inline void append_candidates(int64_t count, const T* xs, const T* ys, const T* 
   }
   int64_t n_a = na, n_b = nb;  // locals: stores through to_a/to_b would force reloads
   for (int64_t k = 0; k < count; ++k) {
-    const int64_t j = j_of(k);
+    const HalfIndex j = static_cast<HalfIndex>(j_of(k));
     const int64_t is_b = ts[k] != TypeT(0), keep = kept[k];
     to_a[std::min(n_a, K)] = j;
     to_b[std::min(n_b, K)] = j;
@@ -562,13 +583,112 @@ inline void append_candidates(int64_t count, const T* xs, const T* ys, const T* 
   nb = n_b;
 }
 
+#if defined(__AVX2__)
+// _mm_shuffle_epi8 controls that left-pack the int32 lanes of a 4-bit mask, in lane order
+// (the other bytes zero).
+struct PackTable {
+  alignas(16) int8_t control[16][16];
+  PackTable() {
+    for (int mask = 0; mask < 16; ++mask) {
+      int kept = 0;
+      for (int lane = 0; lane < 4; ++lane)
+        if ((mask >> lane) & 1) {
+          for (int byte = 0; byte < 4; ++byte)
+            control[mask][4 * kept + byte] = static_cast<int8_t>(4 * lane + byte);
+          ++kept;
+        }
+      for (int byte = 4 * kept; byte < 16; ++byte) control[mask][byte] = int8_t(-128);
+    }
+  }
+};
+const PackTable kPackTable;
+
+// The int32 lanes of j selected by ``mask`` (bit l: lane l), moved to the front in lane order.
+inline __m128i pack_lanes(__m128i j, int mask) {
+  return _mm_shuffle_epi8(
+      j, _mm_load_si128(reinterpret_cast<const __m128i*>(kPackTable.control[mask])));
+}
+
+// AVX2 version of append_candidates for float64, four candidates per step: the same distances
+// (the same operations in the same order, no fused multiply-adds), the same comparisons, the
+// kept indices left-packed in candidate order and stored four at a time (to_a and to_b have
+// kSimdSlack spare slots past K; entries past K are counted, not kept): entry for entry the
+// portable lists.  ``j_of4(k, valid)`` gives the int32 indices of candidates k..k+3 (lanes
+// past ``count``, where valid is 0, are never kept); loads past ``count`` are masked.
+template <bool wrap, typename TypeT, typename JOf4>
+inline void append_candidates_avx2(int64_t count, const double* xs, const double* ys,
+                                   const double* zs, const TypeT* ts, double px, double py,
+                                   double pz, const double* L, const double* lim, JOf4 j_of4,
+                                   HalfIndex* to_a, HalfIndex* to_b, int64_t K, int64_t& na,
+                                   int64_t& nb) {
+  const __m256d vx = _mm256_set1_pd(px), vy = _mm256_set1_pd(py), vz = _mm256_set1_pd(pz);
+  const __m256d vLx = _mm256_set1_pd(L[0]), vLy = _mm256_set1_pd(L[1]),
+                vLz = _mm256_set1_pd(L[2]);
+  const __m256d viLx = _mm256_set1_pd(1.0 / L[0]), viLy = _mm256_set1_pd(1.0 / L[1]),
+                viLz = _mm256_set1_pd(1.0 / L[2]);
+  const __m256d limA = _mm256_set1_pd(lim[0]), limB = _mm256_set1_pd(lim[1]);
+  const __m256i lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+  int64_t n_a = na, n_b = nb;
+  for (int64_t k = 0; k < count; k += 4) {
+    const __m256i valid = _mm256_cmpgt_epi64(_mm256_set1_epi64x(count - k), lanes);
+    __m256d dx = _mm256_sub_pd(vx, _mm256_maskload_pd(xs + k, valid));
+    __m256d dy = _mm256_sub_pd(vy, _mm256_maskload_pd(ys + k, valid));
+    __m256d dz = _mm256_sub_pd(vz, _mm256_maskload_pd(zs + k, valid));
+    if constexpr (wrap) {  // d -= L nearbyint(d / L), as the portable loop
+      auto image = [](__m256d d, __m256d length, __m256d inverse) {
+        constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;  // as nearbyint
+        return _mm256_sub_pd(
+            d, _mm256_mul_pd(length, _mm256_round_pd(_mm256_mul_pd(d, inverse), kRound)));
+      };
+      dx = image(dx, vLx, viLx);
+      dy = image(dy, vLy, viLy);
+      dz = image(dz, vLz, viLz);
+    }
+    const __m256d r2 = _mm256_add_pd(
+        _mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)), _mm256_mul_pd(dz, dz));
+    __m256d is_b;  // ts[k] != 0
+    if constexpr (std::is_same_v<TypeT, double>) {
+      is_b = _mm256_cmp_pd(_mm256_maskload_pd(ts + k, valid), _mm256_setzero_pd(), _CMP_NEQ_UQ);
+    } else {
+      static_assert(sizeof(TypeT) == 8, "int64 types");
+      const __m256i t =
+          _mm256_maskload_epi64(reinterpret_cast<const long long*>(ts + k), valid);
+      is_b = _mm256_castsi256_pd(_mm256_xor_si256(
+          _mm256_cmpeq_epi64(t, _mm256_setzero_si256()), _mm256_set1_epi64x(-1)));
+    }
+    const __m256d keep = _mm256_and_pd(
+        _mm256_castsi256_pd(valid),
+        _mm256_cmp_pd(r2, _mm256_blendv_pd(limA, limB, is_b), _CMP_LT_OQ));
+    const int keep_bits = _mm256_movemask_pd(keep), b_bits = _mm256_movemask_pd(is_b);
+    const int keep_a = keep_bits & ~b_bits, keep_b = keep_bits & b_bits;
+    const __m128i j = j_of4(k, valid);
+    if (n_a <= K)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(to_a + n_a), pack_lanes(j, keep_a));
+    if (n_b <= K)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(to_b + n_b), pack_lanes(j, keep_b));
+    n_a += __builtin_popcount(keep_a);
+    n_b += __builtin_popcount(keep_b);
+  }
+  na = n_a;
+  nb = n_b;
+}
+
+// The int32 lanes of a 64-bit lane mask (AVX2 has no narrowing move): lanes 0, 2, 4, 6.
+inline __m128i narrow_mask(__m256i valid) {
+  const __m256i picked =
+      _mm256_permutevar8x32_epi32(valid, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0));
+  return _mm256_castsi256_si128(picked);
+}
+#endif
+
 template <typename T>
 void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types, const T* box,
                        const double* list_sq, double r_max, int64_t N, int64_t K, int64_t offset,
-                       int64_t* nbr, int64_t* cnt) {
+                       HalfIndex* nbr, HalfIndex* cnt) {
   // one system: x, y, z, types (N,), box (3,), rows nbr (N, K) and cnt (N, 2); neighbour
-  // entries are written as flat indices offset + j.  The cells follow from this system's box
-  // alone, so a system's list is the same alone and inside any batch.
+  // entries are written as flat indices offset + j (the candidates carry them: each row is
+  // copied into nbr as it stands).  The cells follow from this system's box alone, so a
+  // system's list is the same alone and inside any batch.
   constexpr int64_t B = 1;
   const int64_t BN = N;
   int64_t nc[3], fine[3];
@@ -589,9 +709,10 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   if (!use_cells) nc[0] = nc[1] = nc[2] = 1;
   const int64_t n_cells = nc[0] * nc[1] * nc[2];
   std::vector<int64_t> cell_of(BN), start(B * n_cells + 1, 0);
-  // particles in cell order, with their coordinates and types copied contiguously so that the
-  // candidate loops stream through memory
-  std::vector<int64_t> members(BN), slot(BN);
+  // particles in cell order (as flat indices offset + j), with their coordinates and types
+  // copied contiguously so that the candidate loops stream through memory
+  std::vector<HalfIndex> members(BN);
+  std::vector<int64_t> slot(BN);
   std::vector<T> sx(BN), sy(BN), sz(BN);
   std::vector<int64_t> st(BN);
   for (int64_t b = 0; b < B; ++b) {
@@ -614,7 +735,7 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t row = 0; row < BN; ++row) {
       const int64_t m = fill[cell_of[row]]++;
-      members[m] = row;
+      members[m] = static_cast<HalfIndex>(row + offset);
       slot[row] = m;
       sx[m] = x[row];
       sy[m] = y[row];
@@ -673,10 +794,13 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   }
   // the same stencil as runs of consecutive members with one shift (cells next to each other
   // along z are next to each other in member order): what the candidate loops walk
+  // explicitly vectorised candidate loops: AVX2 for all pairs, and for the cell runs where
+  // the build has no AVX-512 (``simd``: the AVX-512 cell runs)
+  const bool vector_loops = simd_loops_for<T>();  // read once: one path for the whole build
 #if defined(__AVX512F__)
-  const bool simd = simd_loops_for<T>() && use_cells;
+  const bool simd = vector_loops && use_cells;
 #else
-  const bool simd = false;  // the AVX2 builds keep the portable candidate loops
+  const bool simd = false;
 #endif
   std::vector<int64_t> run_first(use_cells ? n_cells + 1 : 0, 0), run_lo, run_hi;
   std::vector<T> run_shift;
@@ -702,15 +826,15 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
   }
   at::parallel_for(0, BN, kGrain, [&](int64_t begin, int64_t end) {
     // B neighbours until the row is assembled; kSimdSlack spare slots for vector stores
-    std::vector<int64_t> a_side(K + kSimdSlack), b_side(K + kSimdSlack);
-    std::vector<uint8_t> flags(simd ? 0 : N);
+    std::vector<HalfIndex> a_side(K + kSimdSlack), b_side(K + kSimdSlack);
+    std::vector<uint8_t> flags(vector_loops ? 0 : N);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / N;
       const int64_t local = row - b * N;
       const T xi = x[row], yi = y[row], zi = z[row];
       const int64_t ti2 = 2 * types[row];
       const T lim[2] = {T(list_sq[ti2]), T(list_sq[ti2 + 1])};
-      int64_t* out = nbr + row * K;
+      HalfIndex* out = nbr + row * K;
       int64_t na = 0, nb = 0;
       const int64_t own = cell_of[row] - b * n_cells;
       if (!use_cells) {
@@ -720,7 +844,23 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
         // the compiler vectorises, then branch-free appends
         auto scan = [&](int par, int64_t k0, int64_t k1) {
           const T* px = by_parity.data() + par * 4 * half_n + k0;
-          const int64_t first_j = b * N + par + 2 * k0;
+          const int64_t first_j = offset + b * N + par + 2 * k0;
+#if defined(__AVX2__)
+          if constexpr (std::is_same_v<T, double>) {
+            if (vector_loops) {
+              const __m128i steps = _mm_setr_epi32(0, 2, 4, 6);
+              append_candidates_avx2<true>(
+                  k1 - k0, px, px + half_n, px + 2 * half_n, px + 3 * half_n, xi, yi, zi,
+                  box + 3 * b, lim,
+                  [=](int64_t k, __m256i) {
+                    return _mm_add_epi32(_mm_set1_epi32(static_cast<HalfIndex>(first_j + 2 * k)),
+                                         steps);
+                  },
+                  a_side.data(), b_side.data(), K, na, nb);
+              return;
+            }
+          }
+#endif
           append_candidates<true>(
               k1 - k0, px, px + half_n, px + 2 * half_n, px + 3 * half_n, xi, yi, zi,
               box + 3 * b, lim, [=](int64_t k) { return first_j + 2 * k; }, flags.data(),
@@ -729,7 +869,6 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
         const int par = static_cast<int>(local & 1);
         scan(par, 0, local >> 1);
         scan(1 - par, (local + 1) >> 1, (N - (1 - par) + 1) >> 1);
-        std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
       }
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, double>) {
@@ -743,14 +882,27 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
                               yi - run_shift[3 * r + 1], zi - run_shift[3 * r + 2], lim,
                               sx.data(), sy.data(), sz.data(), st.data(), members.data(),
                               a_side.data(), b_side.data(), K, na, nb);
-          std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
         }
       }
 #endif
       if (use_cells && !simd) {
         // own cell first (the members after this row: j > i), then the stencil's runs
         auto run = [&](int64_t lo, int64_t hi, T px, T py, T pz) {
-          const int64_t* in_run = members.data() + lo;
+          const HalfIndex* in_run = members.data() + lo;
+#if defined(__AVX2__)
+          if constexpr (std::is_same_v<T, double>) {
+            if (vector_loops) {
+              append_candidates_avx2<false>(
+                  hi - lo, sx.data() + lo, sy.data() + lo, sz.data() + lo, st.data() + lo, px,
+                  py, pz, box + 3 * b, lim,
+                  [=](int64_t k, __m256i valid) {
+                    return _mm_maskload_epi32(in_run + k, narrow_mask(valid));
+                  },
+                  a_side.data(), b_side.data(), K, na, nb);
+              return;
+            }
+          }
+#endif
           append_candidates<false>(
               hi - lo, sx.data() + lo, sy.data() + lo, sz.data() + lo, st.data() + lo, px, py,
               pz, box + 3 * b, lim, [=](int64_t k) { return in_run[k]; }, flags.data(),
@@ -760,18 +912,19 @@ void build_half_kernel(const T* x, const T* y, const T* z, const int64_t* types,
         for (int64_t r = run_first[own]; r < run_first[own + 1]; ++r)
           run(run_lo[r], run_hi[r], xi - run_shift[3 * r], yi - run_shift[3 * r + 1],
               zi - run_shift[3 * r + 2]);
-        std::copy(a_side.begin(), a_side.begin() + std::min(na, K), out);
       }
+      // the row: its A neighbours, its B neighbours, padding with its own flat index
       const int64_t n = na + nb;
-      int64_t* cr = cnt + 2 * row;
-      cr[0] = n;
+      const HalfIndex own_index = static_cast<HalfIndex>(row + offset);
+      HalfIndex* cr = cnt + 2 * row;
+      cr[0] = static_cast<HalfIndex>(n);
       if (n <= K) {
-        for (int64_t k = 0; k < na; ++k) out[k] += offset;
-        for (int64_t k = 0; k < nb; ++k) out[na + k] = b_side[k] + offset;
-        for (int64_t k = n; k < K; ++k) out[k] = row + offset;
-        cr[1] = na;
+        std::copy(a_side.begin(), a_side.begin() + na, out);
+        std::copy(b_side.begin(), b_side.begin() + nb, out + na);
+        std::fill(out + n, out + K, own_index);
+        cr[1] = static_cast<HalfIndex>(na);
       } else {  // overflow: the caller widens the rows and rebuilds
-        for (int64_t k = 0; k < K; ++k) out[k] = row + offset;
+        std::fill(out, out + K, own_index);
         cr[1] = 0;
       }
     }
@@ -790,7 +943,8 @@ std::vector<torch::Tensor> build_half_neighbors(torch::Tensor coords, torch::Ten
   auto lsq = list_sq.to(torch::kFloat64).contiguous();
   const auto B = c.size(1), N = c.size(2);
   TORCH_CHECK(t.scalar_type() == torch::kInt64 && t.numel() == B * N, "types must be int64 (B, N)");
-  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  check_half_size(B, N);
+  auto opts = torch::TensorOptions().dtype(torch::kInt32);
   auto nbr = torch::empty({B, N, capacity}, opts);
   auto cnt = torch::empty({B, N, 2}, opts);
   AT_DISPATCH_FLOATING_TYPES(c.scalar_type(), "kalj_build_half_neighbors", [&] {
@@ -799,8 +953,8 @@ std::vector<torch::Tensor> build_half_neighbors(torch::Tensor coords, torch::Ten
       build_half_kernel<scalar_t>(p + b * N, p + (B + b) * N, p + (2 * B + b) * N,
                                   t.data_ptr<int64_t>() + b * N, bx.data_ptr<scalar_t>() + 3 * b,
                                   lsq.data_ptr<double>(), r_max, N, capacity, b * N,
-                                  nbr.data_ptr<int64_t>() + b * N * capacity,
-                                  cnt.data_ptr<int64_t>() + 2 * b * N);
+                                  nbr.data_ptr<HalfIndex>() + b * N * capacity,
+                                  cnt.data_ptr<HalfIndex>() + 2 * b * N);
   });
   return {nbr, cnt};
 }
@@ -812,7 +966,7 @@ std::vector<torch::Tensor> build_half_neighbors(torch::Tensor coords, torch::Ten
 template <typename T>
 int64_t rebuild_system(int64_t b, int64_t B, int64_t N, int64_t K, T* r, T* ref, int64_t* img,
                        const T* L, const int64_t* types, const double* list_sq, double r_max,
-                       int64_t* nbr, int64_t* cnt_all) {
+                       HalfIndex* nbr, HalfIndex* cnt_all) {
   const int64_t BN = B * N;
   bool finite = true;
   for (int d = 0; d < 3; ++d)
@@ -830,20 +984,20 @@ int64_t rebuild_system(int64_t b, int64_t B, int64_t N, int64_t K, T* r, T* ref,
       img[q] += static_cast<int64_t>(shift);
     }
   }
-  int64_t* cnt = cnt_all + 2 * b * N;
+  HalfIndex* cnt = cnt_all + 2 * b * N;
   build_half_kernel<T>(r + b * N, r + BN + b * N, r + 2 * BN + b * N, types + b * N, L + 3 * b,
                        list_sq, r_max, N, K, b * N, nbr + b * N * K, cnt);
   int64_t m = 0;
-  for (int64_t i = 0; i < N; ++i) m = std::max(m, cnt[2 * i]);
+  for (int64_t i = 0; i < N; ++i) m = std::max<int64_t>(m, cnt[2 * i]);
   return m;
 }
 
 // Neighbour-list rebuild in place for the systems flagged in ``systems`` (B,) bool: wrap
 // their coordinates into [0, L) (as torch_neighbors.wrap; ``images`` (3, B, N) int64 gain the
 // shifts), copy them to ``reference``, and rebuild their half-list rows of ``neighbors``
-// (B, N, K) and ``counts`` (B, N, 2).  Returns (B,) int64: the longest row of each rebuilt
-// system (0 for the others; compare with K for overflow), or -1 for a system whose
-// coordinates are not finite (then nothing of that system is changed).
+// (B, N, K) and ``counts`` (B, N, 2), both int32.  Returns (B,) int64: the longest row of
+// each rebuilt system (0 for the others; compare with K for overflow), or -1 for a system
+// whose coordinates are not finite (then nothing of that system is changed).
 torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Tensor reference,
                            torch::Tensor types, torch::Tensor box, torch::Tensor systems,
                            torch::Tensor neighbors, torch::Tensor counts, torch::Tensor list_sq,
@@ -854,9 +1008,10 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
     TORCH_CHECK(t->is_contiguous(), "rebuild_half needs contiguous tensors");
   const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
   TORCH_CHECK(images.scalar_type() == torch::kInt64 && types.scalar_type() == torch::kInt64 &&
-                  neighbors.scalar_type() == torch::kInt64 &&
-                  counts.scalar_type() == torch::kInt64 && systems.scalar_type() == torch::kBool,
-              "images, types, neighbors, counts must be int64 and systems bool");
+                  neighbors.scalar_type() == torch::kInt32 &&
+                  counts.scalar_type() == torch::kInt32 && systems.scalar_type() == torch::kBool,
+              "images and types must be int64, neighbors and counts int32, systems bool");
+  check_half_size(B, N);
   TORCH_CHECK(counts.numel() == 2 * B * N && neighbors.size(0) == B && neighbors.size(1) == N &&
                   systems.numel() == B && reference.sizes() == coords.sizes() &&
                   images.sizes() == coords.sizes(),
@@ -871,8 +1026,8 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
     int64_t* img = images.data_ptr<int64_t>();
     const scalar_t* L = box.data_ptr<scalar_t>();
     // every data pointer taken here, not in the worker threads
-    int64_t* counts_p = counts.data_ptr<int64_t>();
-    int64_t* neighbors_p = neighbors.data_ptr<int64_t>();
+    HalfIndex* counts_p = counts.data_ptr<HalfIndex>();
+    HalfIndex* neighbors_p = neighbors.data_ptr<HalfIndex>();
     const int64_t* types_p = types.data_ptr<int64_t>();
     const double* lsq_p = lsq.data_ptr<double>();
     // one system: wrap, reset its reference, rebuild its rows (the row loop of the build is
@@ -904,7 +1059,7 @@ torch::Tensor rebuild_half(torch::Tensor coords, torch::Tensor images, torch::Te
 // kLanes neighbours, each lane with its own sums, added in lane order at the end (the order
 // does not depend on memory alignment).
 template <typename T, bool with_energy>
-void half_rows_portable(const T* P, T* acc, const int64_t* nbr, const int64_t* cnt,
+void half_rows_portable(const T* P, T* acc, const HalfIndex* nbr, const HalfIndex* cnt,
                         const int64_t* types, const PairTable& tab, int64_t b, int64_t N,
                         int64_t K, int64_t first, int64_t last, T Lx, T Ly, T Lz, double& w,
                         double& rmin) {
@@ -914,9 +1069,9 @@ void half_rows_portable(const T* P, T* acc, const int64_t* nbr, const int64_t* c
     const int64_t row = b * N + li;
     const T xi = P[4 * li], yi = P[4 * li + 1], zi = P[4 * li + 2];
     const int64_t ti2 = 2 * types[row];
-    const int64_t n = std::min(cnt[2 * row], K);
-    const int64_t na = std::min(cnt[2 * row + 1], n);
-    const int64_t* nb = nbr + row * K;
+    const int64_t n = std::min<int64_t>(cnt[2 * row], K);
+    const int64_t na = std::min<int64_t>(cnt[2 * row + 1], n);
+    const HalfIndex* nb = nbr + row * K;
     T ax[kLanes] = {}, ay[kLanes] = {}, az[kLanes] = {}, e[kLanes] = {};
     double wl[kLanes] = {}, ml[kLanes];
     std::fill(ml, ml + kLanes, std::numeric_limits<double>::infinity());
@@ -992,10 +1147,10 @@ inline double lane_sum(__m512d v) {
   return s;
 }
 
-// Pair forces of eight neighbours: their indices times 4 (rows of P and acc), the mask of the
-// pairs inside the cutoff, force components (zero outside), energies and fr r^2.
+// Pair forces of eight neighbours: their local indices times 4 (rows of P and acc, int32), the
+// mask of the pairs inside the cutoff, force components (zero outside), energies and fr r^2.
 struct PairBlock {
-  __m512i j4;
+  __m256i j4;
   __mmask8 inside;
   __m512d fx, fy, fz, u, w;
 };
@@ -1011,7 +1166,7 @@ struct SegmentCoefficients {
 // particles, where the lanes past a row's last block send their (zero) updates.  Sums per
 // lane, reduced in a fixed order: deterministic, independent of alignment.
 template <bool with_energy>
-void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const int64_t* cnt,
+void half_rows_avx512(const double* P, double* acc, const HalfIndex* nbr, const HalfIndex* cnt,
                       const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
                       int64_t first, int64_t last, double Lx, double Ly, double Lz, double& w,
                       double& rmin) {
@@ -1021,7 +1176,7 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
   const __m512d one = _mm512_set1_pd(1.0), half = _mm512_set1_pd(0.5);
   const __m512d three = _mm512_set1_pd(3.0);
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
-  const __m512i vbase = _mm512_set1_epi64(b * N);
+  const __m256i vbase = _mm256_set1_epi32(static_cast<HalfIndex>(b * N));
   // permutations taking the unpacked (x, y) and (z, w) pairs of two lanes to their two rows
   const __m512i rows_lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
   const __m512i rows_hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
@@ -1039,8 +1194,10 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
     coef[p].rc = _mm512_set1_pd(tab.rcut[p]);
     coef[p].isig2 = _mm512_set1_pd(1.0 / tab.sig2[p]);
   }
-  const __m512i vspare = _mm512_add_epi64(_mm512_set1_epi64(b * N + N),
-                                          _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  // flat indices of the spare rows N + l (int32, in the low half; check_half_size)
+  const __m512i vspare = _mm512_zextsi256_si512(
+      _mm256_add_epi32(_mm256_set1_epi32(static_cast<HalfIndex>(b * N + N)),
+                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
   __m512d vw = _mm512_setzero_pd(), vmin = inf;
   for (int64_t li = first; li < last; ++li) {
     prefetch_ahead(nbr, cnt, b * N, li, first, last, K);
@@ -1048,9 +1205,9 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
     const __m512d xi = _mm512_set1_pd(P[4 * li]), yi = _mm512_set1_pd(P[4 * li + 1]),
                   zi = _mm512_set1_pd(P[4 * li + 2]);
     const int64_t ti2 = 2 * types[row];
-    const int64_t n = std::min(cnt[2 * row], K);
-    const int64_t na = std::min(cnt[2 * row + 1], n);
-    const int64_t* nb = nbr + row * K;
+    const int64_t n = std::min<int64_t>(cnt[2 * row], K);
+    const int64_t na = std::min<int64_t>(cnt[2 * row + 1], n);
+    const HalfIndex* nb = nbr + row * K;
     __m512d ax = _mm512_setzero_pd(), ay = ax, az = ax, ae = ax;
     // the row's blocks of eight slots: ceil(na / 8) over its A neighbours, then
     // ceil((n - na) / 8) over its B neighbours (each segment's pairs share coefficients), walked
@@ -1072,13 +1229,14 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
           __mmask8((1u << std::min<int64_t>(k1 - kb, kLanes)) - 1u);
       // lanes past the segment point at spare accumulator rows N + l (their updates below
       // are zeros; never at a real particle: no chain of updates through one row)
-      const __m512i j =
-          _mm512_sub_epi64(_mm512_mask_loadu_epi64(vspare, valid, nb + kb), vbase);
-      q.j4 = _mm512_slli_epi64(j, 2);
+      // (eight int32 entries: a 16-lane load with the low lanes enabled, never past the row)
+      const __m256i j = _mm256_sub_epi32(
+          _mm512_castsi512_si256(_mm512_mask_loadu_epi32(vspare, valid, nb + kb)), vbase);
+      q.j4 = _mm256_slli_epi32(j, 2);
       const __m512d zero = _mm512_setzero_pd();
-      __m512d dx = _mm512_sub_pd(xi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P, 8));
-      __m512d dy = _mm512_sub_pd(yi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 1, 8));
-      __m512d dz = _mm512_sub_pd(zi, _mm512_mask_i64gather_pd(zero, valid, q.j4, P + 2, 8));
+      __m512d dx = _mm512_sub_pd(xi, _mm512_mask_i32gather_pd(zero, valid, q.j4, P, 8));
+      __m512d dy = _mm512_sub_pd(yi, _mm512_mask_i32gather_pd(zero, valid, q.j4, P + 1, 8));
+      __m512d dz = _mm512_sub_pd(zi, _mm512_mask_i32gather_pd(zero, valid, q.j4, P + 2, 8));
       dx = _mm512_fnmadd_pd(vLx, _mm512_roundscale_pd(_mm512_mul_pd(dx, viLx), kRound), dx);
       dy = _mm512_fnmadd_pd(vLy, _mm512_roundscale_pd(_mm512_mul_pd(dy, viLy), kRound), dy);
       dz = _mm512_fnmadd_pd(vLz, _mm512_roundscale_pd(_mm512_mul_pd(dz, viLz), kRound), dz);
@@ -1143,8 +1301,8 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
       const __m512d r46 = _mm512_permutex2var_pd(t0, rows_hi, t2);  // row 4 | row 6
       const __m512d r13 = _mm512_permutex2var_pd(t1, rows_lo, t3);  // row 1 | row 3
       const __m512d r57 = _mm512_permutex2var_pd(t1, rows_hi, t3);  // row 5 | row 7
-      alignas(64) int64_t j4[8];
-      _mm512_store_si512(j4, q.j4);
+      alignas(32) HalfIndex j4[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(j4), q.j4);
       auto update = [&](int64_t at, __m256d r) {
         double* a = acc + at;
         _mm256_storeu_pd(a, _mm256_sub_pd(_mm256_loadu_pd(a), r));
@@ -1194,7 +1352,7 @@ void half_rows_avx512(const double* P, double* acc, const int64_t* nbr, const in
 // and the rows transposed into vectors; the neighbours' updates are transposed back into rows
 // and subtracted row by row (AVX2 has no scatter; the j of one row are distinct).
 template <bool with_energy>
-void half_rows_avx2(const double* P, double* acc, const int64_t* nbr, const int64_t* cnt,
+void half_rows_avx2(const double* P, double* acc, const HalfIndex* nbr, const HalfIndex* cnt,
                     const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
                     int64_t first, int64_t last, double Lx, double Ly, double Lz, double& w,
                     double& rmin) {
@@ -1214,9 +1372,9 @@ void half_rows_avx2(const double* P, double* acc, const int64_t* nbr, const int6
     const __m256d xi = _mm256_set1_pd(P[4 * li]), yi = _mm256_set1_pd(P[4 * li + 1]),
                   zi = _mm256_set1_pd(P[4 * li + 2]);
     const int64_t ti2 = 2 * types[row];
-    const int64_t n = std::min(cnt[2 * row], K);
-    const int64_t na = std::min(cnt[2 * row + 1], n);
-    const int64_t* nb = nbr + row * K;
+    const int64_t n = std::min<int64_t>(cnt[2 * row], K);
+    const int64_t na = std::min<int64_t>(cnt[2 * row + 1], n);
+    const HalfIndex* nb = nbr + row * K;
     __m256d ax[2] = {zero, zero}, ay[2] = {zero, zero}, az[2] = {zero, zero};
     __m256d e[2] = {zero, zero}, wl[2] = {zero, zero};
     const __m256d inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
@@ -1330,7 +1488,7 @@ void half_rows_avx2(const double* P, double* acc, const int64_t* nbr, const int6
 // The rows of one chunk: the AVX-512 (or AVX2) version where ``simd`` (simd_loops_for<T>()),
 // the portable one otherwise.
 template <typename T, bool with_energy>
-void half_rows(bool simd, const T* P, T* acc, const int64_t* nbr, const int64_t* cnt,
+void half_rows(bool simd, const T* P, T* acc, const HalfIndex* nbr, const HalfIndex* cnt,
                const int64_t* types, const PairTable& tab, int64_t b, int64_t N, int64_t K,
                int64_t first, int64_t last, T Lx, T Ly, T Lz, double& w, double& rmin) {
 #if defined(__AVX512F__)
@@ -1364,7 +1522,7 @@ struct NoPreparation {
 };
 
 template <typename T, bool with_energy, typename Before = NoPreparation>
-void half_pair_kernel(const T* c, const int64_t* nbr, const int64_t* cnt, const int64_t* types,
+void half_pair_kernel(const T* c, const HalfIndex* nbr, const HalfIndex* cnt, const int64_t* types,
                       const T* box, const PairTable& tab, int64_t B, int64_t N, int64_t K, T* f,
                       T* energy, double* virial, double* min_ratio,
                       const Before& before = Before()) {
@@ -1469,10 +1627,11 @@ void check_half_layout(const torch::Tensor& coords, const torch::Tensor& neighbo
   const auto B = coords.size(1), N = coords.size(2);
   TORCH_CHECK(neighbors.dim() == 3 && neighbors.size(0) == B && neighbors.size(1) == N,
               "neighbors must be (B, N, K)");
-  TORCH_CHECK(neighbors.scalar_type() == torch::kInt64 && counts.scalar_type() == torch::kInt64 &&
-                  types.scalar_type() == torch::kInt64,
-              "neighbors, counts and types must be int64");
+  TORCH_CHECK(neighbors.scalar_type() == torch::kInt32 && counts.scalar_type() == torch::kInt32,
+              "half-list neighbors and counts must be int32");
+  TORCH_CHECK(types.scalar_type() == torch::kInt64, "types must be int64");
   TORCH_CHECK(counts.numel() == 2 * B * N, "half-list counts must be (B, N, 2)");
+  check_half_size(B, N);
   TORCH_CHECK(types.numel() == B * N, "types must be (B, N)");
   TORCH_CHECK(box.scalar_type() == coords.scalar_type() && box.numel() == 3 * B,
               "box must be (B, 3) with the dtype of coords");
@@ -1485,8 +1644,8 @@ torch::Tensor half_forces(torch::Tensor coords, torch::Tensor neighbors, torch::
   const auto B = coords.size(1), N = coords.size(2), K = neighbors.size(2);
   auto out = torch::empty_like(coords);
   AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_half_forces", [&] {
-    half_pair_kernel<scalar_t, false>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
-                               counts.data_ptr<int64_t>(), types.data_ptr<int64_t>(),
+    half_pair_kernel<scalar_t, false>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<HalfIndex>(),
+                               counts.data_ptr<HalfIndex>(), types.data_ptr<int64_t>(),
                                box.data_ptr<scalar_t>(), tab, B, N, K, out.data_ptr<scalar_t>(),
                                nullptr, nullptr, nullptr);
   });
@@ -1505,8 +1664,8 @@ std::vector<torch::Tensor> half_energy_virial(torch::Tensor coords, torch::Tenso
   auto virial = torch::empty({B}, dopts);
   auto min_ratio = torch::empty({B}, dopts);
   AT_DISPATCH_FLOATING_TYPES(coords.scalar_type(), "kalj_half_energy_virial", [&] {
-    half_pair_kernel<scalar_t, true>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<int64_t>(),
-                               counts.data_ptr<int64_t>(), types.data_ptr<int64_t>(),
+    half_pair_kernel<scalar_t, true>(coords.data_ptr<scalar_t>(), neighbors.data_ptr<HalfIndex>(),
+                               counts.data_ptr<HalfIndex>(), types.data_ptr<int64_t>(),
                                box.data_ptr<scalar_t>(), tab, B, N, K, f.data_ptr<scalar_t>(),
                                energy.data_ptr<scalar_t>(), virial.data_ptr<double>(),
                                min_ratio.data_ptr<double>());
@@ -1552,8 +1711,8 @@ std::vector<torch::Tensor> rebuild_half_forces(torch::Tensor coords, torch::Tens
     scalar_t* ref = reference.data_ptr<scalar_t>();
     int64_t* img = images.data_ptr<int64_t>();
     const scalar_t* L = box.data_ptr<scalar_t>();
-    int64_t* counts_p = counts.data_ptr<int64_t>();
-    int64_t* neighbors_p = neighbors.data_ptr<int64_t>();
+    HalfIndex* counts_p = counts.data_ptr<HalfIndex>();
+    HalfIndex* neighbors_p = neighbors.data_ptr<HalfIndex>();
     const int64_t* types_p = types.data_ptr<int64_t>();
     const double* lsq_p = lsq.data_ptr<double>();
     auto before = [&](int64_t b) {
@@ -1665,7 +1824,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return false;
 #endif
       },
-      "whether the build has explicitly vectorised loops (AVX-512, or AVX2 force rows)");
+      "whether the build has explicitly vectorised loops (AVX-512, or AVX2 force rows and "
+      "list appends)");
   m.def(
       "use_simd", [](bool on) { simd_on.store(on); },
       "switch the explicitly vectorised loops on or off (for comparisons in one build)");
