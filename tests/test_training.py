@@ -381,17 +381,12 @@ def test_a_batch_of_one_graph_trains_exactly_like_the_one_graph_step(files):
     torch.testing.assert_close(pair, (one + two) / 2, rtol=1e-5, atol=1e-6)
     assert torch.isfinite(both["loss"]) and torch.isfinite(second["loss"])
 
-    # every term (L_Var and L_Corr normalised per graph) and the gradients: the batch of two is
-    # the mean of its graphs, each graph's terms computed on its own slice
-    def frozen_step(batch):
-        trainer.model.zero_grad()
-        terms = trainer.batch_losses(batch, weights, batched=True)[1]
-        terms["loss"].backward()
-        return terms, [p.grad.clone() for p in trainer.model.parameters()]
-
-    first_terms, first_grads = frozen_step(graphs[:1])
-    second_terms, second_grads = frozen_step(graphs[1:])
-    pair_terms, pair_grads = frozen_step(graphs)
+    # every term (L_Var and L_Corr normalised per graph) and the gradients, with the running
+    # statistics frozen (eval mode): the batch of two is the mean of its graphs, each graph's
+    # terms computed on its own slice
+    first_terms, first_grads = step(graphs[:1], True)
+    second_terms, second_grads = step(graphs[1:], True)
+    pair_terms, pair_grads = step(graphs, True)
     assert weights.w_var > 0 and weights.w_corr > 0, weights  # the warm-up is over
     for name in pair_terms:
         mean = (first_terms[name] + second_terms[name]) / 2
